@@ -1,0 +1,1 @@
+"""Tenant-specific configuration of RAG pipelines."""
