@@ -328,9 +328,11 @@ def to_config_error(exc: ValidationError) -> ConfigValidationError:
         message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             message = _unknown_field_message(err["loc"])
-        elif err["type"] not in {"missing"} and not ctx.get("field") and "input" in err:
+        elif err["type"] != "missing" and not ctx.get("field") and "input" in err:
             shown = repr(err["input"])
-            message += f" (got {shown if len(shown) <= 40 else shown[:37] + '...'})"
+            shown = shown if len(shown) <= 40 else shown[:37] + "..."
+            if shown not in message:
+                message += f" (got {shown})"
         errors.append(FieldError(field, message, err["type"]))
     return ConfigValidationError(errors)
 
