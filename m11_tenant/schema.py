@@ -104,7 +104,10 @@ def load_catalog(data_dir: Path = DATA_DIR) -> Catalog:
 
 # --------------------------------------------------------------------------- tenant ids
 
-TENANT_ID_RULE = "3-64 characters: lowercase ASCII letters, digits, '_' or '-', starting with a letter or digit"
+TENANT_ID_RULE = (
+    "3-64 characters: lowercase ASCII letters, digits, '_' or '-', starting with a letter "
+    "or digit"
+)
 _TENANT_ID_RE = re.compile(r"[a-z0-9][a-z0-9_-]{2,63}")
 RESERVED_TENANT_IDS = frozenset(
     {"default", "admin", "root", "system", "api", "all", "audit", "config", "console",

@@ -74,7 +74,8 @@ class SQLiteStore(TransactionalStore):
                 {"version": int, "name": str, "applied_at": str}, pk="version",
                 if_not_exists=True,
             )
-            done = {row["version"] for row in self.db.query("SELECT version FROM schema_migrations")}
+            done = {row["version"]
+                    for row in self.db.query("SELECT version FROM schema_migrations")}
             for version, name, migrate in SQLITE_MIGRATIONS:
                 if version not in done:
                     migrate(self.db)
