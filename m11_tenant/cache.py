@@ -9,10 +9,13 @@ reads fall back to while the database is down.
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import fakeredis
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 CachePayload = dict[str, Any]  # {"version": int, "config": dict | None, "updated_at": ...}
 
@@ -28,17 +31,27 @@ def make_redis_client(url: str | None) -> redis.Redis | None:
         return fakeredis.FakeRedis(server=fakeredis.FakeServer())
     if url == "":
         return None
-    return redis.Redis.from_url(url, socket_connect_timeout=1.0, socket_timeout=1.0)
+    # One quick retry, no backoff: a config read must not wait seconds for a dead Redis.
+    return redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5,
+                                retry=Retry(NoBackoff(), 1))
 
 
 class ConfigCache:
-    """Tenant configs in Redis, with hit/miss counters and a health flag."""
+    """Tenant configs in Redis, with hit/miss counters and a health flag.
+
+    After a Redis error the cache stays out of the way for ``pause_after_error`` seconds
+    (every call is a miss without touching the network), so an outage costs one timeout
+    per pause rather than one per request.
+    """
 
     def __init__(self, client: redis.Redis | None, *, ttl: int = 300,
-                 last_known_good_ttl: int = 86_400, prefix: str = "m11:"):
+                 last_known_good_ttl: int = 86_400, prefix: str = "m11:",
+                 pause_after_error: float = 2.0):
         self.client, self.ttl, self.lkg_ttl, self.prefix = client, ttl, last_known_good_ttl, prefix
+        self.pause_after_error = pause_after_error
         self.hits = self.misses = self.errors = 0
         self.last_error: str | None = None
+        self._paused_until = 0.0
 
     @property
     def enabled(self) -> bool:
@@ -82,23 +95,26 @@ class ConfigCache:
         return self.errors == before
 
     def ping(self) -> bool:
+        """Ask Redis now, even while paused; success ends the pause."""
         if not self.enabled:
             return False
+        self._paused_until = 0.0
         before = self.errors
         self._call("ping")
-        if self.errors == before:
-            self.last_error = None
-            return True
-        return False
+        return self.errors == before
 
     def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         if self.client is None:
+            return None
+        if self._paused_until and time.monotonic() < self._paused_until:
+            self.errors += 1
             return None
         try:
             result = getattr(self.client, method)(*args, **kwargs)
         except (redis.RedisError, OSError) as exc:
             self.errors += 1
             self.last_error = f"{type(exc).__name__}: {exc}"
+            self._paused_until = time.monotonic() + self.pause_after_error
             return None
-        self.last_error = None
+        self.last_error, self._paused_until = None, 0.0
         return result

@@ -9,7 +9,7 @@ that one class, or a branch of it::
     │   └── TemplateError                            prompt template or variable refused
     ├── ConfigNotFoundError (also a LookupError)     nothing stored for that tenant/version
     ├── VersionConflictError                         a write carried a stale version
-    ├── TenantLockedError                        tenant locked its config against bulk changes
+    ├── TenantLockedError                            locked against platform bulk changes
     ├── ServiceUnavailableError                      a backing service is down
     │   └── StoreUnavailableError                    the database is down: writes are refused
     └── QueryRefusedError                            the RAG pipeline refused a query
