@@ -45,9 +45,13 @@ class Finding:
     advice: str
 
 
-def find_injection(text: str) -> str | None:
-    """Return a short reason if ``text`` looks like a prompt injection, else ``None``."""
-    finding = check_injection(text)
+def find_injection(text: str, *, template: bool = False) -> str | None:
+    """Return a short reason if ``text`` looks like a prompt injection, else ``None``.
+
+    ``template=True`` reads single-brace ``{name}`` as a live placeholder (see
+    :func:`check_injection`).
+    """
+    finding = check_injection(text, template=template)
     return None if finding is None else finding.reason
 
 
@@ -189,11 +193,17 @@ def _rejoin_spaced(words: str) -> str:
     return " ".join(out)
 
 
+_HYPHEN_BREAK = re.compile(r"(?<=[a-z])-[ \t]*\n[ \t]*(?=[a-z])")
+
+
 def _phrase_views(norm: str) -> Iterator[str]:
+    """The phrase rules run on each view: plain, letter-spacing re-joined, leetspeak
+    undone (1 read as i, then as l), ROT13 and reversed."""
     seen: set[str] = set()
+    norm = _HYPHEN_BREAK.sub("", norm)
     for source in (norm, norm.translate(_LEET_I), norm.translate(_LEET_L)):
         words = _words(source)
-        for view in (words, _rejoin_spaced(words), words.translate(_ROT13)):
+        for view in (words, _rejoin_spaced(words), words.translate(_ROT13), words[::-1]):
             if view not in seen:
                 seen.add(view)
                 yield view
@@ -334,7 +344,8 @@ _PHRASES: list[tuple[str, re.Pattern[str]]] = [(label, re.compile(pattern)) for 
 
 # Scripts the confusable map would garble are matched on the folded text instead.
 _NATIVE_PHRASES = [
-    re.compile(r"(?:игнорируй|игнорируйте|проигнорируй|забудь|забудьте)\s+(?:все\s+)?"
+    # matched after accents are stripped, so й reads as и
+    re.compile(r"(?:игнорируи|игнорируите|проигнорируи|забудь|забудьте)\s+(?:все\s+)?"
                r"(?:предыдущие|прошлые|прежние|вышеуказанные|свои)\s+"
                r"(?:инструкции|указания|правила)"),
     re.compile(r"(?:忽略|无视|忘记|忽视)(?:掉)?(?:之前|以上|先前|上面|前面|上述|所有)"
@@ -369,7 +380,7 @@ def _scheme(name: str) -> str:
 # "javascript:" as a URL (something right after the colon), not a mention of the scheme
 # followed by a space as in "what a javascript: URL does".
 _SCRIPT_URL = re.compile(rf"(?:{_scheme('javascript')}|{_scheme('vbscript')}|"
-                         rf"{_scheme('livescript')})(?=\t*[^\s])")
+                         rf"{_scheme('livescript')})(?=\t*[^\s'\"`)\].,;:!?])")
 _DATA_URL = re.compile(_scheme("data") + r"(?:[a-z-]+/[\w.+-]+)?[;,]")
 _LINK_TARGET_SCHEME = re.compile(
     r"\]\s*\(\s*<?\s*(?:" + "|".join(_scheme(s) for s in
@@ -379,7 +390,7 @@ _URL = re.compile(
     r"(?:[a-z][a-z0-9+.-]*:)?//[^\s<>\"'`]+|\bwww\.[^\s<>\"'`]+"
     r"|[a-z0-9{}_-]+(?:\.[a-z0-9{}_-]+)*\.[a-z]{2,}(?::\d+)?/[^\s<>\"'`]*")
 _LINK_TARGET = re.compile(r"\]\s*\(([^)\n]*)\)")
-_BRACED = re.compile(r"\{+\s*[a-z_][a-z0-9_]*\s*\}+")
+_BRACED = re.compile(r"(\{+)\s*([a-z_][a-z0-9_]*)\s*\}+")
 
 _B64_RUN = re.compile(r"[A-Za-z0-9+/_-]{16,}={0,2}")
 _HEX_RUN = re.compile(r"(?:[0-9a-fA-F]{2}){12,}")
@@ -421,7 +432,18 @@ def _phrase_finding(norm: str, folded: str) -> Finding | None:
     return None
 
 
-def _markup_finding(norm: str) -> Finding | None:
+def _url_leak(url: str, template: bool) -> bool:
+    """Does this URL carry per-request data? ``{query}``/``{context}`` in any brace form
+    invite the model to fill them in; in a template any live ``{name}`` is substituted."""
+    for match in _BRACED.finditer(url):
+        if match.group(2) in ("query", "context"):
+            return True
+        if template and len(match.group(1)) % 2 == 1:
+            return True
+    return False
+
+
+def _markup_finding(norm: str, template: bool) -> Finding | None:
     if match := _ROLE_LINE.search(norm) or _ALPACA.search(norm):
         return Finding("role_marker",
                        f"a role marker at a line start {_snippet(match.group().strip())}",
@@ -449,7 +471,7 @@ def _markup_finding(norm: str) -> Finding | None:
                        + "; plain section tags such as <context> without attributes are fine")
     for match in [*_URL.finditer(norm), *_LINK_TARGET.finditer(norm)]:
         url = match.group()
-        if _BRACED.search(url):
+        if _url_leak(url, template):
             return Finding("url_placeholder",
                            f"a URL that embeds a placeholder {_snippet(url)}",
                            "a link must not carry the query, the context or any "
@@ -467,7 +489,7 @@ def _decoded_runs(text: str) -> Iterator[str]:
         body = run.rstrip("=")
         for offset in range(4):
             chunk = body[offset:]
-            chunk = chunk[: len(chunk) - len(chunk) % 4]
+            chunk = chunk[:-1] if len(chunk) % 4 == 1 else chunk + "=" * (-len(chunk) % 4)
             if len(chunk) < 16:
                 continue
             try:
@@ -486,15 +508,21 @@ def _looks_like_text(decoded: str) -> bool:
     return len(decoded) >= 8 and readable >= 0.75 * len(decoded)
 
 
-def check_injection(text: str, *, _depth: int = 0) -> Finding | None:
+def check_injection(text: str, *, template: bool = False, _depth: int = 0) -> Finding | None:
     """Return the first :class:`Finding` for ``text``, or ``None`` when it looks clean.
 
     Only the phrase, role, markup and link rules run here; the character policy is
     :func:`find_forbidden_character`, which the validators apply first.
+
+    Link policy: fixed http(s) links are fine. A link that embeds ``{query}`` or
+    ``{context}`` is refused wherever it appears (it sends the user's question or the
+    retrieved documents to that site); with ``template=True`` a link that embeds any live
+    ``{placeholder}`` is refused too, because a template should hold whole links in one
+    variable rather than assemble them. Markdown images are always refused.
     """
     folded = _fold(text)
     norm = folded.translate(_CONFUSABLES).casefold()
-    finding = _phrase_finding(norm, folded) or _markup_finding(norm)
+    finding = _phrase_finding(norm, folded) or _markup_finding(norm, template)
     if finding is not None or _depth >= 2:
         return finding
     for decoded in _decoded_runs(unicodedata.normalize("NFKC", text)):

@@ -231,7 +231,7 @@ def validate_template(template: str, variables: Iterable[str] = ()) -> ParsedTem
         names = ", ".join("{" + name + "}" for name in unknown)
         raise _fail(f"unknown placeholder {names}: declare it in prompt_variables, or use "
                     "{query} or {context}", "unknown_placeholder")
-    finding = check_injection(template)
+    finding = check_injection(template, template=True)
     if finding is not None:
         raise _fail(f"the template contains {finding.reason}: {finding.advice}", "injection")
     return parsed
