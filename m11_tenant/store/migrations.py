@@ -41,3 +41,52 @@ SQLITE_MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]
     (1, "tenant configs, history, audit log", _sqlite_v1_core),
     (2, "daily usage ledger", _sqlite_v2_usage),
 ]
+
+
+# PostgreSQL: the same tables, with JSONB for configs and diffs. Timestamps stay ISO-8601
+# text, exactly as the shared write algorithm produces them, so both backends return
+# byte-identical records (and the contract suite compares them). Each step is SQL run in
+# the migration transaction.
+POSTGRES_MIGRATIONS: list[tuple[int, str, str]] = [
+    (1, "tenant configs, history, audit log", """
+        CREATE TABLE tenant_configs (
+            tenant_id  text PRIMARY KEY,
+            config     jsonb NOT NULL,
+            version    integer NOT NULL,
+            updated_at text NOT NULL,
+            updated_by text NOT NULL
+        );
+        CREATE TABLE config_history (
+            tenant_id  text NOT NULL,
+            version    integer NOT NULL,
+            config     jsonb NOT NULL,
+            created_at text NOT NULL,
+            created_by text NOT NULL,
+            action     text NOT NULL,
+            PRIMARY KEY (tenant_id, version)
+        );
+        CREATE TABLE audit_log (
+            id        bigserial PRIMARY KEY,
+            at        text NOT NULL,
+            actor     text NOT NULL,
+            role      text NOT NULL,
+            tenant_id text NOT NULL,
+            action    text NOT NULL,
+            version   integer,
+            diff      jsonb NOT NULL,
+            reason    text
+        );
+        CREATE INDEX audit_log_tenant_id ON audit_log (tenant_id, id);
+    """),
+    (2, "daily usage ledger", """
+        CREATE TABLE usage_daily (
+            tenant_id         text NOT NULL,
+            day               date NOT NULL,
+            queries           integer NOT NULL,
+            prompt_tokens     bigint NOT NULL,
+            completion_tokens bigint NOT NULL,
+            cost_usd          double precision NOT NULL,
+            PRIMARY KEY (tenant_id, day)
+        );
+    """),
+]
