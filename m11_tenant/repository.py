@@ -3,9 +3,9 @@
 Reads go near cache (validated objects in this process) -> Redis -> database -> defaults;
 writes are validated, stored in one transaction, then dropped from this process's near
 cache and from Redis, and announced to every other process. Faults degrade instead of
-failing: Redis down means the database serves; the database down means the last known good copy serves and writes are
-refused with a clear error, so an acknowledged write is never lost and a failed write
-changes nothing.
+failing: Redis down means the database serves; the database down means the last known
+good copy serves and writes are refused with a clear error, so an acknowledged write is
+never lost and a failed write changes nothing.
 """
 
 from __future__ import annotations
