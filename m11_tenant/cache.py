@@ -20,6 +20,7 @@ import contextlib
 import json
 import threading
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -70,6 +71,11 @@ class ConfigCache:
         return self.client is not None
 
     @property
+    def paused(self) -> bool:
+        """True while calls are skipped after an error."""
+        return bool(self._paused_until) and time.monotonic() < self._paused_until
+
+    @property
     def healthy(self) -> bool:
         return self.last_error is None
 
@@ -107,17 +113,20 @@ class ConfigCache:
         raw = self._call("get", self.last_known_good_key(tenant_id))
         return None if raw is None else json.loads(raw)
 
-    def invalidate(self, tenant_id: str, version: int = 0) -> bool:
+    def invalidate(self, tenant_id: str, version: int = 0, origin: str = "") -> bool:
         """Delete the tenant's entry and announce it to every process; False if Redis is down.
 
         ``version`` (the version just written; 0 after a delete) travels with the
         announcement, so a listener can also refuse an older copy that a slow reader puts
-        back into Redis after the delete.
+        back into Redis after the delete. ``origin`` names the writer's near cache, which
+        was already invalidated and ignores its own echo. It is sent even while the cache
+        pauses after an error: a lost invalidation costs more than one more timeout.
         """
         if not self.enabled:
             return True
+        self._paused_until = 0.0
         before = self.errors
-        message = f"{tenant_id} {version}" if version else tenant_id
+        message = f"{tenant_id} {version} {origin}"
 
         def delete_and_publish(pipe: Any) -> None:
             pipe.delete(self.key(tenant_id))
@@ -188,9 +197,10 @@ class NearCache:
         if max_entries < 1:
             raise ValueError(f"max_entries must be at least 1, got {max_entries}")
         self.max_entries, self.ttl, self.clock = max_entries, ttl, clock
+        self.id = uuid.uuid4().hex[:12]  # tells this process's own announcements apart
         self.enabled = False
         self.hits = self.misses = self.evictions = self.invalidations = self.clears = 0
-        self._entries: OrderedDict[str, tuple[Any, float]] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[Any, float, int]] = OrderedDict()
         self._lock = threading.Lock()
         self._seq = 0  # bumped by every invalidation and clear
         self._cleared_at = 0
@@ -236,7 +246,7 @@ class NearCache:
                 return False
             if version < self.newest_version(tenant_id):
                 return False
-            self._entries[tenant_id] = (value, self.clock() + self.ttl)
+            self._entries[tenant_id] = (value, self.clock() + self.ttl, version)
             self._entries.move_to_end(tenant_id)
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
@@ -244,11 +254,17 @@ class NearCache:
             return True
 
     def invalidate(self, tenant_id: str, version: int = 0) -> None:
-        """Drop one tenant; ``version`` is the newest one written (0: unknown / deleted)."""
+        """Drop one tenant; ``version`` is the newest one written (0: unknown / deleted).
+
+        An entry already at ``version`` or newer stays: the announcement arrived after
+        this process had read the write it announces.
+        """
         with self._lock:
             self._seq += 1
             self.invalidations += 1
-            self._entries.pop(tenant_id, None)
+            entry = self._entries.get(tenant_id)
+            if entry is not None and not (version and entry[2] >= version):
+                del self._entries[tenant_id]
             newest = max(version, self.newest_version(tenant_id))
             self._marks[tenant_id] = (self._seq, newest)
             if len(self._marks) > max(1024, self.max_entries):
@@ -300,9 +316,14 @@ class InvalidationListener:
     """
 
     def __init__(self, client: redis.Redis, channel: str, near: NearCache, *,
-                 heartbeat: float = 5.0, poll: float = 0.5):
+                 heartbeat: float = 5.0, poll: float = 0.5,
+                 on_subscribed: Callable[[], None] | None = None):
         self.client, self.channel, self.near = client, channel, near
         self.heartbeat, self.poll = heartbeat, poll
+        # Called (in the listener thread) each time the subscription is confirmed: the
+        # moment to resend the invalidations this process could not send while Redis was
+        # away, so other processes do not keep an old copy until the TTL.
+        self.on_subscribed = on_subscribed
         self.status = "connecting"
         self.reconnects = 0
         self.ready = threading.Event()
@@ -362,8 +383,9 @@ class InvalidationListener:
 
     def _apply(self, data: bytes | str) -> None:
         text = data.decode() if isinstance(data, bytes) else data
-        tenant_id, _, version = text.partition(" ")
-        self.near.invalidate(tenant_id, int(version) if version.isdigit() else 0)
+        tenant_id, version, origin = [*text.split(" "), "", ""][:3]
+        if origin != self.near.id:  # the writer invalidated its own copy before announcing
+            self.near.invalidate(tenant_id, int(version) if version.isdigit() else 0)
 
     def _subscribed(self) -> None:
         if self.ready.is_set():
@@ -371,6 +393,8 @@ class InvalidationListener:
         self.near.enable()
         self.status = "ok"
         self.ready.set()
+        if self.on_subscribed is not None:
+            self.on_subscribed()
 
     def _lost(self, error: str) -> None:
         self.near.disable()

@@ -60,6 +60,9 @@ class TenantConfigRepository:
         # with the version written: their cached copy may be stale, so reads bypass it
         # until the delete (and its announcement) succeeds.
         self._stale_in_cache: dict[str, int] = {}
+        self._origin = near.id if near is not None else ""
+        if listener is not None:
+            listener.on_subscribed = self._retry_invalidations
 
     # ---- reads --------------------------------------------------------------------------
     def get_config(self, tenant_id: str) -> TenantConfig:
@@ -76,7 +79,8 @@ class TenantConfigRepository:
                 self.stats.record_load(tenant_id, "near", (time.perf_counter() - started) * 1e6)
                 return hit
         validate_tenant_id(tenant_id)
-        self._retry_invalidations()
+        if self._stale_in_cache and not self.cache.paused:
+            self._retry_invalidations()
         token = near.token() if near is not None else 0
         payload = None if tenant_id in self._stale_in_cache else self.cache.get(tenant_id)
         if payload is not None and near is not None \
@@ -228,7 +232,7 @@ class TenantConfigRepository:
         version = 0 if deleting else record.version
         if self.near is not None:
             self.near.invalidate(tenant_id, version)  # read-your-writes in this process
-        if not self.cache.invalidate(tenant_id, version):
+        if not self.cache.invalidate(tenant_id, version, self._origin):
             self._stale_in_cache[tenant_id] = version
         return record
 
@@ -240,9 +244,12 @@ class TenantConfigRepository:
             raise
 
     def _retry_invalidations(self) -> None:
+        # Also run by the listener thread: compare before dropping, in case a newer write
+        # of the same tenant failed to invalidate meanwhile.
         for tenant_id, version in list(self._stale_in_cache.items()):
-            if self.cache.invalidate(tenant_id, version):
-                del self._stale_in_cache[tenant_id]
+            if self.cache.invalidate(tenant_id, version, self._origin) \
+                    and self._stale_in_cache.get(tenant_id) == version:
+                self._stale_in_cache.pop(tenant_id, None)
 
     # ---- operations ---------------------------------------------------------------------
     def health(self) -> dict[str, Any]:

@@ -48,6 +48,23 @@ def tenant_id() -> str:
     return f"t-{uuid.uuid4().hex[:12]}"
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``services`` run only when both service URLs are set (``.ci/run``).
+
+    They are deselected, not skipped, on a laptop without services; with
+    ``M11_REQUIRE_SERVICES`` set, a missing URL stops the run instead.
+    """
+    if REAL_DATABASE_URL and REAL_REDIS_URL:
+        return
+    if os.environ.get("M11_REQUIRE_SERVICES"):
+        raise pytest.UsageError("M11_REQUIRE_SERVICES is set but M11_TEST_DATABASE_URL or "
+                                "M11_TEST_REDIS_URL is not: set both (see .ci/run)")
+    kept = [item for item in items if item.get_closest_marker("services") is None]
+    if len(kept) != len(items):
+        config.hook.pytest_deselected(items=[i for i in items if i not in kept])
+        items[:] = kept
+
+
 DATABASES = ["sqlite"] + (["postgresql"] if REAL_DATABASE_URL else [])
 CACHES = ["fakeredis"] + (["redis"] if REAL_REDIS_URL else [])
 
