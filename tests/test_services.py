@@ -306,6 +306,14 @@ def test_concurrent_first_writes_of_a_new_tenant_lose_nothing(database_url, tena
         s.close()
 
 
+def test_tenants_list_in_byte_order_on_every_backend(store, tenant_id):
+    """PostgreSQL would sort by its locale ('-' and '_' ignored) without COLLATE "C"."""
+    ids = [f"{tenant_id}{suffix}" for suffix in ("_a", "-b", "0", "a", "-a", "_b")]
+    for tid in ids:
+        store.write(tid, lambda _c: {}, Change())
+    assert [t for t in store.list_tenants(limit=100) if t.startswith(tenant_id)] == sorted(ids)
+
+
 def test_a_postgres_url_to_a_closed_port_fails_clearly():
     url = f"postgresql://postgres@127.0.0.1:{free_port()}/test"
     with pytest.raises(StoreUnavailableError, match="cannot connect to the database"):
