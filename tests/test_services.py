@@ -246,6 +246,19 @@ def test_health_reports_the_subscription(nrepo):
     assert (health["status"], health["services"]["subscription"]) == ("degraded", "stopped")
 
 
+def test_heartbeat_pings_are_answered_and_keep_the_subscription(redis_client, prefix):
+    near = NearCache()
+    listener = InvalidationListener(redis_client, f"{prefix}hb", near, heartbeat=0.05,
+                                    poll=0.01).start()
+    try:
+        assert listener.ready.wait(15)
+        start = near.clears
+        time.sleep(0.5)  # ten heartbeat periods of silence
+        assert (listener.status, listener.reconnects, near.clears) == ("ok", 0, start)
+    finally:
+        listener.stop()
+
+
 def test_warm_start_loads_every_tenant(store, redis_client, prefix, tenant_id):
     writer = TenantConfigRepository(store, ConfigCache(redis_client, prefix=prefix))
     ids = [f"{tenant_id}-{n:02d}" for n in range(40)]
@@ -447,9 +460,11 @@ def test_redis_killed_mid_run_then_restarted(database_url, own_redis, prefix, te
         assert health["services"]["subscription"].startswith("down")
         assert health["services"]["cache"].startswith("down")
 
+        assert writer._stale_in_cache == {tenant_id: 2}  # its announcement could not go out
         own_redis.start()  # same port, empty
         assert eventually(lambda: reader.listener.status == "ok"
                           and writer.listener.status == "ok")
+        assert eventually(lambda: not writer._stale_in_cache)  # resent on resubscribing
         assert reader.listener.reconnects >= 1
         assert eventually(lambda: reader.get_record(tenant_id).source == "near")
         assert reader.get_config(tenant_id).top_k == 2
