@@ -47,8 +47,19 @@ class Catalog:
 
 def default_catalog() -> Catalog:
     """The catalog in ``data/`` (models.json, plans.json), via the schema's loader."""
-    from m11_tenant.schema import load_catalog
+    try:
+        from m11_tenant.schema import load_catalog
+    except ImportError:  # TODO: remove when m11_tenant.schema lands
+        import json
+        from types import SimpleNamespace
 
+        from m11_tenant.rag.corpus import DATA_DIR
+
+        def read(name: str, key: str) -> dict[str, Any]:
+            rows = json.loads((DATA_DIR / name).read_text())[key]
+            return {r["name"]: SimpleNamespace(**r) for r in rows}
+
+        return Catalog(read("models.json", "models"), read("plans.json", "plans"))
     return catalog_from(load_catalog())
 
 
