@@ -239,7 +239,7 @@ def test_model_and_fallback_both_failing_is_a_clear_refusal_and_records_nothing(
     ledger = InMemoryLedger()
     cfg = make_config(model="gpt-4-turbo", fallback_model="gpt-3.5-turbo", plan="starter",
                       max_retries=1)
-    with pytest.raises(ModelUnavailableError, match="tried gpt-4-turbo → gpt-3.5-turbo") as info:
+    with pytest.raises(ModelUnavailableError, match=r"tried gpt-4-turbo → gpt-3\.5-turbo") as info:
         live(fake, {"acme": cfg}, ledger).query("acme", Q)
     assert len(info.value.detail["attempts"]) == 4
     assert ledger.rows == {}
