@@ -58,7 +58,8 @@ def test_hybrid_scores_are_the_documented_mix():
 def test_reranking_reorders_the_top_k_candidates_and_keeps_rerank_top_n():
     ix = fixture_index()
     plain = ix.search(CACHE_Q, top_k=5, alpha=0.0)
-    reranked = ix.search(CACHE_Q, top_k=5, alpha=0.0, rerank=True, rerank_top_n=2)
+    reranked = ix.search(CACHE_Q, top_k=5, alpha=0.0, rerank=True, rerank_top_n=2,
+                         reranker="cosine")
     assert reranked.reranked and len(reranked.hits) == 2
     assert set(ids(reranked)) <= set(ids(plain))  # only candidates come back
     assert ids(reranked) != ids(plain)[:2]
@@ -90,3 +91,23 @@ def test_search_is_deterministic():
 def test_out_of_range_parameters_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         fixture_index().search(CACHE_Q, **kwargs)
+
+
+def test_the_default_rrf_reranker_fuses_keyword_and_semantic_ranks():
+    ix = fixture_index()
+    r = ix.search(CACHE_Q, top_k=5, alpha=0.0, rerank=True)
+    assert r.reranker == "rrf"
+    n = len(r.candidates)
+    kw_rank = {h.passage.id: i for i, h in enumerate(sorted(r.candidates, key=lambda h: -h.bm25))}
+    sem_rank = {h.passage.id: i for i, h in
+                enumerate(sorted(r.candidates, key=lambda h: -h.cosine))}
+    for h in r.hits:
+        assert h.score == pytest.approx(1 / (61 + kw_rank[h.passage.id])
+                                        + 1 / (61 + sem_rank[h.passage.id]))
+    assert ids(r)[0] == "f04" and n == 5
+
+
+def test_query_vectors_are_cached_by_text():
+    ix = fixture_index()
+    v1 = ix.embed_query("a question asked by every tenant")
+    assert ix.embed_query("a question asked by every tenant") is v1

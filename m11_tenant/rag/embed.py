@@ -200,6 +200,7 @@ def load_or_build_embeddings(corpus: Corpus, embedder: Embedder, *,
             npy.parent.mkdir(parents=True, exist_ok=True)
             with tempfile.NamedTemporaryFile(dir=npy.parent, suffix=".npy", delete=False) as fh:
                 np.save(fh, vectors)
+            os.chmod(fh.name, 0o644)  # a temp file is created 0600
             os.replace(fh.name, npy)
             meta_path.write_text(json.dumps(want, indent=2) + "\n")
         except OSError:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -70,7 +71,13 @@ class HybridIndex:
     """
 
     def __init__(self, corpus: Corpus | None = None, embedder: Embedder | None = None, *,
-                 vectors: np.ndarray | None = None, save_vectors: bool = True):
+                 vectors: np.ndarray | None = None, save_vectors: bool = True,
+                 query_cache: int = 256):
+        # Query vectors by text: the same sample questions run for every tenant (previews,
+        # the cross-tenant check) and embedding is most of a query's time.
+        self._qcache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._qcache_size = query_cache
+        self._qlock = threading.Lock()
         t0 = time.perf_counter()
         self.corpus = corpus if corpus is not None else load_corpus()
         self.embedder = embedder if embedder is not None else MiniLMEmbedder()
@@ -95,8 +102,22 @@ class HybridIndex:
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Raw BM25, raw cosine, and the query vector, for every passage."""
         if query_vector is None:
-            query_vector = self.embedder.embed([query])[0]
+            query_vector = self.embed_query(query)
         return self.bm25.scores(query), self.vectors @ query_vector, query_vector
+
+    def embed_query(self, query: str) -> np.ndarray:
+        """The query's vector (from a small LRU cache when the same text was seen recently)."""
+        with self._qlock:
+            if query in self._qcache:
+                self._qcache.move_to_end(query)
+                return self._qcache[query]
+        vector = self.embedder.embed([query])[0]
+        if self._qcache_size > 0:
+            with self._qlock:
+                self._qcache[query] = vector
+                while len(self._qcache) > self._qcache_size:
+                    self._qcache.popitem(last=False)
+        return vector
 
     def search(self, query: str, *, top_k: int = 5, alpha: float = 0.5,
                rerank: bool = False, rerank_top_n: int | None = None,
