@@ -13,7 +13,8 @@
 - ``generation="openai"``: always live; without a key every query fails clearly.
 
 **The offline generator** is extractive: for each retrieved passage (in rank order) it takes
-the sentence that shares the most question words, and joins them with ``[n]`` citations
+the sentence that shares the most question words (later passages only if that sentence
+shares enough of them), and joins them with ``[n]`` citations
 (``n`` = the passage's number in ``{context}``), stopping at ``max_tokens`` (counted with
 the model's tokenizer). It ignores ``temperature`` and the prompt's instructions: it shows
 what the retrieval found, not what an LLM would write. Its token usage is an estimate
@@ -59,14 +60,21 @@ def offline_answer(question: str, passages: Sequence[Passage], prompt: str, *,
     qterms = set(tokenize(question))
     picked: list[tuple[int, str]] = []
     seen: set[str] = set()
+    # A later passage's sentence must share at least half as many question words as the
+    # best one so far (and two, when the question has two): one common word is not an answer.
+    bar = min(2, len(qterms))
     for n, passage in enumerate(passages, 1):
         best, best_score = None, 0
         for sent in split_sentences(passage.text):
             score = len(qterms & set(tokenize(sent)))
             if score > best_score:  # first sentence wins a tie: it usually states the point
                 best, best_score = sent, score
-        if best is None and n == 1 and passage.text:
-            best = split_sentences(passage.text)[0]
+        if n == 1 and passage.text:
+            if best is None:  # the top passage always speaks, even without shared words
+                best = split_sentences(passage.text)[0]
+            bar = max(1, min(bar, best_score), -(-best_score // 2))
+        elif best_score < bar:
+            best = None
         if best is not None and best not in seen:
             seen.add(best)
             picked.append((n, best))
