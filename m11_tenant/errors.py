@@ -9,13 +9,13 @@ that one class, or a branch of it::
     │   └── TemplateError                            prompt template or variable refused
     ├── ConfigNotFoundError (also a LookupError)     nothing stored for that tenant/version
     ├── VersionConflictError                         a write carried a stale version
-    ├── TenantLockedError                            the tenant locked its config against bulk changes
+    ├── TenantLockedError                            locked against platform bulk changes
     ├── ServiceUnavailableError                      a backing service is down
     │   └── StoreUnavailableError                    the database is down: writes are refused
     └── QueryRefusedError                            the RAG pipeline refused a query
         ├── QuotaExceededError                       daily query quota used up
         ├── BudgetExceededError                      monthly budget used up
-        └── ModelUnavailableError                    no usable model (missing key, all retries failed)
+        └── ModelUnavailableError                    no usable model (no key, retries failed)
 
 Messages are built only from the inputs, never from addresses or times, so notebook
 outputs stay stable, and each says what to do next.

@@ -1,0 +1,5 @@
+import sys
+
+from m11_tenant.cli import main
+
+sys.exit(main())

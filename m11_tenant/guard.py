@@ -1,0 +1,535 @@
+"""The prompt-injection guard shared by template and prompt-variable validation.
+
+Tenant text (a template, a variable value) ends up inside the prompt the model reads, so
+it must not carry instructions aimed at the model, markup aimed at the user's browser, or
+links that smuggle the user's question out. The guard is a deny-list, and deny-lists are
+never complete: ``bench/injection_guard.py`` measures what it catches, what it misses and
+what it refuses wrongly. Two rules keep it honest:
+
+* match on a *normalised* view, so cheap disguises do not work: HTML entities decoded,
+  Unicode tag characters decoded, NFKC, accents and zero-width/format characters removed,
+  Cyrillic/Greek lookalikes mapped to Latin, case folded, punctuation and whitespace
+  collapsed (and, for the phrase rules, letter-spaced words re-joined, leetspeak and ROT13
+  undone, base64/hex runs decoded);
+* keep each rule narrow enough that ordinary tenant text passes: "never ignore the
+  compliance team's instructions" or "explain what a javascript: URL does" are fine.
+
+Character policy (:func:`find_forbidden_character`) is separate and strict: control
+characters other than ``\\n`` and ``\\t``, bidirectional controls, Unicode tag characters,
+line/paragraph separators, unpaired surrogates and variation-selector runs are refused
+outright, because they change what a reviewer sees without changing what the model reads.
+
+Everything here is pure; messages are built only from the input.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import html
+import re
+import unicodedata
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+__all__ = ["Finding", "check_injection", "find_forbidden_character", "find_injection",
+           "normalize"]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """What the guard found: a rule id, a short reason, and what the author can do."""
+
+    rule: str
+    reason: str
+    advice: str
+
+
+def find_injection(text: str, *, template: bool = False) -> str | None:
+    """Return a short reason if ``text`` looks like a prompt injection, else ``None``.
+
+    ``template=True`` reads single-brace ``{name}`` as a live placeholder (see
+    :func:`check_injection`).
+    """
+    finding = check_injection(text, template=template)
+    return None if finding is None else finding.reason
+
+
+# --------------------------------------------------------------------------- characters
+
+_BIDI = frozenset(
+    [0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+)
+
+
+def find_forbidden_character(text: str) -> str | None:
+    """Return why ``text`` holds a character we refuse outright, or ``None``.
+
+    Allowed controls are ``\\n`` and ``\\t`` only: a template or a variable may span lines,
+    and role markers at line starts are caught by :func:`check_injection`.
+    """
+    vs_run = 0
+    for pos, ch in enumerate(text):
+        cp = ord(ch)
+        where = f"U+{cp:04X} at position {pos}"
+        if 0xFE00 <= cp <= 0xFE0F:
+            vs_run += 1
+            if vs_run > 1:
+                return (f"a run of variation selectors ({where}), which can hide data "
+                        "inside an emoji; remove them")
+            continue
+        vs_run = 0
+        if ch in "\n\t":
+            continue
+        if ch == "\r":
+            return f"a carriage return ({where}); use \\n line breaks"
+        if cp < 0x20 or 0x7F <= cp <= 0x9F:
+            return f"a control character ({where}); remove it"
+        if cp in _BIDI:
+            return (f"a bidirectional control character ({where}), which makes text "
+                    "display differently from what is stored; remove it")
+        if 0xE0000 <= cp <= 0xE007F:
+            return f"a Unicode tag character ({where}), which is invisible text; remove it"
+        if 0xE0100 <= cp <= 0xE01EF:
+            return f"an invisible variation selector ({where}); remove it"
+        if cp in (0x2028, 0x2029):
+            return f"a line/paragraph separator ({where}); use \\n line breaks"
+        if 0xD800 <= cp <= 0xDFFF:
+            return f"an unpaired surrogate ({where}); send valid UTF-8 text"
+    return None
+
+
+# --------------------------------------------------------------------------- normalising
+
+# Lookalikes NFKC leaves alone. Uppercase and lowercase are listed separately because some
+# letters only look Latin in one case (Greek capital eta looks like H, small eta like n).
+_CONFUSABLES = str.maketrans({
+    # Cyrillic
+    "А": "a", "а": "a", "В": "b", "в": "b", "С": "c", "с": "c", "Е": "e", "е": "e",
+    "Ё": "e", "ё": "e", "Н": "h", "н": "h", "І": "i", "і": "i", "Ї": "i", "ї": "i",
+    "Ј": "j", "ј": "j", "К": "k", "к": "k", "М": "m", "м": "m", "О": "o", "о": "o",
+    "Р": "p", "р": "p", "Ѕ": "s", "ѕ": "s", "Т": "t", "т": "t", "У": "y", "у": "y",
+    "Х": "x", "х": "x", "Ү": "y", "ү": "y", "Һ": "h", "һ": "h", "Ԁ": "d", "ԁ": "d",
+    "Ԛ": "q", "ԛ": "q", "Ԝ": "w", "ԝ": "w", "ԍ": "g", "Ӏ": "l", "ӏ": "l", "п": "n",
+    "г": "r",
+    # Greek
+    "Α": "a", "α": "a", "Β": "b", "β": "b", "Ε": "e", "ε": "e", "Ζ": "z", "Η": "h",
+    "η": "n", "Ι": "i", "ι": "i", "Κ": "k", "κ": "k", "Μ": "m", "Ν": "n", "ν": "v",
+    "Ο": "o", "ο": "o", "Ρ": "p", "ρ": "p", "Τ": "t", "τ": "t", "Υ": "y", "υ": "u",
+    "Χ": "x", "χ": "x", "Ϲ": "c", "ϲ": "c", "ϳ": "j", "ω": "w",
+    # Latin small capitals and dotless letters
+    "ı": "i", "ȷ": "j", "ɩ": "i", "ɪ": "i", "ɡ": "g", "ʀ": "r", "ᴀ": "a", "ʙ": "b",
+    "ᴄ": "c", "ᴅ": "d", "ᴇ": "e", "ɢ": "g", "ʜ": "h", "ᴊ": "j", "ᴋ": "k", "ʟ": "l",
+    "ᴍ": "m", "ɴ": "n", "ᴏ": "o", "ᴘ": "p", "ꜱ": "s", "ᴛ": "t", "ᴜ": "u", "ᴠ": "v",
+    "ᴡ": "w", "ʏ": "y", "ᴢ": "z",
+    # Armenian
+    "օ": "o", "ս": "u", "հ": "h", "ո": "n",
+})
+
+# Blank "letters" (category Lo/So, so not caught as format characters) used to pad words.
+_INVISIBLE = dict.fromkeys(map(ord, "\u115f\u1160\u3164\uffa0\u2800\u034f"))
+_LINE_BREAKS = str.maketrans({"\r": "\n", "\x0b": "\n", "\x0c": "\n", "\x85": "\n",
+                              "\u2028": "\n", "\u2029": "\n"})
+_LEET_I = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t",
+                         "@": "a", "$": "s"})
+_LEET_L = str.maketrans({"0": "o", "1": "l", "3": "e", "4": "a", "5": "s", "7": "t",
+                         "@": "a", "$": "s"})
+_ROT13 = str.maketrans("abcdefghijklmnopqrstuvwxyz", "nopqrstuvwxyzabcdefghijklm")
+
+
+def _decode_tags(text: str) -> str:
+    """Unicode tag characters shadow ASCII one to one: make the hidden text visible."""
+    return "".join(chr(ord(c) - 0xE0000) if 0xE0020 <= ord(c) <= 0xE007E else c
+                   for c in text)
+
+
+def _unescape(text: str) -> str:
+    for _ in range(3):  # double-encoded entities (&amp;#58;) need a second pass
+        decoded = html.unescape(text)
+        if decoded == text:
+            break
+        text = decoded
+    return text
+
+
+def _fold(text: str) -> str:
+    """NFKC, accents stripped, format characters removed; case kept."""
+    text = _unescape(_decode_tags(text)).translate(_LINE_BREAKS)
+    text = unicodedata.normalize("NFKD", text)
+    text = "".join(c for c in text
+                   if unicodedata.category(c) not in ("Mn", "Cf") and ord(c) not in _INVISIBLE)
+    return unicodedata.normalize("NFKC", text)
+
+
+def normalize(text: str) -> str:
+    """The view most rules match on: folded, lookalikes mapped to Latin, case-folded.
+
+    Whitespace and punctuation are kept, so line starts and URLs are still visible.
+    """
+    return _fold(text).translate(_CONFUSABLES).casefold()
+
+
+def _words(text: str) -> str:
+    """Letters and digits only, one space between runs: separators no longer matter."""
+    return " ".join(re.findall(r"[a-z0-9]+", text))
+
+
+def _rejoin_spaced(words: str) -> str:
+    """Join runs of single letters ("i g n o r e" -> "ignore"); phrase rules allow a
+    missing space between words, so the words after the join still line up."""
+    out: list[str] = []
+    run: list[str] = []
+    for token in [*words.split(" "), ""]:
+        if len(token) == 1:
+            run.append(token)
+            continue
+        if len(run) >= 3:
+            out.append("".join(run))
+        else:
+            out.extend(run)
+        run = []
+        if token:
+            out.append(token)
+    return " ".join(out)
+
+
+_HYPHEN_BREAK = re.compile(r"(?<=[a-z])-[ \t]*\n[ \t]*(?=[a-z])")
+
+
+def _phrase_views(norm: str) -> Iterator[str]:
+    """The phrase rules run on each view: plain, letter-spacing re-joined, leetspeak
+    undone (1 read as i, then as l), ROT13 and reversed."""
+    seen: set[str] = set()
+    norm = _HYPHEN_BREAK.sub("", norm)
+    for source in (norm, norm.translate(_LEET_I), norm.translate(_LEET_L)):
+        words = _words(source)
+        for view in (words, _rejoin_spaced(words), words.translate(_ROT13), words[::-1]):
+            if view not in seen:
+                seen.add(view)
+                yield view
+
+
+# --------------------------------------------------------------------------- phrase rules
+
+J = " ?"  # between words: one space, or none once letter-spaced text was re-joined
+
+
+def _alt(words: str) -> str:
+    return "(?:" + "|".join(w.replace(" ", J) for w in words.split("|")) + ")"
+
+
+_NEG = r"(?<!\bnot )(?<!\bnever )(?<!\bdont )(?<!\bdon t )(?<!\bnor )(?<!\bno )"
+
+_VERB = _alt(
+    "ignore|ignoring|disregard|disregarding|forget|forgetting|override|overriding|overwrite"
+    "|bypass|discard|dismiss|abandon|neglect|set aside|throw away|erase"
+    "|stop following|no longer follow|do not follow|dont follow|don t follow|stop obeying"
+    "|do not obey|don t obey"
+)
+_FILL = _alt(
+    "all|any|every|each|the|your|my|these|those|this|that|of|everything|what|was|were|you"
+    "|ve|have|been|told|said|given|instead|now|just|please|and|above|before"
+)
+_QUAL = _alt(
+    "previous|previously|prior|above|earlier|preceding|foregoing|original|initial|given"
+    "|system|developer|safety|aforementioned|preset|built in|hidden|moderation"
+)
+_NOUN = _alt(
+    "instructions|instruction|rules|rule|prompts|prompt|directions|directives|directive"
+    "|guidelines|guideline|commands|command|orders|constraints|restrictions|guardrails"
+    "|policies|policy|context|messages|message|text|content|conversation|programming"
+    "|training|settings|limitations|filters|safeguards|guidance|input|tasks|task|requests"
+    "|everything|lines|words|sentences"
+)
+_STRICT_NOUN = _alt(
+    "instructions|instruction|rules|prompts|prompt|directives|guidelines|guardrails"
+    "|restrictions|constraints|programming|policies|safeguards|filters|limitations"
+    "|system prompt"
+)
+_POS = _alt("above|before|so far|until now|previously|earlier|up to now|up to this point")
+
+_ROM_VERB = _alt(
+    "ignora|ignore|ignoren|ignorar|ignorez|ignorer|ignores|olvida|olvide|olviden|olvidar"
+    "|descarta|descarte|omite|omita|desestima|desobedece|no sigas|no hagas caso a"
+    "|no hagas caso de|oublie|oubliez|oublier|neglige|negligez|ne tiens pas compte de"
+    "|ne tenez pas compte de|ne tiens pas compte des|ne tenez pas compte des"
+    "|dimentica|dimenticate|esquece|esqueca|desconsidere|desconsidera"
+)
+_ROM_FILL = _alt(
+    "todas|todos|todo|las|los|lo|tus|sus|mis|de|a|el|la|que|se|te|han|dado|dicho"
+    "|toutes|tous|tout|les|tes|vos|ses|des|ce|qui|l|tutte|tutti|le|gli|tue|tuoi|as|os"
+    "|suas|tuas|seus|teus|e|et|y|sistema"
+)
+_ROM_NOUN = _alt(
+    "instrucciones|instruccion|reglas|indicaciones|ordenes|directrices|normas|consignas"
+    "|instructions|instruction|regles|directives|ordres|indications|istruzioni|regole"
+    "|indicazioni|instrucoes|instrucao|regras|ordens|diretrizes|prompt|mensajes|messages"
+)
+_ROM_QUAL = _alt(
+    "anteriores|anterior|previas|previos|precedentes|de arriba|dadas|originales|iniciales"
+    "|del sistema|precedentes|anterieures|anterieurs|ci dessus|d avant|initiales"
+    "|du systeme|precedenti|sopra|iniziali|di sistema|acima|do sistema|originais"
+)
+_ROM_ALL = _alt("todas|toutes|tutte|tous|tutti|todos")
+
+_DE_VERB = _alt(
+    "ignoriere|ignorieren|ignorier|ignoriert|vergiss|vergesst|vergessen|missachte"
+    "|missachten|uberspringe|verwirf|verwerfe|beachte nicht|negeer|vergeet"
+)
+_DE_FILL = _alt(
+    "alle|alles|die|deine|ihre|sie|bitte|samtliche|jegliche|den|der|was|dir|bisher|gesagt"
+    "|wurde|zuvor|de|je|jouw|eerdere"
+)
+_DE_QUAL = _alt(
+    "vorherigen|vorherige|bisherigen|bisherige|obigen|obige|vorigen|vorangegangenen"
+    "|vorangehenden|fruheren|ursprunglichen|vorhergehenden|vorige|eerdere|voorgaande"
+)
+_DE_NOUN = _alt(
+    "anweisungen|anweisung|instruktionen|regeln|befehle|vorgaben|anordnungen|richtlinien"
+    "|hinweise|systemprompt|prompt|instructies|regels|opdrachten"
+)
+
+_PHRASES: list[tuple[str, re.Pattern[str]]] = [(label, re.compile(pattern)) for label, pattern in [
+    ("instruction-override phrase",
+     rf"{_NEG}\b{_VERB}(?:{J}{_FILL}){{0,4}}{J}{_QUAL}(?:{J}{_QUAL}|{J}{_FILL}){{0,2}}{J}{_NOUN}\b"),
+    ("instruction-override phrase",
+     rf"{_NEG}\b{_VERB}(?:{J}{_FILL}){{0,5}}{J}{_POS}\b"),
+    ("instruction-override phrase",
+     rf"{_NEG}\b{_VERB}{J}(?:all|any|every|your)(?:{J}{_FILL}){{0,2}}(?:{J}{_QUAL}){{0,2}}"
+     rf"{J}{_STRICT_NOUN}\b"),
+    ("prompt-leak request",
+     rf"{_NEG}\b(?:print|reveal|show|repeat|output|display|tell me|leak|dump|disclose|expose"
+     rf"|recite|write out|give me|spell out|echo)(?:{J}(?:me|back|out|all|of|us)){{0,2}}"
+     rf"{J}(?:your|the|its)(?:{J}(?:full|entire|exact|complete|verbatim|whole)){{0,2}}"
+     rf"{J}(?:system|initial|original|hidden|secret|developer|previous|pre)"
+     rf"{J}(?:prompt|prompts|instructions|message|rules|configuration)\b"),
+    ("prompt-leak request",
+     rf"{_NEG}\b(?:repeat|print|output|reveal|copy|echo)(?:{J}(?:everything|all|the|text"
+     rf"|words|lines|content|instructions|of)){{1,3}}{J}(?:above|before)\b"),
+    ("mode-switch phrase",
+     rf"\byou{J}(?:are|re|r){J}(?:now{J})?(?:in{J}|an?{J})?(?:dan|developer|dev|god"
+     rf"|jailbreak|jailbroken|unrestricted|unfiltered|uncensored|debug|admin|root|sudo"
+     rf"|evil|chaos|maintenance){J}(?:mode|ai|model|assistant|version)\b"),
+    ("mode-switch phrase",
+     rf"\b(?:enter|enable|activate|switch to|entering|enabling){J}(?:god|jailbreak|dan"
+     rf"|unrestricted|unfiltered|uncensored|sudo){J}mode\b"),
+    ("mode-switch phrase", rf"\bdo{J}anything{J}now\b|\bact{J}as{J}(?:dan|an?{J}"
+     rf"(?:unrestricted|unfiltered|uncensored|jailbroken))\b"),
+    ("mode-switch phrase",
+     rf"\byou{J}(?:are|re){J}no{J}longer{J}(?:bound|restricted|limited|an{J}ai|required)\b"
+     rf"|\bpretend{J}(?:that{J})?you{J}(?:have|had){J}no{J}(?:rules|restrictions"
+     rf"|guidelines|limits|filters)\b"),
+    ("instruction-override phrase",
+     rf"\byour{J}new{J}(?:instructions|rules|task|role|purpose|objective){J}(?:are|is)\b"
+     rf"|\b(?:new|updated|real|true|actual){J}system{J}prompt\b"
+     rf"|\b(?:system|admin|developer|sudo|root){J}(?:prompt{J})?override\b"),
+    ("instruction-override phrase (es/fr/it/pt)",
+     rf"\b{_ROM_VERB}(?:{J}{_ROM_FILL}){{0,4}}{J}{_ROM_NOUN}(?:{J}{_ROM_FILL}){{0,1}}"
+     rf"{J}{_ROM_QUAL}\b"),
+    ("instruction-override phrase (es/fr/it/pt)",
+     rf"\b{_ROM_VERB}{J}{_ROM_ALL}(?:{J}{_ROM_FILL}){{0,2}}{J}{_ROM_NOUN}\b"),
+    ("instruction-override phrase (es/fr/it/pt)",
+     rf"\b{_ROM_VERB}(?:{J}(?:todo|tout|tutto|tudo)){{0,1}}{J}(?:lo{J}anterior|ce{J}qui"
+     rf"{J}precede|lo{J}de{J}arriba|quanto{J}sopra|cio{J}che{J}precede|o{J}que{J}foi{J}dito"
+     rf"|acima)\b"),
+    ("instruction-override phrase (de/nl)",
+     rf"\b{_DE_VERB}(?:{J}{_DE_FILL}){{0,3}}{J}{_DE_QUAL}{J}{_DE_NOUN}\b"),
+    ("instruction-override phrase (de/nl)",
+     rf"\b{_DE_QUAL}{J}{_DE_NOUN}(?:{J}{_DE_FILL}){{0,2}}{J}(?:ignorieren|vergessen"
+     rf"|missachten|negeren|vergeten)\b"),
+    ("instruction-override phrase (de/nl)",
+     rf"\b{_DE_VERB}(?:{J}{_DE_FILL}){{0,2}}{J}alles{J}(?:oben|vorherige|bisherige|zuvor"
+     rf"|davor|bisher|vorher)\b"),
+]]
+
+# Scripts the confusable map would garble are matched on the folded text instead.
+_NATIVE_PHRASES = [
+    # matched after accents are stripped, so й reads as и
+    re.compile(r"(?:игнорируи|игнорируите|проигнорируи|забудь|забудьте)\s+(?:все\s+)?"
+               r"(?:предыдущие|прошлые|прежние|вышеуказанные|свои)\s+"
+               r"(?:инструкции|указания|правила)"),
+    re.compile(r"(?:忽略|无视|忘记|忽视)(?:掉)?(?:之前|以上|先前|上面|前面|上述|所有)"
+               r"(?:的)?(?:所有|全部)?(?:的)?(?:指令|指示|说明|规则|提示)"),
+]
+
+
+# --------------------------------------------------------------------------- markup rules
+
+_ROLE_LINE = re.compile(
+    r"^[ \t>#*_=|\-\[(]*(system|assistant|developer)"
+    r"(?:[ \t]+(?:prompt|message|note|notice|instructions?|override|update|response))?"
+    r"[ \t*_\])]*:", re.MULTILINE)
+_ALPACA = re.compile(r"^[ \t]*#{2,}[ \t]*(instruction|response|system)[ \t]*:?[ \t]*$",
+                     re.MULTILINE)
+_TURN_TOKEN = re.compile(
+    r"<\|[^|<>\n]{1,40}\|>|\[/?inst\]|<<\s*/?\s*sys\s*>>|</?(?:system|assistant|developer"
+    r"|start_of_turn|end_of_turn|im_start|im_end)\b[^<>]*>")
+_HTML_COMMENT = re.compile(r"<!--")
+_ACTIVE_TAG = re.compile(
+    r"</?(script|iframe|frame|frameset|object|embed|applet|img|image|svg|math|style"
+    r"|link|meta|base|form|input|button|textarea|select|video|audio|source|track|a|body"
+    r"|html|marquee|details|template|portal|noscript|xmp|bgsound|isindex|keygen|picture"
+    r"|param|area|map)(?=[\s/>])")
+_TAG_WITH_ATTRIBUTES = re.compile(r"<[a-z][\w:-]*(?:\s+|/)[^<>]*=[^<>]*>")
+
+
+def _scheme(name: str) -> str:
+    return r"(?<![a-z0-9])" + r"[\s\x00-\x1f]*".join(name) + r"[\s\x00-\x1f]*:"
+
+
+# "javascript:" as a URL (something right after the colon), not a mention of the scheme
+# followed by a space as in "what a javascript: URL does".
+_SCRIPT_URL = re.compile(rf"(?:{_scheme('javascript')}|{_scheme('vbscript')}|"
+                         rf"{_scheme('livescript')})(?=\t*[^\s'\"`)\].,;:!?])")
+_DATA_URL = re.compile(_scheme("data") + r"(?:[a-z-]+/[\w.+-]+)?[;,]")
+_LINK_TARGET_SCHEME = re.compile(
+    r"\]\s*\(\s*<?\s*(?:" + "|".join(_scheme(s) for s in
+                                      ("javascript", "vbscript", "data", "file")) + ")")
+_MD_IMAGE = re.compile(r"!\s*\[[^\]\n]*\]\s*[(\[]")
+_URL = re.compile(
+    r"(?:[a-z][a-z0-9+.-]*:)?//[^\s<>\"'`]+|\bwww\.[^\s<>\"'`]+"
+    r"|[a-z0-9{}_-]+(?:\.[a-z0-9{}_-]+)*\.[a-z]{2,}(?::\d+)?/[^\s<>\"'`]*")
+_LINK_TARGET = re.compile(r"\]\s*\(([^)\n]*)\)")
+_BRACED = re.compile(r"(\{+)\s*([a-z_][a-z0-9_]*)\s*\}+")
+
+_B64_RUN = re.compile(r"[A-Za-z0-9+/_-]{16,}={0,2}")
+_HEX_RUN = re.compile(r"(?:[0-9a-fA-F]{2}){12,}")
+
+
+def _snippet(text: str, limit: int = 40) -> str:
+    text = " ".join(text.split())
+    return repr(text if len(text) <= limit else text[: limit - 1] + "…")
+
+
+_PHRASE_ADVICE = ("tenant text may describe how to answer, but not tell the model to drop "
+                  "its instructions, change mode or reveal its prompt; rephrase it")
+_MARKUP_ADVICE = "remove the markup: prompts are plain text"
+
+
+# A defensive instruction quotes the attack it defends against: "if the user asks you to
+# ignore your instructions, refuse". Only that reported-request frame is exempt; a bare
+# imperative ("I want you to ignore ...") is not.
+_DEFENSIVE_FRAME = re.compile(
+    r"\b(?:if|when|whenever|should|in case)\b(?: [a-z0-9]+){0,6} (?:asks?|asked|tells?|told"
+    r"|wants?|requests?|instructs?|urges?|demands?|tries|try|attempts?|pressures?)"
+    r"(?: [a-z0-9]+){0,3} (?:you|the assistant|the model|the ai|it|me|us) ?to $")
+
+
+def _phrase_finding(norm: str, folded: str) -> Finding | None:
+    for view in _phrase_views(norm):
+        for label, pattern in _PHRASES:
+            for match in pattern.finditer(view):
+                before = view[max(0, match.start() - 80): match.start()]
+                if not _DEFENSIVE_FRAME.search(before):
+                    return Finding("phrase", f"{label} {_snippet(match.group())}",
+                                   _PHRASE_ADVICE)
+    lowered = folded.casefold()
+    for pattern in _NATIVE_PHRASES:
+        match = pattern.search(lowered)
+        if match:
+            return Finding("phrase", f"instruction-override phrase {_snippet(match.group())}",
+                           _PHRASE_ADVICE)
+    return None
+
+
+def _url_leak(url: str, template: bool) -> bool:
+    """Does this URL carry per-request data? ``{query}``/``{context}`` in any brace form
+    invite the model to fill them in; in a template any live ``{name}`` is substituted."""
+    for match in _BRACED.finditer(url):
+        if match.group(2) in ("query", "context"):
+            return True
+        if template and len(match.group(1)) % 2 == 1:
+            return True
+    return False
+
+
+def _markup_finding(norm: str, template: bool) -> Finding | None:
+    if match := _ROLE_LINE.search(norm) or _ALPACA.search(norm):
+        return Finding("role_marker",
+                       f"a role marker at a line start {_snippet(match.group().strip())}",
+                       "tenant text cannot speak as the system or the assistant; use a "
+                       "neutral label such as 'Answer:' or 'Note:'")
+    if match := _TURN_TOKEN.search(norm):
+        return Finding("role_marker", f"a chat turn token {_snippet(match.group())}",
+                       "remove chat-format tokens; the pipeline builds the turns itself")
+    if match := _SCRIPT_URL.search(norm):
+        return Finding("url_scheme", f"a script URL {_snippet(match.group() + '…')}",
+                       "remove it: only http(s) links are allowed")
+    if match := _DATA_URL.search(norm):
+        return Finding("url_scheme", f"a data: URL {_snippet(match.group())}",
+                       "remove it: only http(s) links are allowed")
+    if match := _LINK_TARGET_SCHEME.search(norm):
+        return Finding("url_scheme", f"a link to a non-http scheme {_snippet(match.group())}",
+                       "remove it: only http(s) links are allowed")
+    if match := _MD_IMAGE.search(norm):
+        return Finding("markdown_image", f"a markdown image {_snippet(match.group() + '…')}",
+                       "remove the image: a UI that renders markdown would load it "
+                       "automatically (a zero-click exfiltration channel)")
+    if match := (_HTML_COMMENT.search(norm) or _ACTIVE_TAG.search(norm)
+                 or _TAG_WITH_ATTRIBUTES.search(norm)):
+        return Finding("html", f"HTML markup {_snippet(match.group())}", _MARKUP_ADVICE
+                       + "; plain section tags such as <context> without attributes are fine")
+    for match in [*_URL.finditer(norm), *_LINK_TARGET.finditer(norm)]:
+        url = match.group()
+        if _url_leak(url, template):
+            return Finding("url_placeholder",
+                           f"a URL that embeds a placeholder {_snippet(url)}",
+                           "a link must not carry the query, the context or any "
+                           "{placeholder} (it would send them to that site); put a fixed "
+                           "link in the text, or the whole link in one prompt variable")
+    return None
+
+
+def _decoded_runs(text: str) -> Iterator[str]:
+    """Text hidden in base64 or hex runs (each alignment tried, so a run glued to a word
+    still decodes)."""
+    squeezed = re.sub(r"\s+", "", text)
+    candidates = {m.group() for src in (text, squeezed) for m in _B64_RUN.finditer(src)}
+    for run in sorted(candidates):
+        body = run.rstrip("=")
+        for offset in range(4):
+            chunk = body[offset:]
+            chunk = chunk[:-1] if len(chunk) % 4 == 1 else chunk + "=" * (-len(chunk) % 4)
+            if len(chunk) < 16:
+                continue
+            try:
+                raw = base64.b64decode(chunk, altchars=b"-_" if re.search("[-_]", chunk)
+                                       else None, validate=True)
+            except (binascii.Error, ValueError):
+                continue
+            yield raw.decode("utf-8", errors="ignore")
+    for match in _HEX_RUN.finditer(text):
+        yield bytes.fromhex(match.group()).decode("utf-8", errors="ignore")
+
+
+def _looks_like_text(decoded: str) -> bool:
+    """Most random runs decode to binary noise; only text is worth checking again."""
+    readable = sum(ch.isalpha() or ch == " " for ch in decoded)
+    return len(decoded) >= 8 and readable >= 0.75 * len(decoded)
+
+
+def check_injection(text: str, *, template: bool = False, _depth: int = 0) -> Finding | None:
+    """Return the first :class:`Finding` for ``text``, or ``None`` when it looks clean.
+
+    Only the phrase, role, markup and link rules run here; the character policy is
+    :func:`find_forbidden_character`, which the validators apply first.
+
+    Link policy: fixed http(s) links are fine. A link that embeds ``{query}`` or
+    ``{context}`` is refused wherever it appears (it sends the user's question or the
+    retrieved documents to that site); with ``template=True`` a link that embeds any live
+    ``{placeholder}`` is refused too, because a template should hold whole links in one
+    variable rather than assemble them. Markdown images are always refused.
+    """
+    folded = _fold(text)
+    norm = folded.translate(_CONFUSABLES).casefold()
+    finding = _phrase_finding(norm, folded) or _markup_finding(norm, template)
+    if finding is not None or _depth >= 2:
+        return finding
+    for decoded in _decoded_runs(unicodedata.normalize("NFKC", text)):
+        if not _looks_like_text(decoded):
+            continue
+        inner = check_injection(decoded, _depth=_depth + 1)
+        if inner is not None:
+            return Finding("encoded", f"encoded text (base64/hex) that hides {inner.reason}",
+                           "remove the encoded text; " + inner.advice)
+    return None

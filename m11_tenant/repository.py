@@ -1,0 +1,239 @@
+"""The one API the rest of the code uses to read and change tenant configs.
+
+Reads go cache -> database -> defaults; writes are validated, stored in one transaction,
+then the cache entry is dropped. Faults degrade instead of failing: Redis down means the
+database serves; the database down means the last known good copy serves and writes are
+refused with a clear error, so an acknowledged write is never lost and a failed write
+changes nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from m11_tenant.cache import CachePayload, ConfigCache
+from m11_tenant.errors import (
+    ConfigNotFoundError,
+    ConfigValidationError,
+    StoreUnavailableError,
+)
+from m11_tenant.schema import TenantConfig, apply_update, validate_config, validate_tenant_id
+from m11_tenant.stats import LoadStats
+from m11_tenant.store import AuditEntry, Change, ConfigRecord, ConfigStore, HistoryEntry
+
+DEFAULT_CONFIG = TenantConfig()
+
+
+@dataclass(frozen=True)
+class ResolvedConfig:
+    """A tenant's effective config, and where it came from.
+
+    ``version`` is 0 when the tenant has nothing stored (it runs on the defaults).
+    ``source`` says where it was read: ``cache``, ``database``, ``last_known_good``, or
+    ``defaults`` (nothing stored, or nothing reachable);
+    ``degraded`` is True when a fault forced a fallback.
+    """
+
+    tenant_id: str
+    config: TenantConfig
+    version: int
+    source: str
+    degraded: bool = False
+    updated_at: str | None = None
+    updated_by: str | None = None
+
+
+class TenantConfigRepository:
+    """Get, update (merge or replace), delete, list, history, rollback and audit."""
+
+    def __init__(self, store: ConfigStore, cache: ConfigCache):
+        self.store, self.cache = store, cache
+        self.stats = LoadStats()
+        # Tenants whose cache entry could not be dropped (Redis was down at write time):
+        # their cached copy may be stale, so reads bypass it until the delete succeeds.
+        self._stale_in_cache: set[str] = set()
+
+    # ---- reads --------------------------------------------------------------------------
+    def get_config(self, tenant_id: str) -> TenantConfig:
+        """The tenant's effective config (the defaults when nothing is stored)."""
+        return self.get_record(tenant_id).config
+
+    def get_record(self, tenant_id: str) -> ResolvedConfig:
+        """The effective config with its version, source and degraded flag."""
+        validate_tenant_id(tenant_id)
+        started = time.perf_counter()
+        self._retry_invalidations()
+        payload = None if tenant_id in self._stale_in_cache else self.cache.get(tenant_id)
+        origin, degraded = "cache", False
+        if payload is None:
+            try:
+                record = self.store.get(tenant_id)
+            except StoreUnavailableError:
+                payload, degraded = self.cache.get_last_known_good(tenant_id), True
+                origin = "last_known_good"
+            else:
+                origin, payload = "database", _payload(record)
+                if tenant_id not in self._stale_in_cache:
+                    self.cache.put(tenant_id, payload)
+        resolved = self._resolve(tenant_id, payload, origin, degraded)
+        self.stats.record_load(tenant_id, origin, (time.perf_counter() - started) * 1e6)
+        return resolved
+
+    def _resolve(self, tenant_id: str, payload: CachePayload | None, source: str,
+                 degraded: bool) -> ResolvedConfig:
+        if payload is None or payload["config"] is None:
+            return ResolvedConfig(tenant_id, DEFAULT_CONFIG, 0, "defaults", degraded)
+        try:
+            config = validate_config(payload["config"])
+        except ConfigValidationError as exc:
+            raise ConfigValidationError(
+                exc.errors,
+                f"the stored config of tenant {tenant_id!r} (version {payload['version']}) no "
+                "longer validates (the catalog or plans changed?); fix it with "
+                "update_config(..., merge=False) or rollback() to a valid version",
+            ) from None
+        return ResolvedConfig(tenant_id, config, payload["version"], source, degraded,
+                              payload.get("updated_at"), payload.get("updated_by"))
+
+    def list_tenants(self, limit: int = 100, offset: int = 0) -> list[str]:
+        """Tenants with a stored config, sorted, one page at a time."""
+        return self.store.list_tenants(limit=limit, offset=offset)
+
+    def count_tenants(self) -> int:
+        return self.store.count_tenants()
+
+    def get_history(self, tenant_id: str) -> list[HistoryEntry]:
+        """Stored versions, newest first (the current one included; last N kept)."""
+        return self.store.history(validate_tenant_id(tenant_id))
+
+    def get_audit_log(self, tenant_id: str | None = None, limit: int = 100,
+                      offset: int = 0) -> list[AuditEntry]:
+        """Audit entries, newest first, optionally for one tenant."""
+        if tenant_id is not None:
+            validate_tenant_id(tenant_id)
+        return self.store.audit(tenant_id=tenant_id, limit=limit, offset=offset)
+
+    # ---- writes -------------------------------------------------------------------------
+    def update_config(self, tenant_id: str, updates: Mapping[str, Any] | TenantConfig,
+                      merge: bool = True, *, expected_version: int | None = None,
+                      actor: str = "system", role: str = "admin",
+                      reason: str | None = None) -> ResolvedConfig:
+        """Validate and store a change; ``merge=False`` resets unspecified fields to defaults.
+
+        Raises:
+            ConfigValidationError: the change is invalid; nothing was stored.
+            VersionConflictError: ``expected_version`` is stale; nothing was stored.
+            StoreUnavailableError: the database is down; nothing was stored.
+        """
+        validate_tenant_id(tenant_id)
+        if not merge:  # a replacement can be checked before taking the write lock
+            self._validated(tenant_id, lambda: apply_update(DEFAULT_CONFIG, updates, merge=False))
+        action = "update" if merge else "replace"
+
+        def build(current: ConfigRecord | None) -> dict[str, Any]:
+            base = DEFAULT_CONFIG if current is None else validate_config(current.config)
+            return self._validated(
+                tenant_id, lambda: apply_update(base, updates, merge=merge)
+            ).model_dump()
+
+        change = Change(actor, role, action, reason, expected_version)
+        return _written(self._commit(tenant_id, lambda: self.store.write(tenant_id, build, change)))
+
+    def rollback(self, tenant_id: str, version: int, *, expected_version: int | None = None,
+                 actor: str = "system", role: str = "admin",
+                 reason: str | None = None) -> ResolvedConfig:
+        """Restore a kept version as a new version (history is never rewritten).
+
+        Raises:
+            ConfigNotFoundError: that version is not (or no longer) kept.
+        """
+        kept = {entry.version: entry for entry in self.get_history(tenant_id)}
+        if version not in kept:
+            raise ConfigNotFoundError(
+                f"tenant {tenant_id!r} has no kept version {version}; kept versions: "
+                f"{sorted(kept) or 'none'}"
+            )
+        target = self._validated(tenant_id, lambda: validate_config(kept[version].config))
+        change = Change(actor, role, "rollback",
+                        reason or f"rollback to version {version}", expected_version)
+        return _written(self._commit(tenant_id, lambda: self.store.write(
+            tenant_id, lambda _current: target.model_dump(), change)))
+
+    def delete_config(self, tenant_id: str, *, expected_version: int | None = None,
+                      actor: str = "system", role: str = "admin",
+                      reason: str | None = None) -> None:
+        """Drop the stored config so the tenant runs on the defaults again.
+
+        Raises:
+            ConfigNotFoundError: nothing is stored for the tenant.
+        """
+        validate_tenant_id(tenant_id)
+        change = Change(actor, role, "delete", reason, expected_version)
+        self._commit(tenant_id, lambda: self.store.delete(tenant_id, change))
+
+    def _commit(self, tenant_id: str, write: Callable[[], ConfigRecord]) -> ConfigRecord:
+        """Run a store write, then drop the cache entry (or remember it is stale)."""
+        try:
+            record = write()
+        except StoreUnavailableError as exc:
+            raise StoreUnavailableError(
+                f"the database is unavailable, so the change to tenant {tenant_id!r} was NOT "
+                f"saved; retry when it is back ({exc})"
+            ) from exc
+        if not self.cache.invalidate(tenant_id):
+            self._stale_in_cache.add(tenant_id)
+        return record
+
+    def _validated(self, tenant_id: str, check: Any) -> TenantConfig:
+        try:
+            return check()
+        except ConfigValidationError:
+            self.stats.record_validation_error(tenant_id)
+            raise
+
+    def _retry_invalidations(self) -> None:
+        for tenant_id in list(self._stale_in_cache):
+            if self.cache.invalidate(tenant_id):
+                self._stale_in_cache.discard(tenant_id)
+
+    # ---- operations ---------------------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        """``{"status": "ok" | "degraded", "services": {...}}`` for ``/health``."""
+        try:
+            self.store.ping()
+            database = "ok"
+        except StoreUnavailableError as exc:
+            database = f"down: {exc}"
+        if not self.cache.enabled:
+            cache = "disabled"
+        else:
+            cache = "ok" if self.cache.ping() else f"down: {self.cache.last_error}"
+        degraded = database != "ok" or cache.startswith("down")
+        return {"status": "degraded" if degraded else "ok",
+                "services": {"database": database, "cache": cache}}
+
+    def get_stats(self, tenant_id: str | None = None) -> dict[str, Any]:
+        """Load latency percentiles, cache hit rate and validation errors."""
+        snapshot = self.stats.snapshot(tenant_id)
+        if tenant_id is None:
+            snapshot["cache"] = {"hits": self.cache.hits, "misses": self.cache.misses,
+                                 "errors": self.cache.errors, "enabled": self.cache.enabled}
+        return snapshot
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def _written(record: ConfigRecord) -> ResolvedConfig:
+    return ResolvedConfig(record.tenant_id, validate_config(record.config), record.version,
+                          "database", False, record.updated_at, record.updated_by)
+
+
+def _payload(record: ConfigRecord | None) -> CachePayload:
+    if record is None:
+        return {"version": 0, "config": None}
+    return {"version": record.version, "config": record.config,
+            "updated_at": record.updated_at, "updated_by": record.updated_by}

@@ -1,0 +1,486 @@
+"""The tenant configuration: one pydantic object, validated once, every field bounded.
+
+Everything that decides whether a config is acceptable lives here and is pure: the model
+catalog and plans (read from ``data/``), tenant-id rules, strict JSON parsing of payloads,
+and merge-versus-replace. Storage and caching only ever see configs that passed through
+:func:`validate_config`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, NoReturn
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from m11_tenant import templates
+from m11_tenant.errors import (
+    ConfigValidationError,
+    FieldError,
+    InvalidTenantIdError,
+    TemplateError,
+)
+
+DATA_DIR = Path(os.environ.get("M11_DATA_DIR", Path(__file__).resolve().parent.parent / "data"))
+
+# --------------------------------------------------------------------------- catalog
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """One entry of the model catalog: who serves it and what a token costs."""
+
+    name: str
+    provider: str
+    api_model: str
+    input_usd_per_1k: float
+    output_usd_per_1k: float
+    context_window: int
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a plan allows: models, the max_tokens cap, daily queries, monthly budget."""
+
+    name: str
+    allowed_models: tuple[str, ...]
+    max_tokens_cap: int
+    daily_queries: int
+    monthly_budget_usd: float
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """The models and plans a deployment offers, loaded from ``data/``."""
+
+    models: dict[str, ModelInfo]
+    plans: dict[str, Plan]
+
+    @property
+    def default_plan(self) -> Plan:
+        return next(iter(self.plans.values()))
+
+    def model(self, name: str) -> ModelInfo:
+        return self.models[name]
+
+    def plan(self, name: str) -> Plan:
+        return self.plans[name]
+
+
+@lru_cache(maxsize=4)
+def load_catalog(data_dir: Path = DATA_DIR) -> Catalog:
+    """Read ``models.json`` and ``plans.json``; adding a model or plan is a data change."""
+    models_doc = json.loads((data_dir / "models.json").read_text(encoding="utf-8"))
+    plans_doc = json.loads((data_dir / "plans.json").read_text(encoding="utf-8"))
+    models = {m["name"]: ModelInfo(**m) for m in models_doc["models"]}
+    plans = {
+        p["name"]: Plan(**{**p, "allowed_models": tuple(p["allowed_models"])})
+        for p in plans_doc["plans"]
+    }
+    for plan in plans.values():
+        unknown = set(plan.allowed_models) - set(models)
+        if unknown:
+            raise ValueError(f"plan {plan.name!r} allows models not in the catalog: {unknown}")
+    return Catalog(models=models, plans=plans)
+
+
+# --------------------------------------------------------------------------- tenant ids
+
+TENANT_ID_RULE = (
+    "3-64 characters: lowercase ASCII letters, digits, '_' or '-', starting with a letter "
+    "or digit"
+)
+_TENANT_ID_RE = re.compile(r"[a-z0-9][a-z0-9_-]{2,63}")
+RESERVED_TENANT_IDS = frozenset(
+    {"default", "admin", "root", "system", "api", "all", "audit", "config", "console",
+     "docs", "health", "metrics", "none", "null", "tenants"}
+)
+
+
+def validate_tenant_id(tenant_id: object) -> str:
+    """Return ``tenant_id`` unchanged if it follows the documented rule, else raise.
+
+    Nothing is normalised (no lowercasing, no stripping): ``"ACME"`` and ``"acme\\n"`` are
+    refused rather than silently turned into another tenant's key.
+
+    Raises:
+        InvalidTenantIdError: with the offending character and the rule.
+    """
+    if not isinstance(tenant_id, str):
+        raise InvalidTenantIdError(f"tenant id must be a string, got {type(tenant_id).__name__}")
+    if _TENANT_ID_RE.fullmatch(tenant_id):
+        if tenant_id in RESERVED_TENANT_IDS:
+            raise InvalidTenantIdError(f"tenant id {tenant_id!r} is reserved; choose another name")
+        return tenant_id
+    if not 3 <= len(tenant_id) <= 64:
+        problem = f"has {len(tenant_id)} characters"
+    elif not re.fullmatch(r"[a-z0-9]", tenant_id[0]):
+        problem = f"starts with {tenant_id[0]!r}"
+    else:
+        bad = next(ch for ch in tenant_id if not re.fullmatch(r"[a-z0-9_-]", ch))
+        problem = f"contains {bad!r}"
+    shown = tenant_id if len(tenant_id) <= 40 else tenant_id[:37] + "..."
+    raise InvalidTenantIdError(f"tenant id {shown!r} {problem}; use {TENANT_ID_RULE}")
+
+
+# --------------------------------------------------------------------------- models
+
+_HEX_COLOR = re.compile(r"#[0-9A-Fa-f]{6}")
+_STRICT = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class Branding(BaseModel):
+    """How the tenant's answers look: two ``#RRGGBB`` colours and an optional https logo."""
+
+    model_config = _STRICT
+
+    primary_color: str = Field("#1F6FEB", description="#RRGGBB")
+    secondary_color: str = Field("#F6F8FA", description="#RRGGBB")
+    logo_url: str | None = Field(None, max_length=500, description="https URL of a logo")
+
+    @field_validator("primary_color", "secondary_color")
+    @classmethod
+    def _hex_color(cls, color: str) -> str:
+        if not _HEX_COLOR.fullmatch(color):
+            raise PydanticCustomError(
+                "hex_color", "colour must be #RRGGBB (six hex digits), got {color}",
+                {"color": repr(color[:20])},
+            )
+        return color
+
+    @field_validator("logo_url")
+    @classmethod
+    def _https_only(cls, url: str | None) -> str | None:
+        if url is None:
+            return url
+        parts = urlsplit(url)
+        if parts.scheme != "https" or not parts.hostname or any(c.isspace() for c in url):
+            raise PydanticCustomError(
+                "https_url", "logo_url must be an https:// URL with a host, got {url}",
+                {"url": url[:60]},
+            )
+        return url
+
+
+DEFAULT_TEMPLATE = (
+    "You are a helpful assistant. Answer using only the context below and cite passages "
+    "by their [n] number.\n\nContext:\n{context}\n\nQuestion: {query}\nAnswer:"
+)
+MAX_RETRIES_LIMIT = 10
+
+
+class TenantConfig(BaseModel):
+    """A tenant's validated RAG configuration. Immutable: change it through the repository."""
+
+    model_config = _STRICT
+
+    plan: str = Field("free", description="free / starter / pro / enterprise (data/plans.json)")
+    model: str = Field("gpt-3.5-turbo", description="a model of the catalog allowed by the plan")
+    fallback_model: str | None = Field(None, description="used when the primary model fails")
+    temperature: float = Field(0.7, ge=0.0, le=2.0)
+    max_tokens: int = Field(500, ge=1, le=4000, description="and at most the plan's cap")
+    max_retries: int = Field(2, ge=0, le=MAX_RETRIES_LIMIT)
+    top_k: int = Field(5, ge=1, le=20)
+    alpha: float = Field(0.5, ge=0.0, le=1.0, description="0 = keyword only, 1 = semantic only")
+    enable_reranking: bool = False
+    rerank_top_n: int | None = Field(None, ge=1, le=20, description="<= top_k; None follows top_k")
+    prompt_variables: dict[str, str] = Field(default_factory=dict)
+    prompt_template: str = Field(DEFAULT_TEMPLATE, max_length=templates.MAX_TEMPLATE_CHARS)
+    branding: Branding = Field(default_factory=Branding)
+
+    @field_validator("plan")
+    @classmethod
+    def _known_plan(cls, plan: str) -> str:
+        plans = load_catalog().plans
+        if plan not in plans:
+            raise PydanticCustomError(
+                "unknown_plan", "unknown plan {plan}; choose one of: {choices}",
+                {"plan": repr(plan), "choices": ", ".join(plans)},
+            )
+        return plan
+
+    @field_validator("model", "fallback_model")
+    @classmethod
+    def _known_model(cls, model: str | None) -> str | None:
+        models = load_catalog().models
+        if model is not None and model not in models:
+            raise PydanticCustomError(
+                "unknown_model",
+                "model {model} is not in the catalog (data/models.json); choose one of: {choices}",
+                {"model": repr(model), "choices": ", ".join(models)},
+            )
+        return model
+
+    @field_validator("prompt_variables")
+    @classmethod
+    def _safe_variables(cls, variables: dict[str, str]) -> dict[str, str]:
+        try:
+            return templates.validate_prompt_variables(variables)
+        except TemplateError as exc:
+            raise _as_custom(exc) from exc
+
+    @field_validator("prompt_template")
+    @classmethod
+    def _safe_template(cls, template: str, info: ValidationInfo) -> str:
+        if "prompt_variables" not in info.data:
+            return template  # the variables failed; their error is already reported
+        try:
+            templates.validate_template(template, info.data["prompt_variables"].keys())
+        except TemplateError as exc:
+            raise _as_custom(exc) from exc
+        return template
+
+    @model_validator(mode="after")
+    def _fits_plan(self) -> TenantConfig:
+        plan = load_catalog().plan(self.plan)
+        for field in ("model", "fallback_model"):
+            name = getattr(self, field)
+            if name is not None and name not in plan.allowed_models:
+                raise PydanticCustomError(
+                    "plan_model",
+                    "{field} {model} is not allowed on the {plan} plan; allowed: {allowed}"
+                    " (or change plan)",
+                    {"field": field, "model": repr(name), "plan": plan.name,
+                     "allowed": ", ".join(plan.allowed_models)},
+                )
+        if self.fallback_model == self.model:
+            raise PydanticCustomError(
+                "fallback_same", "fallback_model must differ from model, or be null",
+                {"field": "fallback_model"},
+            )
+        if self.max_tokens > plan.max_tokens_cap:
+            raise PydanticCustomError(
+                "plan_cap", "max_tokens {value} exceeds the {plan} plan's cap of {cap}",
+                {"field": "max_tokens", "value": self.max_tokens, "plan": plan.name,
+                 "cap": plan.max_tokens_cap},
+            )
+        if self.rerank_top_n is not None and self.rerank_top_n > self.top_k:
+            raise PydanticCustomError(
+                "rerank_top_n",
+                "rerank_top_n {value} must be <= top_k {top_k}; lower it or set it to null"
+                " to follow top_k",
+                {"field": "rerank_top_n", "value": self.rerank_top_n, "top_k": self.top_k},
+            )
+        return self
+
+    @property
+    def effective_rerank_top_n(self) -> int:
+        """How many passages survive reranking: ``rerank_top_n``, or ``top_k`` when unset."""
+        return self.top_k if self.rerank_top_n is None else self.rerank_top_n
+
+
+CONFIG_FIELDS = tuple(TenantConfig.model_fields)
+BRANDING_FIELDS = tuple(Branding.model_fields)
+
+
+def _as_custom(exc: TemplateError) -> PydanticCustomError:
+    err = exc.errors[0]
+    return PydanticCustomError(err.type, "{reason}", {"reason": err.message, "field": err.field})
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def validate_config(data: object) -> TenantConfig:
+    """Validate a full config mapping strictly; missing fields take their defaults.
+
+    Strict means: ``"0.7"`` is not a number, ``true`` is not an integer, ``5.0`` is not an
+    integer, NaN/Infinity are refused, and unknown fields are errors (a typo must not fall
+    back silently to a default).
+
+    Raises:
+        ConfigValidationError: listing every field that is wrong.
+    """
+    if isinstance(data, TenantConfig):
+        return data
+    if not isinstance(data, Mapping):
+        raise ConfigValidationError(
+            FieldError("config", f"expected an object of fields, got {type(data).__name__}",
+                       "object_type")
+        )
+    try:
+        return TenantConfig.model_validate(dict(data), strict=True)
+    except ValidationError as exc:
+        raise to_config_error(exc) from None
+
+
+def to_config_error(exc: ValidationError) -> ConfigValidationError:
+    """Translate pydantic's errors into field-level errors a learner can act on."""
+    errors = []
+    for err in exc.errors(include_url=False):
+        ctx = err.get("ctx") or {}
+        field = ctx.get("field") or ".".join(str(p) for p in err["loc"]) or "config"
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = _unknown_field_message(err["loc"])
+        elif err["type"] != "missing" and not ctx.get("field") and "input" in err:
+            shown = repr(err["input"])
+            shown = shown if len(shown) <= 40 else shown[:37] + "..."
+            if shown not in message:
+                message += f" (got {shown})"
+        errors.append(FieldError(field, message, err["type"]))
+    return ConfigValidationError(errors)
+
+
+def _unknown_field_message(loc: tuple[Any, ...]) -> str:
+    allowed = BRANDING_FIELDS if len(loc) > 1 and loc[0] == "branding" else CONFIG_FIELDS
+    name = str(loc[-1])
+    close = difflib.get_close_matches(name, allowed, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"unknown field {name!r}; {hint}allowed: {', '.join(allowed)}"
+
+
+def apply_update(current: TenantConfig, updates: object, *, merge: bool) -> TenantConfig:
+    """Return the config that ``updates`` produces, without storing anything.
+
+    ``merge=True`` changes only the fields given (and, inside ``branding``, only the keys
+    given); ``merge=False`` replaces the whole config, so every field not given goes back
+    to its default. ``prompt_variables`` is one value: a merge replaces it whole.
+    """
+    if isinstance(updates, TenantConfig):
+        updates = updates.model_dump()
+    if not isinstance(updates, Mapping):
+        raise ConfigValidationError(
+            FieldError("config", f"expected an object of fields, got {type(updates).__name__}",
+                       "object_type")
+        )
+    if not merge:
+        return validate_config(updates)
+    merged = current.model_dump()
+    for key, value in updates.items():
+        if key == "branding" and isinstance(value, Mapping):
+            merged["branding"] = {**merged["branding"], **value}
+        else:
+            merged[key] = value
+    return validate_config(merged)
+
+
+def config_diff(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Field-by-field ``{"field": [old, new]}`` of two config dumps (branding flattened)."""
+    flat_old, flat_new = _flatten(old or {}), _flatten(new or {})
+    return {
+        key: [flat_old.get(key), flat_new.get(key)]
+        for key in sorted(flat_old.keys() | flat_new.keys())
+        if flat_old.get(key) != flat_new.get(key)
+    }
+
+
+def _flatten(config: Mapping[str, Any]) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        if key == "branding" and isinstance(value, Mapping):
+            flat.update({f"branding.{k}": v for k, v in value.items()})
+        else:
+            flat[key] = value
+    return flat
+
+
+# --------------------------------------------------------------------------- JSON payloads
+
+MAX_BODY_BYTES = 64 * 1024
+MAX_JSON_DEPTH = 8
+
+
+def parse_json_object(text: str | bytes, *, max_bytes: int = MAX_BODY_BYTES,
+                      max_depth: int = MAX_JSON_DEPTH) -> dict[str, Any]:
+    """Parse a JSON object strictly: size and depth capped, no duplicate keys, finite numbers.
+
+    Python's ``json`` module accepts ``NaN``, ``Infinity``, ``1e999`` (as inf) and duplicate
+    keys (last one wins); each of those is refused here with a message that names it.
+
+    Raises:
+        ConfigValidationError: on the field ``body``.
+    """
+    raw = text.encode("utf-8") if isinstance(text, str) else text
+    if len(raw) > max_bytes:
+        _body_error(f"body is {len(raw)} bytes; the limit is {max_bytes}", "too_large")
+    try:
+        decoded = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        _body_error("body is not valid UTF-8", "json_invalid")
+    depth = _max_depth(decoded)
+    if depth > max_depth:
+        _body_error(f"JSON nests {depth} levels deep; the limit is {max_depth}", "too_deep")
+    try:
+        value = json.loads(decoded, object_pairs_hook=_no_duplicates,
+                           parse_constant=_no_constant, parse_float=_finite_float)
+    except _JsonRefused as exc:
+        _body_error(str(exc), "json_invalid")
+    except json.JSONDecodeError as exc:
+        _body_error(f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+                    "json_invalid")
+    if not isinstance(value, dict):
+        _body_error(f"expected a JSON object, got {_json_type(value)}", "object_type")
+    return value
+
+
+class _JsonRefused(ValueError):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _JsonRefused(f"duplicate key {key!r} in JSON object")
+        result[key] = value
+    return result
+
+
+def _no_constant(name: str) -> None:
+    raise _JsonRefused(f"{name} is not a number JSON allows; use a finite number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _JsonRefused(f"number {text[:20]} is out of range; use a finite number")
+    return value
+
+
+def _max_depth(text: str) -> int:
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+def _json_type(value: object) -> str:
+    return {str: "a string", bool: "a boolean", type(None): "null", list: "an array",
+            int: "a number", float: "a number"}.get(type(value), type(value).__name__)
+
+
+def _body_error(message: str, kind: str) -> NoReturn:
+    raise ConfigValidationError(FieldError("body", message, kind), "request body refused")

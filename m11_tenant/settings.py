@@ -1,0 +1,38 @@
+"""Deployment settings, read once from the environment or a ``.env`` file.
+
+One typed object instead of ``os.environ`` lookups scattered through the code: a typo in a
+variable's value fails at start with a clear message, and ``.env.example`` documents them.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite:///m11_tenant.db"
+
+
+class Settings(BaseSettings):
+    """Every knob the package reads from the environment (names are the env variables)."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    database_url: str = Field(
+        DEFAULT_DATABASE_URL,
+        description="sqlite:///path.db (embedded default) or postgresql://user@host/db",
+    )
+    redis_url: str | None = Field(
+        None,
+        description="unset: an in-process fakeredis; redis://host:6379/0: a real Redis; "
+        "empty: no cache at all",
+    )
+    redis_ttl: int = Field(300, ge=1, description="seconds a cached config lives in Redis")
+    last_known_good_ttl: int = Field(86_400, ge=1, description="seconds the fallback copy lives")
+    history_limit: int = Field(10, ge=1, le=1000, description="versions kept per tenant")
+    m11_admin_key: str | None = Field(None, description="platform admin API key")
+    openai_api_key: str | None = Field(None, description="enables the OpenAI client")
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings now (environment and ``.env``), with explicit overrides on top."""
+    return Settings(**overrides)  # type: ignore[arg-type]

@@ -1,0 +1,28 @@
+"""The source of truth: pick a store from a database URL."""
+
+from __future__ import annotations
+
+from m11_tenant.store.base import (
+    AuditEntry,
+    Change,
+    Clock,
+    ConfigRecord,
+    ConfigStore,
+    HistoryEntry,
+    UsageTotals,
+)
+
+__all__ = ["AuditEntry", "Change", "ConfigRecord", "ConfigStore", "HistoryEntry",
+           "UsageTotals", "open_store"]
+
+
+def open_store(url: str, *, history_limit: int = 10, clock: Clock | None = None) -> ConfigStore:
+    """Open the store a URL names: ``sqlite:///path.db`` or ``postgresql://…``."""
+    kwargs = {"history_limit": history_limit, **({"clock": clock} if clock else {})}
+    if url.startswith("sqlite:///"):
+        from m11_tenant.store.sqlite import SQLiteStore
+
+        return SQLiteStore(url, **kwargs)
+    raise ValueError(
+        f"unsupported DATABASE_URL {url.split(':', 1)[0]!r}: use sqlite:///path.db"
+    )

@@ -1,0 +1,215 @@
+"""What every store offers: the records it returns and the protocol it implements.
+
+The repository talks to storage only through :class:`ConfigStore`, so SQLite and
+PostgreSQL are interchangeable and one contract test suite covers both.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, Protocol
+
+from m11_tenant.errors import ConfigNotFoundError, VersionConflictError
+from m11_tenant.schema import config_diff
+
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True)
+class ConfigRecord:
+    """The current stored config of one tenant, with its version and who wrote it."""
+
+    tenant_id: str
+    config: dict[str, Any]
+    version: int
+    updated_at: str
+    updated_by: str
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One stored version of a tenant's config (the newest is the current one)."""
+
+    tenant_id: str
+    version: int
+    config: dict[str, Any]
+    created_at: str
+    created_by: str
+    action: str
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One line of the append-only audit log: who did what to which tenant, when and why."""
+
+    id: int
+    at: str
+    actor: str
+    role: str
+    tenant_id: str
+    action: str
+    version: int | None
+    diff: dict[str, Any]
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class Change:
+    """Who is making a write and why; ``expected_version`` turns on optimistic concurrency.
+
+    ``expected_version=0`` means "only if nothing is stored yet".
+    """
+
+    actor: str = "system"
+    role: str = "admin"
+    action: str = "update"
+    reason: str | None = None
+    expected_version: int | None = None
+
+
+@dataclass(frozen=True)
+class UsageTotals:
+    """What a tenant has used: queries today and spend this calendar month."""
+
+    queries_today: int = 0
+    cost_today_usd: float = 0.0
+    cost_month_usd: float = 0.0
+    tokens_today: int = 0
+
+
+# Builds the new config dict from the current record (None when nothing is stored). It
+# runs inside the write transaction, so a merge reads and writes atomically.
+BuildConfig = Callable[[ConfigRecord | None], dict[str, Any]]
+
+
+class ConfigStore(Protocol):
+    """The source of truth for tenant configs, their history, the audit log and usage."""
+
+    url: str
+
+    def get(self, tenant_id: str) -> ConfigRecord | None: ...
+
+    def get_many(self, tenant_ids: list[str] | None = None) -> list[ConfigRecord]: ...
+
+    def write(self, tenant_id: str, build: BuildConfig, change: Change) -> ConfigRecord: ...
+
+    def delete(self, tenant_id: str, change: Change) -> ConfigRecord: ...
+
+    def list_tenants(self, limit: int = 100, offset: int = 0) -> list[str]: ...
+
+    def count_tenants(self) -> int: ...
+
+    def history(self, tenant_id: str) -> list[HistoryEntry]: ...
+
+    def audit(self, tenant_id: str | None = None, limit: int = 100,
+              offset: int = 0) -> list[AuditEntry]: ...
+
+    def record_audit(self, tenant_id: str, change: Change, diff: dict[str, Any] | None = None,
+                     version: int | None = None) -> None: ...
+
+    def record_usage(self, tenant_id: str, day: date, *, queries: int, prompt_tokens: int,
+                     completion_tokens: int, cost_usd: float) -> None: ...
+
+    def usage_totals(self, tenant_id: str, day: date) -> UsageTotals: ...
+
+    def ping(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class TransactionalStore(ABC):
+    """The write algorithm every SQL backend shares; backends supply the primitives.
+
+    One place decides what a write means (check the expected version, build the new
+    config, number it, keep the last N versions, append the audit line), so SQLite and
+    PostgreSQL cannot drift apart. Backends implement the ``_``-prefixed primitives, each
+    called inside the transaction that ``_transaction()`` opens.
+    """
+
+    url: str
+    history_limit: int
+    clock: Clock
+
+    # ---- primitives a backend implements -------------------------------------------
+    @abstractmethod
+    def _transaction(self) -> AbstractContextManager[None]:
+        """Open a write transaction: commit on success, roll back on any error."""
+
+    @abstractmethod
+    def _read_current(self, tenant_id: str) -> ConfigRecord | None:
+        """The current record, read so that no other writer can change it before commit."""
+
+    @abstractmethod
+    def _max_history_version(self, tenant_id: str) -> int:
+        """The highest version ever kept for the tenant (0 if none); versions never repeat."""
+
+    @abstractmethod
+    def _put_current(self, record: ConfigRecord) -> None:
+        """Insert or replace the tenant's current record."""
+
+    @abstractmethod
+    def _delete_current(self, tenant_id: str) -> None:
+        """Remove the tenant's current record."""
+
+    @abstractmethod
+    def _append_history(self, entry: HistoryEntry) -> None:
+        """Add one version to the history table."""
+
+    @abstractmethod
+    def _trim_history(self, tenant_id: str, keep_from_version: int) -> None:
+        """Drop the tenant's versions older than ``keep_from_version``."""
+
+    @abstractmethod
+    def _append_audit(self, at: str, tenant_id: str, change: Change, version: int | None,
+                      diff: dict[str, Any]) -> None:
+        """Append one line to the audit log."""
+
+    # ---- the shared algorithm ------------------------------------------------------
+    def _now(self) -> str:
+        return self.clock().isoformat(timespec="seconds")
+
+    def write(self, tenant_id: str, build: BuildConfig, change: Change) -> ConfigRecord:
+        """Build and store a new version atomically; a stale ``expected_version`` fails."""
+        with self._transaction():
+            current = self._read_current(tenant_id)
+            current_version = current.version if current else 0
+            if change.expected_version is not None and change.expected_version != current_version:
+                raise VersionConflictError(tenant_id, change.expected_version, current_version)
+            config = build(current)
+            version = max(current_version, self._max_history_version(tenant_id)) + 1
+            now = self._now()
+            record = ConfigRecord(tenant_id, config, version, now, change.actor)
+            self._put_current(record)
+            self._append_history(
+                HistoryEntry(tenant_id, version, config, now, change.actor, change.action)
+            )
+            self._trim_history(tenant_id, version - self.history_limit + 1)
+            self._append_audit(now, tenant_id, change, version,
+                               config_diff(current.config if current else None, config))
+            return record
+
+    def delete(self, tenant_id: str, change: Change) -> ConfigRecord:
+        """Remove the current config (history stays, so a later rollback can restore it)."""
+        with self._transaction():
+            current = self._read_current(tenant_id)
+            if current is None:
+                raise ConfigNotFoundError(
+                    f"tenant {tenant_id!r} has no stored config to delete (it already uses "
+                    "the defaults)"
+                )
+            if change.expected_version is not None and change.expected_version != current.version:
+                raise VersionConflictError(tenant_id, change.expected_version, current.version)
+            self._delete_current(tenant_id)
+            self._append_audit(self._now(), tenant_id, change, current.version,
+                               config_diff(current.config, None))
+            return current
+
+    def record_audit(self, tenant_id: str, change: Change, diff: dict[str, Any] | None = None,
+                     version: int | None = None) -> None:
+        """Append an audit line that goes with no write (a refused attempt, an import plan)."""
+        with self._transaction():
+            self._append_audit(self._now(), tenant_id, change, version, diff or {})

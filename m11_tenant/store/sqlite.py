@@ -1,0 +1,232 @@
+"""The embedded default store: one SQLite file, through sqlite-utils.
+
+WAL mode lets readers run while a writer writes; ``busy_timeout`` makes a second process
+wait for the write lock instead of failing at once; every write opens with
+``BEGIN IMMEDIATE`` so a merge's read-modify-write holds the lock from its first read, and
+two processes updating the same tenant cannot lose an update.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from m11_tenant.errors import StoreUnavailableError
+from m11_tenant.store.base import (
+    AuditEntry,
+    Change,
+    Clock,
+    ConfigRecord,
+    HistoryEntry,
+    TransactionalStore,
+    UsageTotals,
+)
+from m11_tenant.store.migrations import SQLITE_MIGRATIONS
+
+BUSY_TIMEOUT_MS = 10_000
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def sqlite_path(url: str) -> str:
+    """``sqlite:///rel.db`` -> ``rel.db``; ``sqlite:////abs.db`` -> ``/abs.db``."""
+    if not url.startswith("sqlite:///"):
+        raise ValueError(f"not a SQLite URL: {url!r} (expected sqlite:///path.db)")
+    return url.removeprefix("sqlite:///") or ":memory:"
+
+
+class SQLiteStore(TransactionalStore):
+    """Tenant configs, history, audit log and usage in one SQLite file."""
+
+    def __init__(self, url: str, *, history_limit: int = 10, clock: Clock = _utcnow):
+        self.url, self.history_limit, self.clock = url, history_limit, clock
+        path = sqlite_path(url)
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # One connection shared by this process's threads, guarded by a lock: sqlite3
+        # connections are not safe to use from two threads at once.
+        self._lock = threading.RLock()
+        try:
+            conn = sqlite3.connect(path, check_same_thread=False,
+                                   timeout=BUSY_TIMEOUT_MS / 1000)
+            self.db = sqlite_utils.Database(conn)
+            self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            if path != ":memory:":
+                self.db.enable_wal()
+            self._migrate()
+        except sqlite3.Error as exc:
+            raise StoreUnavailableError(f"cannot open SQLite database {path!r}: {exc}") from exc
+
+    # ---- lifecycle --------------------------------------------------------------------
+    def _migrate(self) -> None:
+        with self._lock, self._transaction():
+            self.db["schema_migrations"].create(
+                {"version": int, "name": str, "applied_at": str}, pk="version",
+                if_not_exists=True,
+            )
+            done = {row["version"]
+                    for row in self.db.query("SELECT version FROM schema_migrations")}
+            for version, name, migrate in SQLITE_MIGRATIONS:
+                if version not in done:
+                    migrate(self.db)
+                    self.db["schema_migrations"].insert(
+                        {"version": version, "name": name, "applied_at": self._now()}
+                    )
+
+    @property
+    def schema_version(self) -> int:
+        row = next(self.db.query("SELECT max(version) AS v FROM schema_migrations"))
+        return int(row["v"] or 0)
+
+    def ping(self) -> None:
+        self._read("SELECT 1")
+
+    def close(self) -> None:
+        with self._lock:
+            self.db.close()
+
+    # ---- plumbing -----------------------------------------------------------------------
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        with self._lock:
+            try:
+                self.db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StoreUnavailableError(f"SQLite refused a write: {exc}") from exc
+            try:
+                yield
+            except BaseException:
+                self.db.conn.rollback()
+                raise
+            try:
+                self.db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self.db.conn.rollback()
+                raise StoreUnavailableError(f"SQLite could not commit: {exc}") from exc
+
+    def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        with self._lock:
+            try:
+                return list(self.db.query(sql, params))
+            except sqlite3.Error as exc:
+                raise StoreUnavailableError(f"SQLite read failed: {exc}") from exc
+
+    # ---- primitives of the shared write algorithm ---------------------------------------
+    def _read_current(self, tenant_id: str) -> ConfigRecord | None:
+        rows = self._read("SELECT * FROM tenant_configs WHERE tenant_id = ?", (tenant_id,))
+        return _record(rows[0]) if rows else None
+
+    def _max_history_version(self, tenant_id: str) -> int:
+        rows = self._read("SELECT max(version) AS v FROM config_history WHERE tenant_id = ?",
+                          (tenant_id,))
+        return int(rows[0]["v"] or 0)
+
+    def _put_current(self, record: ConfigRecord) -> None:
+        self.db["tenant_configs"].upsert(
+            {"tenant_id": record.tenant_id, "config": json.dumps(record.config),
+             "version": record.version, "updated_at": record.updated_at,
+             "updated_by": record.updated_by},
+            pk="tenant_id",
+        )
+
+    def _delete_current(self, tenant_id: str) -> None:
+        self.db["tenant_configs"].delete(tenant_id)
+
+    def _append_history(self, entry: HistoryEntry) -> None:
+        self.db["config_history"].insert(
+            {"tenant_id": entry.tenant_id, "version": entry.version,
+             "config": json.dumps(entry.config), "created_at": entry.created_at,
+             "created_by": entry.created_by, "action": entry.action}
+        )
+
+    def _trim_history(self, tenant_id: str, keep_from_version: int) -> None:
+        self.db.execute("DELETE FROM config_history WHERE tenant_id = ? AND version < ?",
+                        (tenant_id, keep_from_version))
+
+    def _append_audit(self, at: str, tenant_id: str, change: Change, version: int | None,
+                      diff: dict[str, Any]) -> None:
+        self.db["audit_log"].insert(
+            {"at": at, "actor": change.actor, "role": change.role, "tenant_id": tenant_id,
+             "action": change.action, "version": version, "diff": json.dumps(diff),
+             "reason": change.reason}
+        )
+
+    # ---- reads ----------------------------------------------------------------------------
+    def get(self, tenant_id: str) -> ConfigRecord | None:
+        return self._read_current(tenant_id)
+
+    def get_many(self, tenant_ids: list[str] | None = None) -> list[ConfigRecord]:
+        if tenant_ids is None:
+            rows = self._read("SELECT * FROM tenant_configs ORDER BY tenant_id")
+        else:
+            marks = ",".join("?" * len(tenant_ids))
+            rows = self._read(f"SELECT * FROM tenant_configs WHERE tenant_id IN ({marks}) "
+                              "ORDER BY tenant_id", tuple(tenant_ids))
+        return [_record(row) for row in rows]
+
+    def list_tenants(self, limit: int = 100, offset: int = 0) -> list[str]:
+        rows = self._read("SELECT tenant_id FROM tenant_configs ORDER BY tenant_id "
+                          "LIMIT ? OFFSET ?", (limit, offset))
+        return [row["tenant_id"] for row in rows]
+
+    def count_tenants(self) -> int:
+        return int(self._read("SELECT count(*) AS n FROM tenant_configs")[0]["n"])
+
+    def history(self, tenant_id: str) -> list[HistoryEntry]:
+        rows = self._read("SELECT * FROM config_history WHERE tenant_id = ? "
+                          "ORDER BY version DESC", (tenant_id,))
+        return [HistoryEntry(r["tenant_id"], r["version"], json.loads(r["config"]),
+                             r["created_at"], r["created_by"], r["action"]) for r in rows]
+
+    def audit(self, tenant_id: str | None = None, limit: int = 100,
+              offset: int = 0) -> list[AuditEntry]:
+        where, params = ("WHERE tenant_id = ?", (tenant_id,)) if tenant_id else ("", ())
+        rows = self._read(f"SELECT * FROM audit_log {where} ORDER BY id DESC LIMIT ? OFFSET ?",
+                          (*params, limit, offset))
+        return [AuditEntry(r["id"], r["at"], r["actor"], r["role"], r["tenant_id"],
+                           r["action"], r["version"], json.loads(r["diff"]), r["reason"])
+                for r in rows]
+
+    # ---- usage ledger -------------------------------------------------------------------
+    def record_usage(self, tenant_id: str, day: date, *, queries: int, prompt_tokens: int,
+                     completion_tokens: int, cost_usd: float) -> None:
+        with self._transaction():
+            self.db.execute(
+                "INSERT INTO usage_daily (tenant_id, day, queries, prompt_tokens, "
+                "completion_tokens, cost_usd) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (tenant_id, day) DO UPDATE SET "
+                "queries = queries + excluded.queries, "
+                "prompt_tokens = prompt_tokens + excluded.prompt_tokens, "
+                "completion_tokens = completion_tokens + excluded.completion_tokens, "
+                "cost_usd = cost_usd + excluded.cost_usd",
+                (tenant_id, day.isoformat(), queries, prompt_tokens, completion_tokens, cost_usd),
+            )
+
+    def usage_totals(self, tenant_id: str, day: date) -> UsageTotals:
+        today = self._read("SELECT * FROM usage_daily WHERE tenant_id = ? AND day = ?",
+                           (tenant_id, day.isoformat()))
+        month = self._read("SELECT coalesce(sum(cost_usd), 0) AS c FROM usage_daily "
+                           "WHERE tenant_id = ? AND day >= ? AND day <= ?",
+                           (tenant_id, day.replace(day=1).isoformat(), day.isoformat()))
+        row = today[0] if today else {}
+        return UsageTotals(
+            queries_today=int(row.get("queries", 0)),
+            cost_today_usd=float(row.get("cost_usd", 0.0)),
+            cost_month_usd=float(month[0]["c"]),
+            tokens_today=int(row.get("prompt_tokens", 0)) + int(row.get("completion_tokens", 0)),
+        )
+
+
+def _record(row: dict[str, Any]) -> ConfigRecord:
+    return ConfigRecord(row["tenant_id"], json.loads(row["config"]), row["version"],
+                        row["updated_at"], row["updated_by"])

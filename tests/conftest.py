@@ -1,0 +1,95 @@
+"""Shared fixtures: a fresh repository per test, on every backend this run can reach.
+
+The embedded backends (SQLite + fakeredis) always run. When ``M11_TEST_DATABASE_URL`` or
+``M11_TEST_REDIS_URL`` is set (``.ci/run`` sets both), the same tests also run against the
+real PostgreSQL / Redis, and an unreachable service is a failure, never a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import fakeredis
+import pytest
+
+from m11_tenant.cache import ConfigCache, make_redis_client
+from m11_tenant.repository import TenantConfigRepository
+from m11_tenant.store import open_store
+
+REAL_DATABASE_URL = os.environ.get("M11_TEST_DATABASE_URL")
+REAL_REDIS_URL = os.environ.get("M11_TEST_REDIS_URL")
+
+
+class FixedClock:
+    """A clock tests move by hand, so stored times are predictable."""
+
+    def __init__(self, start: datetime = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)):
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock()
+
+
+@pytest.fixture
+def tenant_id() -> str:
+    """A tenant id no other test uses (the course's isolation advice)."""
+    return f"t-{uuid.uuid4().hex[:12]}"
+
+
+DATABASES = ["sqlite"] + (["postgresql"] if REAL_DATABASE_URL else [])
+CACHES = ["fakeredis"] + (["redis"] if REAL_REDIS_URL else [])
+
+
+@pytest.fixture(params=DATABASES)
+def database_url(request: pytest.FixtureRequest, tmp_path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'tenants.db'}"
+    return REAL_DATABASE_URL  # type: ignore[return-value]
+
+
+@pytest.fixture
+def store(database_url: str, clock: FixedClock) -> Iterator:
+    s = open_store(database_url, clock=clock)
+    yield s
+    s.close()
+
+
+@pytest.fixture(params=CACHES)
+def redis_client(request: pytest.FixtureRequest):
+    if request.param == "fakeredis":
+        return fakeredis.FakeRedis(server=fakeredis.FakeServer())
+    client = make_redis_client(REAL_REDIS_URL)
+    client.ping()  # unreachable in CI -> the test errors out instead of skipping
+    return client
+
+
+@pytest.fixture
+def cache(redis_client) -> ConfigCache:
+    # A per-test key prefix keeps tests sharing one real Redis from seeing each other.
+    return ConfigCache(redis_client, prefix=f"test-{uuid.uuid4().hex[:8]}:")
+
+
+@pytest.fixture
+def repo(store, cache) -> TenantConfigRepository:
+    return TenantConfigRepository(store, cache)
+
+
+@pytest.fixture
+def sqlite_repo(tmp_path, clock) -> Iterator[TenantConfigRepository]:
+    """The embedded default only: for tests about SQLite itself or about the cache layer."""
+    store = open_store(f"sqlite:///{tmp_path / 'only.db'}", clock=clock)
+    cache = ConfigCache(fakeredis.FakeRedis(server=fakeredis.FakeServer()))
+    r = TenantConfigRepository(store, cache)
+    yield r
+    r.close()
