@@ -4,7 +4,6 @@ SQLite ledger (the store's contract, in miniature) and a fake OpenAI-compatible 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,7 +17,8 @@ from m11_tenant.rag.corpus import load_corpus, load_eval
 from m11_tenant.rag.embed import MiniLMEmbedder
 from m11_tenant.rag.index import HybridIndex
 from m11_tenant.rag.ledger import UsageTotals
-from m11_tenant.rag.plans import Catalog, default_catalog
+from m11_tenant.rag.plans import CatalogView, default_catalog
+from m11_tenant.schema import TenantConfig, validate_config
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FIXED_NOW = datetime(2026, 3, 14, 15, 0, 0, tzinfo=UTC)
@@ -40,37 +40,19 @@ def fixture_eval():
 
 
 @functools.cache
-def catalog() -> Catalog:
+def catalog() -> CatalogView:
     return default_catalog()
 
 
-DEFAULT_TEMPLATE = "Answer using the context.\n\nContext:\n{context}\n\nQuestion: {query}"
+def make_config(**overrides: Any) -> TenantConfig:
+    """A validated config: the schema's defaults with ``overrides``."""
+    return validate_config(overrides)
 
 
-@dataclass(frozen=True)
-class Cfg:
-    """Stand-in with TenantConfig's field names (swapped for the real model when it lands)."""
-
-    model: str = "gpt-3.5-turbo"
-    fallback_model: str | None = None
-    temperature: float = 0.7
-    max_tokens: int = 500
-    max_retries: int = 2
-    top_k: int = 5
-    alpha: float = 0.5
-    enable_reranking: bool = False
-    rerank_top_n: int | None = None
-    prompt_template: str = DEFAULT_TEMPLATE
-    prompt_variables: dict[str, str] = field(default_factory=dict)
-    plan: str = "free"
-
-    @property
-    def effective_rerank_top_n(self) -> int:
-        return self.top_k if self.rerank_top_n is None else self.rerank_top_n
-
-
-def make_config(**overrides: Any) -> Any:
-    return replace(Cfg(), **overrides)
+def stale_config(**overrides: Any) -> TenantConfig:
+    """A config that skipped validation: what a stored config becomes when its plan or the
+    catalog changes after it was saved (the pipeline must still refuse it)."""
+    return TenantConfig.model_construct(**overrides)
 
 
 class DictConfigSource:

@@ -7,6 +7,7 @@ from rag_support import (
     fixture_eval,
     fixture_index,
     make_config,
+    stale_config,
 )
 
 from m11_tenant.errors import ConfigNotFoundError
@@ -33,9 +34,9 @@ def test_all_good_tenants_pass():
 def test_broken_tenants_are_each_reported_with_the_reason():
     source = DictConfigSource({
         "good": make_config(),
-        "over-cap": make_config(max_tokens=2000, plan="free"),
-        "wrong-model": make_config(model="gpt-4", plan="starter"),
-        "bad-template": make_config(prompt_template="{context}\n{query}\n{company}"),
+        "over-cap": stale_config(max_tokens=2000, plan="free"),
+        "wrong-model": stale_config(model="gpt-4", plan="starter"),
+        "bad-template": stale_config(prompt_template="{context}\n{query}\n{company}"),
         "gone": ConfigNotFoundError("no config stored for 'gone'"),
     })
     report = check_tenants(source, make_pipeline(), QUESTIONS)
@@ -57,3 +58,24 @@ def test_tenant_listing_shapes_are_accepted():
     report = check_tenants(Lister({"a": make_config(), "b": make_config()}), make_pipeline(),
                            QUESTIONS[:1])
     assert [t.tenant_id for t in report.tenants] == ["a", "b"]
+
+
+def test_every_page_of_tenants_is_checked():
+    class Paged(DictConfigSource):
+        def list_tenants(self, limit=100, offset=0):
+            return sorted(self.configs)[offset:offset + limit]
+
+    source = Paged({f"t{i:04d}": make_config() for i in range(1003)})
+    from m11_tenant.rag.check import _all_tenants
+
+    assert _all_tenants(source) == sorted(source.configs)
+    assert _all_tenants(source, page=7) == sorted(source.configs)
+
+
+def test_every_seeded_example_tenant_passes_with_the_real_repository(sqlite_repo):
+    from m11_tenant.seed import seed_tenants
+
+    seeded = seed_tenants(sqlite_repo)
+    report = check_tenants(sqlite_repo, make_pipeline(), QUESTIONS)
+    assert [t.tenant_id for t in report.tenants] == sorted(seeded)
+    assert report.ok, report.text()

@@ -13,6 +13,7 @@ from rag_support import (
     connection_error,
     fixture_index,
     make_config,
+    stale_config,
     status_error,
 )
 
@@ -84,7 +85,7 @@ def test_a_template_with_context_gets_the_retrieved_passages_numbered():
     for n, source in enumerate(r.sources, 1):
         passage = fixture_index().corpus.by_id(source.id)
         assert f"[{n}] {passage.title}\n{passage.text}" in r.prompt
-    assert r.prompt.endswith(f"Question: {Q}")
+    assert f"Question: {Q}" in r.prompt
 
 
 def test_the_offline_answer_cites_the_sources_and_honours_max_tokens():
@@ -161,14 +162,14 @@ def test_monthly_budget_refusal():
 
 
 def test_a_model_the_plan_does_not_allow_is_refused_before_retrieval():
-    p = pipeline({"acme": make_config(model="gpt-4", plan="free")})
+    p = pipeline({"acme": stale_config(model="gpt-4", plan="free")})
     with pytest.raises(QueryRefusedError, match="not allowed on the 'free' plan"):
         p.query("acme", Q)
 
 
 def test_max_tokens_above_the_plan_cap_is_refused():
     with pytest.raises(QueryRefusedError, match="cap of 1000"):
-        pipeline().run(make_config(max_tokens=1500, plan="free"), Q)
+        pipeline().run(stale_config(max_tokens=1500, plan="free"), Q)
 
 
 # --- live generation, retries and fallbacks (fake client, no network) ---------------------
@@ -283,3 +284,23 @@ def test_a_key_in_the_environment_builds_the_real_client_which_cannot_reach_the_
     assert p.live
     with pytest.raises(ModelUnavailableError, match="APIConnectionError"):
         p.run(make_config(max_retries=1), Q)
+
+
+def test_the_four_course_tenants_from_the_repository_get_four_configured_results(sqlite_repo):
+    from m11_tenant.seed import load_example_tenants, seed_tenants
+
+    seed_tenants(sqlite_repo)
+    four = [t.tenant_id for t in load_example_tenants()][:4]
+    p = RagPipeline(sqlite_repo, InMemoryLedger(), index=fixture_index(), catalog=catalog(),
+                    clock=lambda: FIXED_NOW, env={})
+    results = [p.query(t, Q) for t in four]
+    for tid, r in zip(four, results, strict=True):
+        cfg = sqlite_repo.get_config(tid)
+        assert r.model_used == cfg.model
+        assert len(r.sources) == (cfg.effective_rerank_top_n if cfg.enable_reranking
+                                  else cfg.top_k)
+        assert r.usage.completion_tokens <= cfg.max_tokens
+        for value in cfg.prompt_variables.values():
+            assert value in r.prompt
+    assert len({(r.model_used, tuple(s.id for s in r.sources), r.prompt) for r in results}) == 4
+    assert len({r.cost_usd for r in results}) == 4

@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 from types import SimpleNamespace
 
 import pytest
-from rag_support import catalog, make_config
+from rag_support import catalog, make_config, stale_config
 
 from m11_tenant.errors import BudgetExceededError, QueryRefusedError, QuotaExceededError
 from m11_tenant.rag.ledger import UsageTotals
@@ -51,7 +51,7 @@ def test_budget_refusal_says_when_it_resets():
 ])
 def test_static_limits_refuse_with_the_field_to_change(overrides, message):
     with pytest.raises(QueryRefusedError, match=message):
-        check_static_limits(make_config(**overrides), catalog())
+        check_static_limits(stale_config(**overrides), catalog())
 
 
 def test_static_limits_accept_the_plan_cap_exactly():

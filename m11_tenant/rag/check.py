@@ -53,6 +53,23 @@ class CheckReport(BaseModel):
         return "\n".join(lines)
 
 
+def _all_tenants(source: TenantLister, page: int = 500) -> list[str]:
+    """Every tenant id, following the repository's ``list_tenants(limit, offset)`` pages."""
+    try:
+        first = source.list_tenants(limit=page, offset=0)
+    except TypeError:  # a source without paging
+        return _tenant_ids(source.list_tenants())
+    ids = _tenant_ids(first)
+    offset = len(ids)
+    while len(ids) == offset and offset % page == 0 and offset > 0:
+        more = _tenant_ids(source.list_tenants(limit=page, offset=offset))
+        if not more:
+            break
+        ids.extend(more)
+        offset += len(more)
+    return sorted(set(ids))
+
+
 def _tenant_ids(listed: Any) -> list[str]:
     """Accept a list of ids, of objects/dicts with ``tenant_id``, or ``{"tenants": [...]}``."""
     if isinstance(listed, dict):
@@ -81,7 +98,7 @@ def check_tenants(source: TenantLister, pipeline: RagPipeline, questions: Sequen
     over its ``max_tokens``. Unexpected exceptions are reported too, never raised: one broken
     tenant must not hide the others.
     """
-    ids = sorted(tenant_ids) if tenant_ids is not None else _tenant_ids(source.list_tenants())
+    ids = sorted(tenant_ids) if tenant_ids is not None else _all_tenants(source)
     checks = []
     for tid in ids:
         problems: list[str] = []

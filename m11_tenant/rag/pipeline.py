@@ -33,7 +33,6 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from m11_tenant.errors import ConfigValidationError, FieldError, ModelUnavailableError
-from m11_tenant.rag._render_shim import render_template  # TODO: m11_tenant.templates
 from m11_tenant.rag.corpus import Passage
 from m11_tenant.rag.generate import (
     OFFLINE_NOTICE,
@@ -47,7 +46,8 @@ from m11_tenant.rag.generate import (
 from m11_tenant.rag.index import HybridIndex, get_default_index
 from m11_tenant.rag.ledger import UsageLedger
 from m11_tenant.rag.plans import (
-    Catalog,
+    CatalogView,
+    catalog_from,
     check_static_limits,
     check_usage_limits,
     default_catalog,
@@ -55,6 +55,7 @@ from m11_tenant.rag.plans import (
 )
 from m11_tenant.rag.rerank import DEFAULT_RERANKER, RERANKERS
 from m11_tenant.rag.tokens import count_tokens
+from m11_tenant.templates import render_template
 
 #: Longest question accepted (characters).
 MAX_QUESTION_CHARS = 2000
@@ -129,7 +130,7 @@ class RagPipeline:
         clock: returns the current UTC time (inject a fixed one in tests and notebooks).
         openai_client: an ``openai.OpenAI``-compatible object; makes the pipeline live.
         generation: ``"auto"``, ``"offline"`` or ``"openai"`` (see :mod:`.generate`).
-        catalog: models and plans; default the catalog in ``data/``.
+        catalog: models and plans (``m11_tenant.schema.load_catalog()``, the default).
         reranker: which reranker ``enable_reranking`` uses (``cosine``, ``rrf``, ``mmr``).
         sleep: how to wait between retries (inject a no-op in tests).
         env: environment to read ``OPENAI_API_KEY`` from (default ``os.environ``).
@@ -138,7 +139,7 @@ class RagPipeline:
     def __init__(self, config_source: ConfigSource | None = None,
                  ledger: UsageLedger | None = None, *, index: HybridIndex | None = None,
                  clock: Callable[[], datetime] | None = None, openai_client: Any = None,
-                 generation: GenerationMode = "auto", catalog: Catalog | None = None,
+                 generation: GenerationMode = "auto", catalog: Any = None,
                  reranker: str = DEFAULT_RERANKER, sleep: Sleep = time.sleep,
                  env: Mapping[str, str] | None = None):
         if generation not in ("auto", "offline", "openai"):
@@ -146,7 +147,8 @@ class RagPipeline:
         if reranker not in RERANKERS:
             raise ValueError(f"unknown reranker {reranker!r} (known: {', '.join(RERANKERS)})")
         self.config_source, self.ledger = config_source, ledger
-        self._index, self._catalog = index, catalog
+        self._index = index
+        self._catalog = None if catalog is None else catalog_from(catalog)
         self.clock = clock or utc_now
         self.generation, self.reranker, self.sleep = generation, reranker, sleep
         self._env = os.environ if env is None else env
@@ -160,7 +162,7 @@ class RagPipeline:
         return self._index
 
     @property
-    def catalog(self) -> Catalog:
+    def catalog(self) -> CatalogView:
         if self._catalog is None:
             self._catalog = default_catalog()
         return self._catalog

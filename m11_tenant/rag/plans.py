@@ -17,10 +17,11 @@ from typing import Any
 
 from m11_tenant.errors import BudgetExceededError, QueryRefusedError, QuotaExceededError
 from m11_tenant.rag.ledger import UsageTotals
+from m11_tenant.schema import load_catalog
 
 
-class Catalog:
-    """Lookup of models and plans by name, over the lead's ``load_catalog()`` result."""
+class CatalogView:
+    """The schema's catalog, with refusals a learner can act on instead of ``KeyError``."""
 
     def __init__(self, models: dict[str, Any], plans: dict[str, Any]):
         self.models, self.plans = models, plans
@@ -45,32 +46,16 @@ class Catalog:
             ) from None
 
 
-def default_catalog() -> Catalog:
+def default_catalog() -> CatalogView:
     """The catalog in ``data/`` (models.json, plans.json), via the schema's loader."""
-    try:
-        from m11_tenant.schema import load_catalog
-    except ImportError:  # TODO: remove when m11_tenant.schema lands
-        import json
-        from types import SimpleNamespace
-
-        from m11_tenant.rag.corpus import DATA_DIR
-
-        def read(name: str, key: str) -> dict[str, Any]:
-            rows = json.loads((DATA_DIR / name).read_text())[key]
-            return {r["name"]: SimpleNamespace(**r) for r in rows}
-
-        return Catalog(read("models.json", "models"), read("plans.json", "plans"))
     return catalog_from(load_catalog())
 
 
-def catalog_from(loaded: Any) -> Catalog:
-    """Adapt whatever ``load_catalog()`` returns (mappings or lists of named entries)."""
-    def by_name(entries: Any) -> dict[str, Any]:
-        if isinstance(entries, dict):
-            return dict(entries)
-        return {e.name: e for e in entries}
-
-    return Catalog(by_name(loaded.models), by_name(loaded.plans))
+def catalog_from(catalog: Any) -> CatalogView:
+    """Wrap a :class:`m11_tenant.schema.Catalog` (anything with ``models``/``plans`` dicts)."""
+    if isinstance(catalog, CatalogView):
+        return catalog
+    return CatalogView(dict(catalog.models), dict(catalog.plans))
 
 
 def seconds_until_tomorrow(now: datetime) -> int:
@@ -84,7 +69,7 @@ def seconds_until_next_month(now: datetime) -> int:
     return max(1, int((nxt - now).total_seconds()))
 
 
-def check_static_limits(config: Any, catalog: Catalog) -> Any:
+def check_static_limits(config: Any, catalog: CatalogView) -> Any:
     """Model, fallback model and max_tokens against the config's plan; returns the plan.
 
     Raises ``QueryRefusedError`` naming the field to change. These are the limits a config
