@@ -96,3 +96,11 @@ def test_the_openai_embedder_speaks_the_same_interface_through_an_injected_clien
     assert isinstance(e, Embedder) and e.model_id == "openai-text-embedding-3-small"
     np.testing.assert_allclose(e.embed(["a", "b"]), [[0.6, 0.8], [0.6, 0.8]])
     assert calls == [("text-embedding-3-small", ["a", "b"])]
+
+
+def test_stale_shipped_vectors_are_recomputed_with_a_warning_not_used(tmp_path):
+    corpus = Corpus((Passage("a", "A", "alpha"),))
+    emb = CountingEmbedder()
+    with pytest.warns(UserWarning, match="python -m m11_tenant.rag"):
+        load_or_build_embeddings(corpus, emb, directory=tmp_path, save=False, warn_stale=True)
+    assert emb.calls == 1 and not embeddings_path(emb.model_id, tmp_path).exists()
