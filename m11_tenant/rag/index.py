@@ -38,6 +38,7 @@ class Hit:
     semantic: float  # normalised cosine
     bm25: float
     cosine: float
+    coverage: float = 0.0  # idf-weighted share of the question's terms the passage contains
 
 
 @dataclass
@@ -141,10 +142,11 @@ class HybridIndex:
         hybrid = alpha * semantic + (1.0 - alpha) * keyword
         # Round before sorting so float noise in the last bits cannot reorder near-ties.
         order = np.lexsort((np.arange(len(hybrid)), -np.round(hybrid, 6)))[:top_k]
+        coverage = self.bm25.coverage(query, order)
         candidates = [
             Hit(self.corpus.passages[i], float(hybrid[i]), float(hybrid[i]), float(keyword[i]),
-                float(semantic[i]), float(bm25[i]), float(cosine[i]))
-            for i in order
+                float(semantic[i]), float(bm25[i]), float(cosine[i]), float(coverage[j]))
+            for j, i in enumerate(order)
         ]
         t1 = time.perf_counter()
         timings = {"retrieve": (t1 - t0) * 1e3, "rerank": 0.0}

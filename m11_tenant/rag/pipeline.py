@@ -6,7 +6,7 @@ Every knob comes from the tenant's :class:`~m11_tenant.schema.TenantConfig`:
 =====================  ================================================================
 ``top_k``              how many passages the hybrid search returns (the candidates)
 ``alpha``              0 = BM25 only … 1 = embeddings only (normalised scores mixed)
-``enable_reranking``   re-order the ``top_k`` candidates (embedding cosine by default)
+``enable_reranking``   re-order the ``top_k`` candidates (term coverage + cosine by default)
 ``rerank_top_n``       keep this many after reranking (``None`` follows ``top_k``)
 ``prompt_template``    rendered with ``{query}``, ``{context}`` and ``prompt_variables``
 ``model``              priced from the catalog; called if live (see ``generate``)
@@ -131,7 +131,8 @@ class RagPipeline:
         openai_client: an ``openai.OpenAI``-compatible object; makes the pipeline live.
         generation: ``"auto"``, ``"offline"`` or ``"openai"`` (see :mod:`.generate`).
         catalog: models and plans (``m11_tenant.schema.load_catalog()``, the default).
-        reranker: which reranker ``enable_reranking`` uses (``cosine``, ``rrf``, ``mmr``).
+        reranker: which reranker ``enable_reranking`` uses (``coverage``, ``rrf``, ``cosine``,
+            ``mmr``; see :mod:`.rerank`).
         sleep: how to wait between retries (inject a no-op in tests).
         env: environment to read ``OPENAI_API_KEY`` from (default ``os.environ``).
     """
