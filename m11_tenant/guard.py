@@ -117,6 +117,7 @@ _CONFUSABLES = str.maketrans({
     "η": "n", "Ι": "i", "ι": "i", "Κ": "k", "κ": "k", "Μ": "m", "Ν": "n", "ν": "v",
     "Ο": "o", "ο": "o", "Ρ": "p", "ρ": "p", "Τ": "t", "τ": "t", "Υ": "y", "υ": "u",
     "Χ": "x", "χ": "x", "Ϲ": "c", "ϲ": "c", "ϳ": "j", "ω": "w",
+    "Σ": "c", "σ": "c", "ς": "c",  # NFKC turns the lunate sigma (ϲ, looks like c) into σ
     # Latin small capitals and dotless letters
     "ı": "i", "ȷ": "j", "ɩ": "i", "ɪ": "i", "ɡ": "g", "ʀ": "r", "ᴀ": "a", "ʙ": "b",
     "ᴄ": "c", "ᴅ": "d", "ᴇ": "e", "ɢ": "g", "ʜ": "h", "ᴊ": "j", "ᴋ": "k", "ʟ": "l",
@@ -137,10 +138,14 @@ _LEET_L = str.maketrans({"0": "o", "1": "l", "3": "e", "4": "a", "5": "s", "7": 
 _ROT13 = str.maketrans("abcdefghijklmnopqrstuvwxyz", "nopqrstuvwxyzabcdefghijklm")
 
 
+_TAG_RUN = re.compile("[\U000e0020-\U000e007e]+")
+
+
 def _decode_tags(text: str) -> str:
-    """Unicode tag characters shadow ASCII one to one: make the hidden text visible."""
-    return "".join(chr(ord(c) - 0xE0000) if 0xE0020 <= ord(c) <= 0xE007E else c
-                   for c in text)
+    """Unicode tag characters shadow ASCII one to one: make the hidden text visible, as
+    words of its own (so it cannot glue onto the visible word before it)."""
+    return _TAG_RUN.sub(lambda m: " " + "".join(chr(ord(c) - 0xE0000) for c in m.group())
+                        + " ", text)
 
 
 def _unescape(text: str) -> str:
@@ -388,7 +393,7 @@ _LINK_TARGET_SCHEME = re.compile(
 _MD_IMAGE = re.compile(r"!\s*\[[^\]\n]*\]\s*[(\[]")
 _URL = re.compile(
     r"(?:[a-z][a-z0-9+.-]*:)?//[^\s<>\"'`]+|\bwww\.[^\s<>\"'`]+"
-    r"|[a-z0-9{}_-]+(?:\.[a-z0-9{}_-]+)*\.[a-z]{2,}(?::\d+)?/[^\s<>\"'`]*")
+    r"|(?<![a-z0-9{}_.-])[a-z0-9{}_-]+(?:\.[a-z0-9{}_-]+)*\.[a-z]{2,}(?::\d+)?/[^\s<>\"'`]*")
 _LINK_TARGET = re.compile(r"\]\s*\(([^)\n]*)\)")
 _BRACED = re.compile(r"(\{+)\s*([a-z_][a-z0-9_]*)\s*\}+")
 
@@ -504,8 +509,8 @@ def _decoded_runs(text: str) -> Iterator[str]:
 
 def _looks_like_text(decoded: str) -> bool:
     """Most random runs decode to binary noise; only text is worth checking again."""
-    readable = sum(ch.isalpha() or ch == " " for ch in decoded)
-    return len(decoded) >= 8 and readable >= 0.75 * len(decoded)
+    readable = sum(ch.isprintable() or ch in "\n\t" for ch in decoded)
+    return len(decoded) >= 8 and readable >= 0.9 * len(decoded)
 
 
 def check_injection(text: str, *, template: bool = False, _depth: int = 0) -> Finding | None:
