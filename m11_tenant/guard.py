@@ -327,7 +327,9 @@ _PHRASES: list[tuple[str, re.Pattern[str]]] = [(label, re.compile(pattern)) for 
     ("instruction-override phrase",
      rf"\byour{J}new{J}(?:instructions|rules|task|role|purpose|objective){J}(?:are|is)\b"
      rf"|\b(?:new|updated|real|true|actual){J}system{J}prompt\b"
-     rf"|\b(?:system|admin|developer|sudo|root){J}(?:prompt{J})?override\b"),
+     rf"|\bsystem{J}(?:prompt{J})?override\b"
+     rf"|\b(?:admin|developer|sudo|root){J}(?:override|mode|access){J}(?:is{J})?(?:now{J})?"
+     rf"(?:enabled|activated|granted|engaged|on)\b"),
     ("instruction-override phrase (es/fr/it/pt)",
      rf"\b{_ROM_VERB}(?:{J}{_ROM_FILL}){{0,4}}{J}{_ROM_NOUN}(?:{J}{_ROM_FILL}){{0,1}}"
      rf"{J}{_ROM_QUAL}\b"),
