@@ -329,7 +329,7 @@ _PHRASES: list[tuple[str, re.Pattern[str]]] = [(label, re.compile(pattern)) for 
      rf"|\b(?:new|updated|real|true|actual){J}system{J}prompt\b"
      rf"|\bsystem{J}(?:prompt{J})?override\b"
      rf"|\b(?:admin|developer|sudo|root){J}(?:override|mode|access){J}(?:is{J})?(?:now{J})?"
-     rf"(?:enabled|activated|granted|engaged|on)\b"),
+     rf"(?:enabled|activated|granted|engaged)\b"),
     ("instruction-override phrase (es/fr/it/pt)",
      rf"\b{_ROM_VERB}(?:{J}{_ROM_FILL}){{0,4}}{J}{_ROM_NOUN}(?:{J}{_ROM_FILL}){{0,1}}"
      rf"{J}{_ROM_QUAL}\b"),
