@@ -38,9 +38,9 @@ __all__ = [
     "MAX_VARIABLE_CHARS",
     "MAX_VARIABLE_NAME_CHARS",
     "RESERVED_NAMES",
-    "Field",
-    "Literal",
+    "LiteralText",
     "ParsedTemplate",
+    "Placeholder",
     "escape_braces",
     "parse_template",
     "render_template",
@@ -63,14 +63,14 @@ _FIELD = "prompt_template"
 
 
 @dataclass(frozen=True)
-class Literal:
+class LiteralText:
     """Text copied to the output as is (``{{``/``}}`` already turned into braces)."""
 
     text: str
 
 
 @dataclass(frozen=True)
-class Field:
+class Placeholder:
     """A ``{name}`` placeholder."""
 
     name: str
@@ -81,17 +81,17 @@ class ParsedTemplate:
     """A template that parsed: its source and its literal and field segments, in order."""
 
     source: str
-    segments: tuple[Literal | Field, ...]
+    segments: tuple[LiteralText | Placeholder, ...]
 
     @cached_property
     def placeholders(self) -> frozenset[str]:
         """The distinct placeholder names used."""
-        return frozenset(s.name for s in self.segments if isinstance(s, Field))
+        return frozenset(s.name for s in self.segments if isinstance(s, Placeholder))
 
     @property
     def field_count(self) -> int:
         """How many placeholders occur (a name used twice counts twice)."""
-        return sum(isinstance(s, Field) for s in self.segments)
+        return sum(isinstance(s, Placeholder) for s in self.segments)
 
 
 def _show(text: str, limit: int = 40) -> str:
@@ -118,7 +118,7 @@ def parse_template(template: str) -> ParsedTemplate:
     """
     if not isinstance(template, str):
         raise _fail(f"the template must be a string, got {type(template).__name__}", "type")
-    segments: list[Literal | Field] = []
+    segments: list[LiteralText | Placeholder] = []
     text: list[str] = []
     i, n = 0, len(template)
     while i < n:
@@ -140,12 +140,12 @@ def parse_template(template: str) -> ParsedTemplate:
             continue
         name, end = _read_field(template, i)
         if text:
-            segments.append(Literal("".join(text)))
+            segments.append(LiteralText("".join(text)))
             text = []
-        segments.append(Field(name))
+        segments.append(Placeholder(name))
         i = end
     if text:
-        segments.append(Literal("".join(text)))
+        segments.append(LiteralText("".join(text)))
     return ParsedTemplate(template, tuple(segments))
 
 
@@ -317,7 +317,7 @@ def render_template(
     pieces: list[str] = []
     total = 0
     for segment in parsed.segments:
-        if isinstance(segment, Literal):
+        if isinstance(segment, LiteralText):
             piece = segment.text
         else:
             if segment.name not in values:

@@ -18,9 +18,9 @@ from m11_tenant.templates import (
     MAX_VARIABLE_CHARS,
     MAX_VARIABLE_NAME_CHARS,
     MAX_VARIABLES,
-    Field,
-    Literal,
+    LiteralText,
     ParsedTemplate,
+    Placeholder,
     escape_braces,
     parse_template,
     render_template,
@@ -45,7 +45,7 @@ def reference_render(source: str, values: dict[str, str]) -> str:
 
 
 def unparse(parsed: ParsedTemplate) -> str:
-    return "".join(escape_braces(s.text) if isinstance(s, Literal) else "{" + s.name + "}"
+    return "".join(escape_braces(s.text) if isinstance(s, LiteralText) else "{" + s.name + "}"
                    for s in parsed.segments)
 
 
@@ -55,7 +55,8 @@ def unparse(parsed: ParsedTemplate) -> str:
 def test_parse_splits_literals_and_fields() -> None:
     parsed = parse_template("Hi {company}, {{literal}} {query}}}")
     assert parsed.segments == (
-        Literal("Hi "), Field("company"), Literal(", {literal} "), Field("query"), Literal("}"),
+        LiteralText("Hi "), Placeholder("company"), LiteralText(", {literal} "),
+        Placeholder("query"), LiteralText("}"),
     )
     assert parsed.placeholders == {"company", "query"}
     assert parsed.field_count == 2
@@ -116,7 +117,7 @@ def test_parse_refuses_non_strings() -> None:
 
 def test_dollar_syntax_is_ordinary_text() -> None:
     parsed = parse_template("$query ${price} $$")
-    assert parsed.segments == (Literal("$query $"), Field("price"), Literal(" $$"))
+    assert parsed.segments == (LiteralText("$query $"), Placeholder("price"), LiteralText(" $$"))
 
 
 def test_double_brace_expression_is_inert_text() -> None:
