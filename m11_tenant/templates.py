@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 from m11_tenant.errors import TemplateError
 from m11_tenant.guard import check_injection, find_forbidden_character
@@ -295,6 +295,14 @@ def _check_variable_name(key: object) -> None:
                     "reserved_name", "prompt_variables")
 
 
+@lru_cache(maxsize=256)
+def _validated(template: str, names: frozenset[str]) -> ParsedTemplate:
+    # A pipeline renders the same stored template on every query (sometimes several times
+    # while it fits the context window); the guard need not run again each time. Refusals
+    # raise, and lru_cache does not keep those.
+    return validate_template(template, names)
+
+
 def render_template(
     template: str | ParsedTemplate,
     *,
@@ -305,14 +313,17 @@ def render_template(
     """Fill the placeholders in one pass; values are copied as text, never re-read.
 
     A string template is validated first (:func:`validate_template`, with the given
-    variables as the declared names); a :class:`ParsedTemplate` is trusted as parsed.
+    variables as the declared names; the result is cached per template and names); a
+    :class:`ParsedTemplate` is trusted as parsed.
 
     Raises:
         TemplateError: a placeholder has no value, a value is not a string, or the result
             would exceed :data:`MAX_RENDERED_CHARS`.
     """
+    if not isinstance(template, (str, ParsedTemplate)):
+        raise _fail(f"the template must be a string, got {type(template).__name__}", "type")
     parsed = (template if isinstance(template, ParsedTemplate)
-              else validate_template(template, variables.keys()))
+              else _validated(template, frozenset(variables)))
     values: dict[str, object] = {**variables, "query": query, "context": context}
     pieces: list[str] = []
     total = 0

@@ -485,3 +485,14 @@ def test_variable_validation_only_ever_raises_template_error(variables: dict[str
         assert exc.errors[0].field.startswith("prompt_variables") and exc.errors[0].message
     else:
         assert clean == variables
+
+
+def test_render_refuses_a_bad_string_template_every_time() -> None:
+    for _ in range(2):  # a refusal is never cached as a success
+        with pytest.raises(TemplateError, match="attribute access"):
+            render_template("{query.__class__}", query="q", context="c", variables={})
+
+
+def test_render_refuses_a_non_string_template() -> None:
+    with pytest.raises(TemplateError, match="must be a string, got list"):
+        render_template(["{query}"], query="q", context="c", variables={})  # type: ignore[arg-type]
