@@ -216,11 +216,11 @@ def _phrase_views(norm: str) -> Iterator[str]:
 
 # --------------------------------------------------------------------------- phrase rules
 
-J = " ?"  # between words: one space, or none once letter-spaced text was re-joined
+_J = " ?"  # between words: one space, or none once letter-spaced text was re-joined
 
 
 def _alt(words: str) -> str:
-    return "(?:" + "|".join(w.replace(" ", J) for w in words.split("|")) + ")"
+    return "(?:" + "|".join(w.replace(" ", _J) for w in words.split("|")) + ")"
 
 
 _NEG = r"(?<!\bnot )(?<!\bnever )(?<!\bdont )(?<!\bdon t )(?<!\bnor )(?<!\bno )"
@@ -296,56 +296,56 @@ _DE_NOUN = _alt(
 
 _PHRASES: list[tuple[str, re.Pattern[str]]] = [(label, re.compile(pattern)) for label, pattern in [
     ("instruction-override phrase",
-     rf"{_NEG}\b{_VERB}(?:{J}{_FILL}){{0,4}}{J}{_QUAL}(?:{J}{_QUAL}|{J}{_FILL}){{0,2}}{J}{_NOUN}\b"),
+     rf"{_NEG}\b{_VERB}(?:{_J}{_FILL}){{0,4}}{_J}{_QUAL}(?:{_J}{_QUAL}|{_J}{_FILL}){{0,2}}{_J}{_NOUN}\b"),
     ("instruction-override phrase",
-     rf"{_NEG}\b{_VERB}(?:{J}{_FILL}){{0,5}}{J}{_POS}\b"),
+     rf"{_NEG}\b{_VERB}(?:{_J}{_FILL}){{0,5}}{_J}{_POS}\b"),
     ("instruction-override phrase",
-     rf"{_NEG}\b{_VERB}{J}(?:all|any|every|your)(?:{J}{_FILL}){{0,2}}(?:{J}{_QUAL}){{0,2}}"
-     rf"{J}{_STRICT_NOUN}\b"),
+     rf"{_NEG}\b{_VERB}{_J}(?:all|any|every|your)(?:{_J}{_FILL}){{0,2}}(?:{_J}{_QUAL}){{0,2}}"
+     rf"{_J}{_STRICT_NOUN}\b"),
     ("prompt-leak request",
      rf"{_NEG}\b(?:print|reveal|show|repeat|output|display|tell me|leak|dump|disclose|expose"
-     rf"|recite|write out|give me|spell out|echo)(?:{J}(?:me|back|out|all|of|us)){{0,2}}"
-     rf"{J}(?:your|the|its)(?:{J}(?:full|entire|exact|complete|verbatim|whole)){{0,2}}"
-     rf"{J}(?:system|initial|original|hidden|secret|developer|previous|pre)"
-     rf"{J}(?:prompt|prompts|instructions|message|rules|configuration)\b"),
+     rf"|recite|write out|give me|spell out|echo)(?:{_J}(?:me|back|out|all|of|us)){{0,2}}"
+     rf"{_J}(?:your|the|its)(?:{_J}(?:full|entire|exact|complete|verbatim|whole)){{0,2}}"
+     rf"{_J}(?:system|initial|original|hidden|secret|developer|previous|pre)"
+     rf"{_J}(?:prompt|prompts|instructions|message|rules|configuration)\b"),
     ("prompt-leak request",
-     rf"{_NEG}\b(?:repeat|print|output|reveal|copy|echo)(?:{J}(?:everything|all|the|text"
-     rf"|words|lines|content|instructions|of)){{1,3}}{J}(?:above|before)\b"),
+     rf"{_NEG}\b(?:repeat|print|output|reveal|copy|echo)(?:{_J}(?:everything|all|the|text"
+     rf"|words|lines|content|instructions|of)){{1,3}}{_J}(?:above|before)\b"),
     ("mode-switch phrase",
-     rf"\byou{J}(?:are|re|r){J}(?:now{J})?(?:in{J}|an?{J})?(?:dan|developer|dev|god"
+     rf"\byou{_J}(?:are|re|r){_J}(?:now{_J})?(?:in{_J}|an?{_J})?(?:dan|developer|dev|god"
      rf"|jailbreak|jailbroken|unrestricted|unfiltered|uncensored|debug|admin|root|sudo"
-     rf"|evil|chaos|maintenance){J}(?:mode|ai|model|assistant|version)\b"),
+     rf"|evil|chaos|maintenance){_J}(?:mode|ai|model|assistant|version)\b"),
     ("mode-switch phrase",
-     rf"\b(?:enter|enable|activate|switch to|entering|enabling){J}(?:god|jailbreak|dan"
-     rf"|unrestricted|unfiltered|uncensored|sudo){J}mode\b"),
-    ("mode-switch phrase", rf"\bdo{J}anything{J}now\b|\bact{J}as{J}(?:dan|an?{J}"
+     rf"\b(?:enter|enable|activate|switch to|entering|enabling){_J}(?:god|jailbreak|dan"
+     rf"|unrestricted|unfiltered|uncensored|sudo){_J}mode\b"),
+    ("mode-switch phrase", rf"\bdo{_J}anything{_J}now\b|\bact{_J}as{_J}(?:dan|an?{_J}"
      rf"(?:unrestricted|unfiltered|uncensored|jailbroken))\b"),
     ("mode-switch phrase",
-     rf"\byou{J}(?:are|re){J}no{J}longer{J}(?:bound|restricted|limited|an{J}ai|required)\b"
-     rf"|\bpretend{J}(?:that{J})?you{J}(?:have|had){J}no{J}(?:rules|restrictions"
+     rf"\byou{_J}(?:are|re){_J}no{_J}longer{_J}(?:bound|restricted|limited|an{_J}ai|required)\b"
+     rf"|\bpretend{_J}(?:that{_J})?you{_J}(?:have|had){_J}no{_J}(?:rules|restrictions"
      rf"|guidelines|limits|filters)\b"),
     ("instruction-override phrase",
-     rf"\byour{J}new{J}(?:instructions|rules|task|role|purpose|objective){J}(?:are|is)\b"
-     rf"|\b(?:new|updated|real|true|actual){J}system{J}prompt\b"
-     rf"|\bsystem{J}(?:prompt{J})?override\b"
-     rf"|\b(?:admin|developer|sudo|root){J}(?:override|mode|access){J}(?:is{J})?(?:now{J})?"
+     rf"\byour{_J}new{_J}(?:instructions|rules|task|role|purpose|objective){_J}(?:are|is)\b"
+     rf"|\b(?:new|updated|real|true|actual){_J}system{_J}prompt\b"
+     rf"|\bsystem{_J}(?:prompt{_J})?override\b"
+     rf"|\b(?:admin|developer|sudo|root){_J}(?:override|mode|access){_J}(?:is{_J})?(?:now{_J})?"
      rf"(?:enabled|activated|granted|engaged)\b"),
     ("instruction-override phrase (es/fr/it/pt)",
-     rf"\b{_ROM_VERB}(?:{J}{_ROM_FILL}){{0,4}}{J}{_ROM_NOUN}(?:{J}{_ROM_FILL}){{0,1}}"
-     rf"{J}{_ROM_QUAL}\b"),
+     rf"\b{_ROM_VERB}(?:{_J}{_ROM_FILL}){{0,4}}{_J}{_ROM_NOUN}(?:{_J}{_ROM_FILL}){{0,1}}"
+     rf"{_J}{_ROM_QUAL}\b"),
     ("instruction-override phrase (es/fr/it/pt)",
-     rf"\b{_ROM_VERB}{J}{_ROM_ALL}(?:{J}{_ROM_FILL}){{0,2}}{J}{_ROM_NOUN}\b"),
+     rf"\b{_ROM_VERB}{_J}{_ROM_ALL}(?:{_J}{_ROM_FILL}){{0,2}}{_J}{_ROM_NOUN}\b"),
     ("instruction-override phrase (es/fr/it/pt)",
-     rf"\b{_ROM_VERB}(?:{J}(?:todo|tout|tutto|tudo)){{0,1}}{J}(?:lo{J}anterior|ce{J}qui"
-     rf"{J}precede|lo{J}de{J}arriba|quanto{J}sopra|cio{J}che{J}precede|o{J}que{J}foi{J}dito"
+     rf"\b{_ROM_VERB}(?:{_J}(?:todo|tout|tutto|tudo)){{0,1}}{_J}(?:lo{_J}anterior|ce{_J}qui"
+     rf"{_J}precede|lo{_J}de{_J}arriba|quanto{_J}sopra|cio{_J}che{_J}precede|o{_J}que{_J}foi{_J}dito"
      rf"|acima)\b"),
     ("instruction-override phrase (de/nl)",
-     rf"\b{_DE_VERB}(?:{J}{_DE_FILL}){{0,3}}{J}{_DE_QUAL}{J}{_DE_NOUN}\b"),
+     rf"\b{_DE_VERB}(?:{_J}{_DE_FILL}){{0,3}}{_J}{_DE_QUAL}{_J}{_DE_NOUN}\b"),
     ("instruction-override phrase (de/nl)",
-     rf"\b{_DE_QUAL}{J}{_DE_NOUN}(?:{J}{_DE_FILL}){{0,2}}{J}(?:ignorieren|vergessen"
+     rf"\b{_DE_QUAL}{_J}{_DE_NOUN}(?:{_J}{_DE_FILL}){{0,2}}{_J}(?:ignorieren|vergessen"
      rf"|missachten|negeren|vergeten)\b"),
     ("instruction-override phrase (de/nl)",
-     rf"\b{_DE_VERB}(?:{J}{_DE_FILL}){{0,2}}{J}alles{J}(?:oben|vorherige|bisherige|zuvor"
+     rf"\b{_DE_VERB}(?:{_J}{_DE_FILL}){{0,2}}{_J}alles{_J}(?:oben|vorherige|bisherige|zuvor"
      rf"|davor|bisher|vorher)\b"),
 ]]
 
