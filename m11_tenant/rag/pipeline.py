@@ -201,6 +201,7 @@ class RagPipeline:
         """
         if self.config_source is None or self.ledger is None:
             raise TypeError("query() needs a config_source and a ledger; use run() for previews")
+        question = _check_question(question)  # refuse bad input before any work
         t0 = time.perf_counter()
         config = self.config_source.get_config(tenant_id)
         config_ms = (time.perf_counter() - t0) * 1e3
