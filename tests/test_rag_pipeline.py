@@ -321,3 +321,10 @@ def test_passages_that_would_overflow_the_context_window_are_dropped_from_the_en
     assert r.usage.prompt_tokens + cfg.max_tokens <= 450
     assert [s.id for s in r.sources] == [s.id for s in pipeline().run(cfg, Q).sources][
         :len(r.sources)]
+
+
+def test_summary_is_the_comparable_subset():
+    r = pipeline().run(make_config(top_k=2), Q)
+    s = r.summary()
+    assert s["sources"] == [x.id for x in r.sources] and s["cost_usd"] == r.cost_usd
+    assert "prompt" not in s and "timings_ms" not in s

@@ -109,6 +109,17 @@ class QueryResult(BaseModel):
     prompt: str
     timings_ms: dict[str, float] = Field(default_factory=dict, exclude=True)
 
+    def summary(self) -> dict[str, Any]:
+        """The fields worth comparing across tenants, one flat dict (no prompt, no timings)."""
+        return {
+            "tenant_id": self.tenant_id, "model_used": self.model_used,
+            "fallback_used": self.fallback_used, "generator": self.generator,
+            "top_k": self.config_applied["top_k"], "alpha": self.config_applied["alpha"],
+            "reranked": self.config_applied["enable_reranking"],
+            "sources": [s.id for s in self.sources], "answer": self.answer,
+            "total_tokens": self.usage.total_tokens, "cost_usd": self.cost_usd,
+        }
+
 
 def format_context(passages: list[Passage]) -> str:
     """The ``{context}`` text: numbered passages, so an answer can cite them as ``[n]``."""
