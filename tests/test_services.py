@@ -29,6 +29,7 @@ from m11_tenant.errors import StoreUnavailableError
 from m11_tenant.repository import TenantConfigRepository
 from m11_tenant.settings import load_settings
 from m11_tenant.store import Change, ConfigStore, open_store
+from m11_tenant.store.migrations import POSTGRES_MIGRATIONS
 from tests.conftest import REAL_DATABASE_URL, REAL_REDIS_URL, postgres_schema
 
 LONG_TTL = 3600  # so that only an invalidation can explain a fresh read
@@ -345,7 +346,7 @@ def test_postgres_keeps_configs_as_jsonb_and_records_its_migrations(tenant_id):
     with postgres_schema(REAL_DATABASE_URL) as url:
         store = open_store(url)
         store.write(tenant_id, lambda _c: {"top_k": 3, "branding": {"name": "A"}}, Change())
-        assert store.schema_version == 2
+        assert store.schema_version == POSTGRES_MIGRATIONS[-1][0]
         with psycopg.connect(url) as conn:
             kind = conn.execute("SELECT pg_typeof(config)::text, config->'branding'->>'name' "
                                 "FROM tenant_configs WHERE tenant_id = %s",
