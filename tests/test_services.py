@@ -355,6 +355,18 @@ def test_postgres_keeps_configs_as_jsonb_and_records_its_migrations(tenant_id):
         store.close()
 
 
+@pytest.mark.services
+def test_an_error_on_a_live_postgres_connection_fails_only_that_call(tenant_id):
+    with postgres_schema(REAL_DATABASE_URL) as url:
+        store = open_store(url)
+        store.write(tenant_id, lambda _c: {"n": 1}, Change())
+        store._rows("SET statement_timeout = 20")
+        with pytest.raises(StoreUnavailableError, match="statement timeout"):
+            store._rows("SELECT pg_sleep(1)")
+        assert store.get(tenant_id).config == {"n": 1}  # no pause, same connection
+        store.close()
+
+
 # ---------------------------------------------------------------- across processes
 
 def _watch(db_url: str, redis_url: str, prefix: str, tenant_id: str, ready, out) -> None:

@@ -25,6 +25,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.json import Jsonb
 
 from m11_tenant.errors import StoreUnavailableError
@@ -96,19 +97,27 @@ class PostgresStore(TransactionalStore):
                 f"retrying in at most {self.retry_after:g} s"
             )
         try:
-            self._conn = psycopg.connect(self.url, autocommit=True, **CONNECT_OPTIONS)
+            # The URL's own parameters win over our defaults.
+            params = {**CONNECT_OPTIONS, **conninfo_to_dict(self.url)}
+            self._conn = psycopg.connect(autocommit=True, **params)
         except psycopg.Error as exc:
             raise self._unavailable(exc, "cannot connect to") from exc
         self._down_until = 0.0
         return self._conn
 
     def _unavailable(self, exc: BaseException, doing: str) -> StoreUnavailableError:
-        """Forget the broken connection, start the pause, and say what happened."""
-        if self._conn is not None:
-            self._conn.close()
-        self._conn = None
+        """Say what happened; if the connection is gone, forget it and start the pause.
+
+        An error on a live connection (a deadlock, a cancelled statement) fails only the
+        call: the next one runs at once on the same connection.
+        """
+        conn = self._conn
+        if conn is None or conn.closed or conn.broken:
+            if conn is not None:
+                conn.close()
+            self._conn = None
+            self._down_until = time.monotonic() + self.retry_after
         self._last_error = " ".join(str(exc).split()) or type(exc).__name__
-        self._down_until = time.monotonic() + self.retry_after
         return StoreUnavailableError(
             f"PostgreSQL at {_where(self.url)}: {doing} the database failed "
             f"({self._last_error})"
