@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from m11_tenant.store.base import (
+    BULK_ROLE,
+    ApiKeyRecord,
     AuditEntry,
     Change,
     Clock,
@@ -12,7 +14,7 @@ from m11_tenant.store.base import (
     UsageTotals,
 )
 
-__all__ = ["AuditEntry", "Change", "ConfigRecord", "ConfigStore", "HistoryEntry",
+__all__ = ["BULK_ROLE", "ApiKeyRecord", "AuditEntry", "Change", "ConfigRecord", "ConfigStore", "HistoryEntry",
            "UsageTotals", "open_store"]
 
 
