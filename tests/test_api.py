@@ -39,6 +39,13 @@ def test_health_needs_no_key(api):
     assert set(response.json()["services"]) == {"database", "cache"}
 
 
+def test_docs_are_served_without_a_cdn(api):
+    html = api.client.get("/docs").text
+    assert "cdn." not in html and "/static-offline-docs/swagger-ui-bundle.js" in html
+    assert api.client.get("/static-offline-docs/swagger-ui-bundle.js").status_code == 200
+    assert api.client.get("/redoc").status_code == 200
+
+
 def test_docs_and_schema_need_no_key_and_document_every_endpoint(api):
     assert api.client.get("/docs").status_code == 200
     schema = api.client.get("/openapi.json").json()

@@ -14,6 +14,7 @@ from typing import Any
 import fakeredis
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi_offline import FastAPIOffline
 
 from m11_tenant.api import routes_admin, routes_config
 from m11_tenant.api.auth import Authenticator, new_admin_key
@@ -89,8 +90,9 @@ def create_app(repo: TenantConfigRepository | None = None, *,
         if owns_repo:
             repo.close()
 
-    app = FastAPI(title="m11_tenant management API", version="1.0.0",
-                  description=DESCRIPTION, lifespan=lifespan)
+    # Swagger UI and ReDoc from the package's own files: /docs works on an offline laptop.
+    app = FastAPIOffline(title="m11_tenant management API", version="1.0.0",
+                         description=DESCRIPTION, lifespan=lifespan)
     app.state.ctx = ctx
     app.state.metrics = ctx.metrics
     install_error_handlers(app)
