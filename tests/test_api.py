@@ -619,8 +619,9 @@ def test_a_config_that_breaks_its_plan_is_refused_at_query_time(api, tenant_id):
     api.repo.store.write(tenant_id, lambda _c: stale, Change())
     response = api.client.post("/query", headers=ADMIN,
                                json={"tenant_id": tenant_id, "query": "What is BM25?"})
-    assert response.status_code == 422
-    assert response.json()["error"]["code"] in {"validation_error", "query_refused"}
+    err = error_of(response, 422, "validation_error")
+    assert "no longer validates" in err["message"] and "rollback" in err["message"]
+    assert err["fields"][0]["field"] == "max_tokens"
 
 
 def test_preview_validates_runs_and_writes_nothing(api, tenant_id):
