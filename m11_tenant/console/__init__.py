@@ -7,15 +7,19 @@ here is validated, versioned and audited exactly like one made through the JSON 
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from typing import TYPE_CHECKING
 
-from m11_tenant.console.routes import ConsoleState, router
-from m11_tenant.console.session import SessionSigner
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 
 def install_console(app: FastAPI, secret: str) -> None:
     """Serve the console from ``app``; session cookies are signed with a key derived from
     ``secret`` (the admin key, which every worker of one server shares)."""
+    # Imported here: the routes use m11_tenant.api, whose app factory calls this function.
+    from m11_tenant.console.routes import ConsoleState, router
+    from m11_tenant.console.session import SessionSigner
+
     app.state.console = ConsoleState(SessionSigner(secret))
     app.include_router(router)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+import types
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -73,9 +74,9 @@ class FieldSpec:
 
 def _spec(name: str, info: Any) -> FieldSpec:
     annotation = info.annotation
-    optional = type(None) in getattr(annotation, "__args__", ())
-    base = next((a for a in getattr(annotation, "__args__", (annotation,))
-                 if a is not type(None)), annotation)
+    members = annotation.__args__ if isinstance(annotation, types.UnionType) else (annotation,)
+    optional = type(None) in members
+    base = next(a for a in members if a is not type(None))
     lo = next((m.ge for m in info.metadata if isinstance(m, Ge)), None)
     hi = next((m.le for m in info.metadata if isinstance(m, Le)), None)
     length = next((m.max_length for m in info.metadata if isinstance(m, MaxLen)), None)
@@ -218,6 +219,35 @@ def _variables(posted: Mapping[str, list[str]]) -> tuple[list[list[str]], dict[s
                                      "keep one", "duplicate"))
         variables[key] = text
     return rows, variables, errors
+
+
+def _comparable(value: Any) -> Any:
+    if isinstance(value, list):  # variable rows: blank rows are not part of the value
+        return [list(r) for r in value if r[0].strip() or r[1].strip()]
+    return value
+
+
+def rebase(typed: Mapping[str, Any], base: Mapping[str, Any], latest: Mapping[str, Any]
+           ) -> tuple[dict[str, Any], list[str]]:
+    """Carry an edit made on config ``base`` over to ``latest`` (someone saved in between).
+
+    The fields whose typed value differs from ``base`` are the user's changes and keep what
+    was typed; every other field takes ``latest``'s value, so saving again does not quietly
+    undo the other person's change. Returns the form values and the user's changed fields.
+    """
+    before, now = values_of(base), values_of(latest)
+    changed = [name for name in SPECS if name in typed
+               and _comparable(typed[name]) != _comparable(before[name])]
+    return {**now, **{name: typed[name] for name in changed}}, changed
+
+
+def form_text(value: Any) -> str:
+    """A form value as one string for a table (variable rows as ``name = value`` lines)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "\n".join(f"{k} = {v}" for k, v in _comparable(value)) or "(none)"
+    return str(value) if value != "" else "(blank)"
 
 
 def variable_rows(values: Mapping[str, Any]) -> list[list[str]]:

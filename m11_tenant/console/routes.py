@@ -45,6 +45,7 @@ from m11_tenant.errors import (
 )
 from m11_tenant.repository import ResolvedConfig
 from m11_tenant.schema import TenantConfig, apply_update, load_catalog
+from m11_tenant.store import HistoryEntry
 
 HERE = Path(__file__).resolve().parent
 PAGE_SIZE = 50
@@ -297,7 +298,7 @@ def tenant_list(request: Request,
     rows = [{"tenant_id": t, "record": records.get(t),
              "plan": (records[t].config.get("plan") if t in records else "")} for t in shown_ids]
     openable = ""
-    if needle and needle not in ids:
+    if needle and not ids:
         try:
             openable = path_tenant(needle)
         except TenantConfigError:
@@ -397,10 +398,11 @@ async def save_config(request: Request, tenant_id: str) -> Response:
         return _refused(request, session, tid, current, exc.errors, expected, page)
     except VersionConflictError as exc:
         latest = await run_in_threadpool(ctx.repo.get_record, tid)
+        history = await run_in_threadpool(ctx.repo.get_history, tid)
+        values, conflict = _conflict(exc, latest, history, form.values)
         return _config_page(request, session, tid, latest, status=409,
-                            expected_version=exc.actual,
-                            conflict=await run_in_threadpool(_conflict, ctx, tid, exc, latest,
-                                                             form.updates), **page)
+                            expected_version=exc.actual, conflict=conflict,
+                            **{**page, "values": values})
     except TenantConfigError as exc:  # rate limit, database down, ...: keep the edit
         err = to_http(exc)
         return _config_page(request, session, tid, current, status=err.status, banner=err,
@@ -416,19 +418,27 @@ def _refused(request: Request, session: Session, tid: str, current: ResolvedConf
                         expected_version=expected, **page)
 
 
-def _conflict(ctx: ApiContext, tid: str, exc: VersionConflictError, latest: ResolvedConfig,
-              updates: Mapping[str, Any]) -> dict[str, Any]:
-    """What moved under the user (their base -> now) and what their edit would change now."""
-    kept = {h.version: h.config for h in ctx.repo.get_history(tid)}
-    base = kept.get(exc.expected)
-    try:
-        mine = views.diff_rows(latest.config.model_dump(),
-                               apply_update(latest.config, updates, merge=True).model_dump())
-    except ConfigValidationError:
-        mine = []
-    return {"expected": exc.expected, "actual": exc.actual, "base_kept": base is not None,
-            "theirs": views.diff_rows(base, latest.config.model_dump()) if base else [],
-            "mine": mine, "by": latest.updated_by, "at": latest.updated_at}
+def _conflict(exc: VersionConflictError, latest: ResolvedConfig, history: list[HistoryEntry],
+              typed: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The form to show after a stale save, and what to say about it: what the other
+    writer changed (their base -> now), and the user's own changes, carried over onto the
+    latest version (see :func:`forms.rebase`)."""
+    base = next((h.config for h in history if h.version == exc.expected), None)
+    now = latest.config.model_dump()
+    info: dict[str, Any] = {"expected": exc.expected, "actual": exc.actual,
+                            "by": latest.updated_by, "at": latest.updated_at,
+                            "base_kept": base is not None, "theirs": [], "mine": []}
+    if base is None:  # too old to tell their changes from the user's: keep the whole form
+        return dict(typed), info
+    values, changed = forms.rebase(typed, base, now)
+    theirs = views.diff_rows(base, now)
+    touched = {name for name, _old, _new in theirs}
+    now_values = forms.values_of(now)
+    info["theirs"] = theirs
+    info["mine"] = [(name + (" (changed by both)" if name in touched else ""),
+                     forms.form_text(now_values[name]), forms.form_text(typed[name]))
+                    for name in changed]
+    return values, info
 
 
 @router.post("/t/{tenant_id}/preview")
