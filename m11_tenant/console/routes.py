@@ -325,13 +325,15 @@ def _config_page(request: Request, session: Session, tid: str, current: Resolved
                  banner: HttpError | None = None, conflict: Mapping[str, Any] | None = None,
                  preview: Mapping[str, Any] | None = None, question: str = "",
                  reason: str = "") -> HTMLResponse:
+    headers = {k: v for k, v in (banner.headers if banner else {}).items() if k == "Retry-After"}
     catalog = load_catalog()
     brand = (preview["config"] if preview else current.config).branding
     shown_plan = str(values.get("plan") or current.config.plan)
     if shown_plan not in catalog.plans:
         shown_plan = current.config.plan
     return render(
-        request, "tenant.html", status=status, session=session, tid=tid, tab="config",
+        request, "tenant.html", status=status, session=session, headers=headers, tid=tid,
+        tab="config",
         current=current, values=values, expected_version=expected_version,
         errors=errors or [], by_field=forms.errors_by_field(errors or []), notice=notice,
         banner=banner, conflict=conflict, preview=preview,
@@ -502,7 +504,8 @@ def _history_page(request: Request, session: Session, tid: str, a: int | None, b
     rows = [] if missing or a is None or b is None else views.diff_rows(kept[a].config,
                                                                          kept[b].config)
     current = ctx.repo.get_record(tid)
-    return render(request, "history.html", status=status, session=session, tid=tid,
+    retry = {k: v for k, v in (banner.headers if banner else {}).items() if k == "Retry-After"}
+    return render(request, "history.html", status=status, session=session, headers=retry, tid=tid,
                   tab="history", entries=entries, a=a, b=b, rows=rows, missing=missing,
                   current=current, banner=banner)
 
