@@ -13,7 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from m11_tenant.schema import TenantConfig
 
-_FORBID = ConfigDict(extra="forbid")
+# The tenant-id pattern, documented on path parameters (it guides fuzzers too) but enforced
+# by validate_tenant_id, whose 400 names the rule and also refuses the reserved ids.
+TENANT_ID_DOC = {"pattern": "^[a-z0-9][a-z0-9_-]{2,63}$"}
 EXAMPLE_CONFIG = {"model": "gpt-4", "temperature": 0.5, "top_k": 10, "plan": "pro"}
 
 

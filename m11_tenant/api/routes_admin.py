@@ -14,6 +14,7 @@ from m11_tenant.api.body import envelope, read_json, string_list
 from m11_tenant.api.context import ApiContext, Caller, Ctx, path_tenant, reason_of
 from m11_tenant.api.errors import to_http
 from m11_tenant.api.models import (
+    TENANT_ID_DOC,
     AuditResponse,
     BulkRequest,
     BulkResponse,
@@ -65,7 +66,8 @@ def list_tenants(ctx: Ctx, caller: Caller, limit: Limit = 100, offset: Offset = 
 @router.post("/tenants/{tenant_id}/keys", response_model=KeyResponse, status_code=201,
              tags=["tenants"], responses=error_docs(400, 403, 503),
              summary="Create a tenant key (admin key); the key is returned once")
-def create_key(tenant_id: Annotated[str, Path(examples=["startup-co"])], ctx: Ctx,
+def create_key(tenant_id: Annotated[str, Path(examples=["startup-co"],
+                                              json_schema_extra=TENANT_ID_DOC)], ctx: Ctx,
                caller: Caller) -> JSONResponse:
     tid = path_tenant(tenant_id)
     require_admin(ctx.repo.store, caller, f"create keys for tenant {tid!r}")

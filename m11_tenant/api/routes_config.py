@@ -22,6 +22,7 @@ from m11_tenant.api.context import (
 )
 from m11_tenant.api.errors import to_http
 from m11_tenant.api.models import (
+    TENANT_ID_DOC,
     ConfigResponse,
     ConfigUpdateRequest,
     DeleteResponse,
@@ -43,7 +44,7 @@ router = APIRouter()
 
 TenantId = Annotated[str, Path(
     description="3-64 characters: a-z, 0-9, '_' or '-', starting with a letter or digit",
-    examples=["startup-co"])]
+    examples=["startup-co"], json_schema_extra=TENANT_ID_DOC)]
 IfMatch = Annotated[str | None, Header(
     description='the ETag from GET /config/{tenant_id} (e.g. "3"); a stale one fails with 412')]
 Reason = Annotated[str | None, Query(max_length=500, description="why, for the audit log")]
