@@ -202,6 +202,16 @@ def _authorized(request: Request, session: Session, tenant_id: str, what: str) -
     return tid
 
 
+async def posted_form(request: Request, tenant_id: str, what: str
+                      ) -> tuple[Session, list[tuple[str, str]], str]:
+    """What every tenant form post checks, in order: signed in, a readable form, its CSRF
+    token, then the API's tenant check (403 and a ``denied`` audit line)."""
+    session = signed_in(request)
+    pairs = await read_form(request)
+    require_csrf(request, session, pairs)
+    return session, pairs, _authorized(request, session, tenant_id, what)
+
+
 def _limit_writes(ctx: ApiContext, principal: Principal, kind: str, tid: str) -> None:
     """Tenant keys get the API's per-key limits in the console too; the admin has none."""
     if not principal.is_admin:
@@ -366,10 +376,7 @@ def config_page(request: Request, tenant_id: str,
 
 @router.post("/t/{tenant_id}")
 async def save_config(request: Request, tenant_id: str) -> Response:
-    session = signed_in(request)
-    pairs = await read_form(request)
-    require_csrf(request, session, pairs)
-    tid = _authorized(request, session, tenant_id, "change the config")
+    session, pairs, tid = await posted_form(request, tenant_id, "change the config")
     ctx, principal = _ctx(request), session.principal
     form = forms.parse_config_form(pairs)
     expected = _version_field(pairs, "expected_version")
@@ -445,10 +452,7 @@ def _conflict(exc: VersionConflictError, latest: ResolvedConfig, history: list[H
 
 @router.post("/t/{tenant_id}/preview")
 async def preview_config(request: Request, tenant_id: str) -> Response:
-    session = signed_in(request)
-    pairs = await read_form(request)
-    require_csrf(request, session, pairs)
-    tid = _authorized(request, session, tenant_id, "preview a config")
+    session, pairs, tid = await posted_form(request, tenant_id, "preview a config")
     ctx = _ctx(request)
     form = forms.parse_config_form(pairs)
     expected = _version_field(pairs, "expected_version")
@@ -512,10 +516,7 @@ def _history_page(request: Request, session: Session, tid: str, a: int | None, b
 
 @router.post("/t/{tenant_id}/rollback")
 async def rollback(request: Request, tenant_id: str) -> Response:
-    session = signed_in(request)
-    pairs = await read_form(request)
-    require_csrf(request, session, pairs)
-    tid = _authorized(request, session, tenant_id, "roll back the config")
+    session, pairs, tid = await posted_form(request, tenant_id, "roll back the config")
     ctx, principal = _ctx(request), session.principal
     version = _version_field(pairs, "version")
     expected = _version_field(pairs, "expected_version")
