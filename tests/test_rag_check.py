@@ -79,3 +79,23 @@ def test_every_seeded_example_tenant_passes_with_the_real_repository(sqlite_repo
     report = check_tenants(sqlite_repo, make_pipeline(), QUESTIONS)
     assert [t.tenant_id for t in report.tenants] == sorted(seeded)
     assert report.ok, report.text()
+
+
+def test_the_sample_covers_every_kind_and_is_stable():
+    from m11_tenant.rag.check import sample_questions
+    from m11_tenant.rag.corpus import load_eval
+
+    sample = sample_questions(6)
+    assert sample == sample_questions(6) and len(set(sample)) == 6
+    kinds = {q.question: q.kind for q in load_eval()}
+    assert {kinds[q] for q in sample} == set(kinds.values())
+
+
+def test_check_all_tenants_runs_offline_on_the_sample(sqlite_repo):
+    from m11_tenant.rag.check import check_all_tenants
+    from m11_tenant.seed import seed_tenants
+
+    seed_tenants(sqlite_repo)
+    p = RagPipeline(index=fixture_index(), catalog=catalog(), generation="offline")
+    report = check_all_tenants(sqlite_repo, pipeline=p)
+    assert report.ok and len(report.questions) == 4

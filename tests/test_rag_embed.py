@@ -77,3 +77,30 @@ def test_corpus_vectors_are_reused_until_the_corpus_changes(tmp_path):
     changed = Corpus((Passage("a", "A", "alpha text, edited"), Passage("b", "B", "beta")))
     load_or_build_embeddings(changed, emb, directory=tmp_path)
     assert emb.calls == 2  # stale checksum: rebuilt
+
+
+def test_the_openai_embedder_speaks_the_same_interface_through_an_injected_client():
+    from types import SimpleNamespace
+
+    from m11_tenant.rag.embed import Embedder, OpenAIEmbedder
+
+    calls = []
+
+    def create(model, input):
+        calls.append((model, list(input)))
+        data = [SimpleNamespace(index=i, embedding=[3.0, 4.0]) for i in range(len(input))]
+        return SimpleNamespace(data=list(reversed(data)))
+
+    client = SimpleNamespace(embeddings=SimpleNamespace(create=create))
+    e = OpenAIEmbedder(client, model="text-embedding-3-small", dim=2)
+    assert isinstance(e, Embedder) and e.model_id == "openai-text-embedding-3-small"
+    np.testing.assert_allclose(e.embed(["a", "b"]), [[0.6, 0.8], [0.6, 0.8]])
+    assert calls == [("text-embedding-3-small", ["a", "b"])]
+
+
+def test_stale_shipped_vectors_are_recomputed_with_a_warning_not_used(tmp_path):
+    corpus = Corpus((Passage("a", "A", "alpha"),))
+    emb = CountingEmbedder()
+    with pytest.warns(UserWarning, match="python -m m11_tenant.rag"):
+        load_or_build_embeddings(corpus, emb, directory=tmp_path, save=False, warn_stale=True)
+    assert emb.calls == 1 and not embeddings_path(emb.model_id, tmp_path).exists()

@@ -93,9 +93,9 @@ def test_out_of_range_parameters_are_refused(kwargs, message):
         fixture_index().search(CACHE_Q, **kwargs)
 
 
-def test_the_default_rrf_reranker_fuses_keyword_and_semantic_ranks():
+def test_the_rrf_reranker_fuses_keyword_and_semantic_ranks():
     ix = fixture_index()
-    r = ix.search(CACHE_Q, top_k=5, alpha=0.0, rerank=True)
+    r = ix.search(CACHE_Q, top_k=5, alpha=0.0, rerank=True, reranker="rrf")
     assert r.reranker == "rrf"
     n = len(r.candidates)
     kw_rank = {h.passage.id: i for i, h in enumerate(sorted(r.candidates, key=lambda h: -h.bm25))}
@@ -111,3 +111,23 @@ def test_query_vectors_are_cached_by_text():
     ix = fixture_index()
     v1 = ix.embed_query("a question asked by every tenant")
     assert ix.embed_query("a question asked by every tenant") is v1
+
+
+def test_the_default_coverage_reranker_mixes_term_coverage_and_cosine():
+    ix = fixture_index()
+    r = ix.search(E1234_Q, top_k=6, alpha=0.0, rerank=True, rerank_top_n=3)
+    assert r.reranker == "coverage" and len(r.hits) == 3
+    for h in r.hits:
+        assert h.score == pytest.approx(0.5 * h.coverage + 0.5 * h.semantic, abs=1e-6)
+    assert [h.score for h in r.hits] == sorted((h.score for h in r.hits), reverse=True)
+    assert ids(r)[0] == "f09"
+
+
+def test_coverage_weighs_rare_terms_more_and_ignores_repetition():
+    from m11_tenant.rag.bm25 import BM25
+
+    index = BM25(["tenant tenant tenant tenant", "tenant isolation", "isolation", "tenant"])
+    cov = index.coverage("tenant isolation")
+    assert cov[1] == pytest.approx(1.0)
+    assert cov[0] < cov[2] < cov[1]  # "isolation" is rarer than "tenant"
+    assert index.coverage("tenant isolation", [2, 1]).tolist() == [cov[2], cov[1]]

@@ -304,3 +304,27 @@ def test_the_four_course_tenants_from_the_repository_get_four_configured_results
             assert value in r.prompt
     assert len({(r.model_used, tuple(s.id for s in r.sources), r.prompt) for r in results}) == 4
     assert len({r.cost_usd for r in results}) == 4
+
+
+def test_passages_that_would_overflow_the_context_window_are_dropped_from_the_end():
+    import dataclasses
+
+    from m11_tenant.rag.plans import CatalogView
+
+    full = catalog()
+    small = dataclasses.replace(full.model("gpt-3.5-turbo"), context_window=450)
+    tight = CatalogView({**full.models, "gpt-3.5-turbo": small}, full.plans)
+    p = RagPipeline(index=fixture_index(), catalog=tight, env={})
+    cfg = make_config(top_k=10, max_tokens=200)
+    r = p.run(cfg, Q)
+    assert 1 <= len(r.sources) < 10
+    assert r.usage.prompt_tokens + cfg.max_tokens <= 450
+    assert [s.id for s in r.sources] == [s.id for s in pipeline().run(cfg, Q).sources][
+        :len(r.sources)]
+
+
+def test_summary_is_the_comparable_subset():
+    r = pipeline().run(make_config(top_k=2), Q)
+    s = r.summary()
+    assert s["sources"] == [x.id for x in r.sources] and s["cost_usd"] == r.cost_usd
+    assert "prompt" not in s and "timings_ms" not in s

@@ -7,7 +7,7 @@ plans and cost. See :mod:`m11_tenant.rag.pipeline` for what each config field do
     result.model_dump()
 """
 
-from m11_tenant.rag.check import CheckReport, check_tenants
+from m11_tenant.rag.check import CheckReport, check_all_tenants, check_tenants, sample_questions
 from m11_tenant.rag.corpus import Corpus, Passage, load_corpus, load_eval
 from m11_tenant.rag.index import HybridIndex, get_default_index
 from m11_tenant.rag.ledger import InMemoryLedger, UsageLedger, UsageTotals
@@ -23,8 +23,10 @@ __all__ = [
     "RagPipeline",
     "UsageLedger",
     "UsageTotals",
+    "check_all_tenants",
     "check_tenants",
     "get_default_index",
     "load_corpus",
     "load_eval",
+    "sample_questions",
 ]

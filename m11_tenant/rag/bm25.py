@@ -63,6 +63,18 @@ class BM25:
     def __len__(self) -> int:
         return self.weights.shape[0]
 
+    def coverage(self, query: str, rows: Sequence[int] | None = None) -> np.ndarray:
+        """Share of the query's distinct known terms each document contains, weighted by idf
+        (1.0 = every term, rare ones count more). BM25 sums saturated term frequencies, so a
+        passage repeating one term can outscore one containing them all; this cannot."""
+        cols = sorted({self.vocab[t] for t in tokenize(query) if t in self.vocab})
+        n = len(self) if rows is None else len(rows)
+        if not cols:
+            return np.zeros(n, dtype=np.float32)
+        weights = self.weights[:, cols] if rows is None else self.weights[np.asarray(rows)][:, cols]
+        idf = self.idf[cols]
+        return ((weights > 0) @ idf / idf.sum()).astype(np.float32)
+
     def scores(self, query: str) -> np.ndarray:
         """BM25 score of every document for ``query`` (zeros if no query term is known)."""
         cols = sorted({self.vocab[t] for t in tokenize(query) if t in self.vocab})

@@ -135,3 +135,32 @@ def check_tenants(source: TenantLister, pipeline: RagPipeline, questions: Sequen
         checks.append(TenantCheck(tenant_id=tid, ok=not problems, questions_run=ran,
                                   problems=problems))
     return CheckReport(ok=all(c.ok for c in checks), questions=list(questions), tenants=checks)
+
+
+def sample_questions(n: int = 4) -> list[str]:
+    """``n`` eval questions, taken round-robin across question kinds in file order, so the
+    sample is the same on every run and covers keyword and paraphrase questions alike."""
+    from m11_tenant.rag.corpus import load_eval
+
+    by_kind: dict[str, list[str]] = {}
+    for q in load_eval():
+        by_kind.setdefault(q.kind, []).append(q.question)
+    picked: list[str] = []
+    queues = [list(v) for _, v in sorted(by_kind.items())]
+    while len(picked) < n and any(queues):
+        for queue in queues:
+            if queue and len(picked) < n:
+                picked.append(queue.pop(0))
+    return picked
+
+
+def check_all_tenants(source: TenantLister, *, questions: Sequence[str] | None = None,
+                      live: bool = False, pipeline: RagPipeline | None = None) -> CheckReport:
+    """What ``python -m m11_tenant check`` runs: every tenant on :func:`sample_questions`.
+
+    Offline by default (``live=False``): the check is about templates, models and limits,
+    and should not spend money; ``live=True`` calls the models as production would.
+    """
+    if pipeline is None:
+        pipeline = RagPipeline(generation="auto" if live else "offline")
+    return check_tenants(source, pipeline, list(questions or sample_questions()))

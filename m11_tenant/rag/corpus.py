@@ -13,8 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-#: ``data/`` in the checkout (the package is used from the repository, like the notebooks).
-DATA_DIR = Path(__file__).resolve().parents[2] / "data"
+from m11_tenant.schema import DATA_DIR
+
 #: Where the corpus, its eval set and its precomputed embeddings live.
 CORPUS_DIR = DATA_DIR / "corpus"
 

@@ -21,6 +21,7 @@ import json
 import os
 import re
 import tempfile
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -177,10 +178,14 @@ def embeddings_path(model_id: str, directory: Path | None = None) -> Path:
 
 
 def load_or_build_embeddings(corpus: Corpus, embedder: Embedder, *,
-                             directory: Path | None = None, save: bool = True) -> np.ndarray:
+                             directory: Path | None = None, save: bool = True,
+                             warn_stale: bool = False) -> np.ndarray:
     """The corpus vectors for ``embedder``: read from ``data/corpus/`` if they were built from
     this exact corpus (checksum) and model, otherwise computed now and (if ``save``) written
     back atomically next to a small JSON file that records what they were built from.
+
+    ``warn_stale`` warns when vectors had to be computed: the shipped corpus should always
+    come with its vectors (``python -m m11_tenant.rag`` rebuilds and saves them).
     """
     npy = embeddings_path(embedder.model_id, directory)
     meta_path = npy.with_suffix(".json")
@@ -194,6 +199,12 @@ def load_or_build_embeddings(corpus: Corpus, embedder: Embedder, *,
                 return vectors.astype(np.float32, copy=False)
         except (OSError, ValueError):
             pass  # unreadable: rebuild below
+    if warn_stale:
+        warnings.warn(
+            f"{npy.name} was not built from this corpus: embedding {len(corpus)} passages now "
+            "(slow); run `python -m m11_tenant.rag` and commit data/corpus/embeddings-*",
+            stacklevel=2,
+        )
     vectors = embedder.embed([passage_text(p.title, p.text) for p in corpus.passages])
     if save:
         try:

@@ -38,6 +38,7 @@ class Hit:
     semantic: float  # normalised cosine
     bm25: float
     cosine: float
+    coverage: float = 0.0  # idf-weighted share of the question's terms the passage contains
 
 
 @dataclass
@@ -66,13 +67,16 @@ class HybridIndex:
     Parameters:
         corpus: the passages (default ``data/corpus/passages.jsonl``).
         embedder: any :class:`~m11_tenant.rag.embed.Embedder` (default the offline MiniLM).
-        vectors: precomputed corpus vectors; by default read from (or built into) ``data/corpus/``.
-        save_vectors: write freshly built vectors back to ``data/corpus/``.
+        vectors: precomputed corpus vectors; by default read from ``data/corpus/`` (computed
+            in memory if missing or stale).
+        save_vectors: write freshly computed vectors back to ``data/corpus/``.
+        warn_stale: warn when the vectors had to be computed (the shipped corpus).
+        query_cache: how many query vectors to keep (0 = none).
     """
 
     def __init__(self, corpus: Corpus | None = None, embedder: Embedder | None = None, *,
-                 vectors: np.ndarray | None = None, save_vectors: bool = True,
-                 query_cache: int = 256):
+                 vectors: np.ndarray | None = None, save_vectors: bool = False,
+                 warn_stale: bool = False, query_cache: int = 256):
         # Query vectors by text: the same sample questions run for every tenant (previews,
         # the cross-tenant check) and embedding is most of a query's time.
         self._qcache: OrderedDict[str, np.ndarray] = OrderedDict()
@@ -85,7 +89,8 @@ class HybridIndex:
         self.bm25 = BM25([passage_text(p.title, p.text) for p in self.corpus.passages])
         t2 = time.perf_counter()
         if vectors is None:
-            vectors = load_or_build_embeddings(self.corpus, self.embedder, save=save_vectors)
+            vectors = load_or_build_embeddings(self.corpus, self.embedder, save=save_vectors,
+                                               warn_stale=warn_stale)
         if vectors.shape != (len(self.corpus), self.embedder.dim):
             raise ValueError(f"vectors have shape {vectors.shape}, expected "
                              f"{(len(self.corpus), self.embedder.dim)}")
@@ -137,10 +142,11 @@ class HybridIndex:
         hybrid = alpha * semantic + (1.0 - alpha) * keyword
         # Round before sorting so float noise in the last bits cannot reorder near-ties.
         order = np.lexsort((np.arange(len(hybrid)), -np.round(hybrid, 6)))[:top_k]
+        coverage = self.bm25.coverage(query, order)
         candidates = [
             Hit(self.corpus.passages[i], float(hybrid[i]), float(hybrid[i]), float(keyword[i]),
-                float(semantic[i]), float(bm25[i]), float(cosine[i]))
-            for i in order
+                float(semantic[i]), float(bm25[i]), float(cosine[i]), float(coverage[j]))
+            for j, i in enumerate(order)
         ]
         t1 = time.perf_counter()
         timings = {"retrieve": (t1 - t0) * 1e3, "rerank": 0.0}
@@ -163,5 +169,5 @@ def get_default_index() -> HybridIndex:
     global _default
     with _lock:
         if _default is None:
-            _default = HybridIndex()
+            _default = HybridIndex(warn_stale=True)
         return _default

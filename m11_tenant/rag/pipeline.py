@@ -6,7 +6,7 @@ Every knob comes from the tenant's :class:`~m11_tenant.schema.TenantConfig`:
 =====================  ================================================================
 ``top_k``              how many passages the hybrid search returns (the candidates)
 ``alpha``              0 = BM25 only … 1 = embeddings only (normalised scores mixed)
-``enable_reranking``   re-order the ``top_k`` candidates (embedding cosine by default)
+``enable_reranking``   re-order the ``top_k`` candidates (term coverage + cosine by default)
 ``rerank_top_n``       keep this many after reranking (``None`` follows ``top_k``)
 ``prompt_template``    rendered with ``{query}``, ``{context}`` and ``prompt_variables``
 ``model``              priced from the catalog; called if live (see ``generate``)
@@ -109,6 +109,17 @@ class QueryResult(BaseModel):
     prompt: str
     timings_ms: dict[str, float] = Field(default_factory=dict, exclude=True)
 
+    def summary(self) -> dict[str, Any]:
+        """The fields worth comparing across tenants, one flat dict (no prompt, no timings)."""
+        return {
+            "tenant_id": self.tenant_id, "model_used": self.model_used,
+            "fallback_used": self.fallback_used, "generator": self.generator,
+            "top_k": self.config_applied["top_k"], "alpha": self.config_applied["alpha"],
+            "reranked": self.config_applied["enable_reranking"],
+            "sources": [s.id for s in self.sources], "answer": self.answer,
+            "total_tokens": self.usage.total_tokens, "cost_usd": self.cost_usd,
+        }
+
 
 def format_context(passages: list[Passage]) -> str:
     """The ``{context}`` text: numbered passages, so an answer can cite them as ``[n]``."""
@@ -131,7 +142,8 @@ class RagPipeline:
         openai_client: an ``openai.OpenAI``-compatible object; makes the pipeline live.
         generation: ``"auto"``, ``"offline"`` or ``"openai"`` (see :mod:`.generate`).
         catalog: models and plans (``m11_tenant.schema.load_catalog()``, the default).
-        reranker: which reranker ``enable_reranking`` uses (``cosine``, ``rrf``, ``mmr``).
+        reranker: which reranker ``enable_reranking`` uses (``coverage``, ``rrf``, ``cosine``,
+            ``mmr``; see :mod:`.rerank`).
         sleep: how to wait between retries (inject a no-op in tests).
         env: environment to read ``OPENAI_API_KEY`` from (default ``os.environ``).
     """
@@ -200,6 +212,7 @@ class RagPipeline:
         """
         if self.config_source is None or self.ledger is None:
             raise TypeError("query() needs a config_source and a ledger; use run() for previews")
+        question = _check_question(question)  # refuse bad input before any work
         t0 = time.perf_counter()
         config = self.config_source.get_config(tenant_id)
         config_ms = (time.perf_counter() - t0) * 1e3
@@ -210,8 +223,8 @@ class RagPipeline:
         self.ledger.record_usage(
             tenant_id, now.date(), queries=1, prompt_tokens=result.usage.prompt_tokens,
             completion_tokens=result.usage.completion_tokens, cost_usd=result.cost_usd)
-        return result.model_copy(update={"timings_ms": {"config_load": config_ms,
-                                                         **result.timings_ms}})
+        return result.model_copy(update={"timings_ms": {**result.timings_ms,
+                                                         "config_load": config_ms}})
 
     def run(self, config: Any, question: str, *, tenant_id: str = "preview") -> QueryResult:
         """Answer ``question`` with ``config`` as given: checks the plan's model and max_tokens
@@ -254,7 +267,7 @@ class RagPipeline:
                    "total_tokens": gen.prompt_tokens + gen.completion_tokens,
                    "estimated": gen.estimated},
             cost_usd=cost, recorded=record, prompt=prompt,
-            timings_ms={"retrieve": retrieval.timings_ms["retrieve"],
+            timings_ms={"config_load": 0.0, "retrieve": retrieval.timings_ms["retrieve"],
                         "rerank": retrieval.timings_ms["rerank"], "generate": generate_ms},
         )
 

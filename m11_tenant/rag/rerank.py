@@ -16,12 +16,32 @@ trades relevance for diversity and this eval set rewards relevance only. A real
 cross-encoder (a model that reads question and passage together) is what would lift the
 hybrid; none ships offline on PyPI.
 
-- ``cosine``: re-sort by embedding cosine. Lets the semantic signal have the last word on
-  a keyword-heavy candidate list.
+- ``coverage`` (the default): half the idf-weighted share of the question's terms the
+  passage contains, half its normalised cosine. BM25 sums saturated term counts, so a
+  passage that repeats one question word can beat one that contains them all; coverage
+  cannot be fooled that way, and the cosine half keeps the meaning in play.
+- ``cosine``: re-sort by embedding cosine (the same as alpha = 1 inside the candidates).
 - ``rrf``: reciprocal rank fusion of the BM25 and cosine ranks inside the candidate list
   (1/(60 + rank) each). Rank-based, so it ignores how the scores are scaled.
 - ``mmr``: maximal marginal relevance (lambda 0.7): relevance by cosine, minus similarity
   to what is already chosen, so near-duplicate passages do not fill the context.
+
+Measured by ``bench/retrieval.py`` (300 passages, 80 questions; recall@5 as a tenant uses
+reranking, top_k 10 → rerank_top_n 5, for alpha 0 / 0.25 / 0.5 / 0.75 / 1):
+
+    none      0.748  0.769  0.825  0.869  0.779
+    coverage  0.756  0.825  0.844  0.856  0.783
+    rrf       0.769  0.812  0.819  0.863  0.789
+    cosine    0.744  0.740  0.735  0.789  0.779
+    mmr       0.727  0.721  0.751  0.798  0.773
+
+``coverage`` gains most where tenants usually sit (alpha up to 0.5, the default) and costs
+a little at 0.75, the best first-stage alpha on this set. ``cosine`` only re-weighs a
+signal the first stage already had, and the embeddings are the weaker one here; MMR trades
+relevance for diversity, which this eval set does not reward. The coverage reranker was
+designed after looking at this eval set; it holds on both halves of it (odd and even
+questions), but a held-out set would make the claim stronger. A cross-encoder (a model
+that reads question and passage together) would do better still; none ships offline on PyPI.
 """
 
 from __future__ import annotations
@@ -58,6 +78,10 @@ def rerank_rrf(hits: list[Hit], vectors: np.ndarray, qvec: np.ndarray, k: int = 
     return _stable_sort(hits, fused)
 
 
+def rerank_coverage(hits: list[Hit], vectors: np.ndarray, qvec: np.ndarray) -> list[Hit]:
+    return _stable_sort(hits, [0.5 * h.coverage + 0.5 * h.semantic for h in hits])
+
+
 def rerank_mmr(hits: list[Hit], vectors: np.ndarray, qvec: np.ndarray,
                lam: float = 0.7) -> list[Hit]:
     relevance = vectors @ qvec
@@ -76,5 +100,6 @@ def rerank_mmr(hits: list[Hit], vectors: np.ndarray, qvec: np.ndarray,
     return [replace(hits[i], score=scores[i]) for i in chosen]
 
 
-RERANKERS: dict[str, Reranker] = {"cosine": rerank_cosine, "rrf": rerank_rrf, "mmr": rerank_mmr}
-DEFAULT_RERANKER = "rrf"
+RERANKERS: dict[str, Reranker] = {"coverage": rerank_coverage, "cosine": rerank_cosine,
+                                  "rrf": rerank_rrf, "mmr": rerank_mmr}
+DEFAULT_RERANKER = "coverage"
