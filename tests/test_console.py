@@ -490,3 +490,12 @@ def test_pages_reference_nothing_outside_the_app(app, seeded):
 def test_the_console_stays_out_of_the_api_schema(app):
     assert not any(p.startswith("/console") for p in TestClient(app).get(
         "/openapi.json").json()["paths"])
+
+
+def test_a_refused_partial_post_shows_the_stored_values_for_the_rest(app, seeded):
+    client = sign_in(app)
+    response = client.post(f"/console/t/{seeded}", data={
+        **form_of(client, seeded), "top_k": "99", "reason": "x"})
+    assert response.status_code == 422
+    assert 'name="top_k" value="99"' in response.text
+    assert 'name="temperature" value="0.7"' in response.text

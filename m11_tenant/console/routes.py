@@ -336,6 +336,8 @@ def _config_page(request: Request, session: Session, tid: str, current: Resolved
                  preview: Mapping[str, Any] | None = None, question: str = "",
                  reason: str = "") -> HTMLResponse:
     headers = {k: v for k, v in (banner.headers if banner else {}).items() if k == "Retry-After"}
+    # Inputs a post left out show the stored value rather than an empty box.
+    values = {**forms.values_of(current.config.model_dump()), **values}
     catalog = load_catalog()
     brand = (preview["config"] if preview else current.config).branding
     shown_plan = str(values.get("plan") or current.config.plan)
