@@ -95,6 +95,8 @@ router = APIRouter(prefix="/console", include_in_schema=False, route_class=Conso
 
 @dataclass(frozen=True)
 class ConsoleState:
+    """What the console keeps on ``app.state.console``: only the session signer."""
+
     signer: SessionSigner
 
 
