@@ -24,6 +24,7 @@ from m11_tenant.api.metrics import ApiMetrics
 from m11_tenant.api.models import REQUEST_MODELS
 from m11_tenant.api.ratelimit import RateLimiter
 from m11_tenant.api.settings import ApiSettings, api_settings
+from m11_tenant.console import install_console
 from m11_tenant.repository import TenantConfigRepository
 from m11_tenant.settings import Settings
 
@@ -98,6 +99,7 @@ def create_app(repo: TenantConfigRepository | None = None, *,
     install_error_handlers(app)
     app.include_router(routes_admin.router)
     app.include_router(routes_config.router)
+    install_console(app, admin_key)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
