@@ -36,7 +36,7 @@ def test_health_needs_no_key(api):
     response = api.client.get("/health")
     assert response.status_code == 200
     assert response.json()["status"] == "ok"
-    assert set(response.json()["services"]) == {"database", "cache"}
+    assert set(response.json()["services"]) == {"database", "cache", "subscription"}
 
 
 def test_docs_are_served_without_a_cdn(api):

@@ -106,4 +106,19 @@ POSTGRES_MIGRATIONS: list[tuple[int, str, str]] = [
             PRIMARY KEY (tenant_id, day)
         );
     """),
+    (3, "API keys (hashed) and tenant locks", """
+        CREATE TABLE api_keys (
+            key_id     text PRIMARY KEY,
+            tenant_id  text COLLATE "C" NOT NULL,
+            key_hash   text NOT NULL UNIQUE,
+            created_at text NOT NULL,
+            created_by text NOT NULL
+        );
+        CREATE TABLE tenant_locks (
+            tenant_id text COLLATE "C" PRIMARY KEY,
+            locked_at text NOT NULL,
+            locked_by text NOT NULL,
+            reason    text
+        );
+    """),
 ]

@@ -30,6 +30,7 @@ from psycopg.types.json import Jsonb
 
 from m11_tenant.errors import StoreUnavailableError
 from m11_tenant.store.base import (
+    ApiKeyRecord,
     AuditEntry,
     Change,
     Clock,
@@ -258,6 +259,34 @@ class PostgresStore(TransactionalStore):
                           f"FROM audit_log {where} ORDER BY id DESC LIMIT %s OFFSET %s",
                           (*params, limit, offset))
         return [AuditEntry(*row) for row in rows]
+
+    # ---- API keys and bulk-change locks ---------------------------------------------------
+    def _is_locked(self, tenant_id: str) -> bool:
+        # Inside a write or set_locked: the tenant's advisory lock makes the check and the
+        # change that follows atomic with respect to every other writer of the tenant.
+        self._rows("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (tenant_id,))
+        return self.is_locked(tenant_id)
+
+    def is_locked(self, tenant_id: str) -> bool:
+        return bool(self._rows("SELECT 1 FROM tenant_locks WHERE tenant_id = %s", (tenant_id,)))
+
+    def _put_lock(self, tenant_id: str, at: str, change: Change) -> None:
+        self._rows("INSERT INTO tenant_locks (tenant_id, locked_at, locked_by, reason) "
+                   "VALUES (%s, %s, %s, %s)", (tenant_id, at, change.actor, change.reason))
+
+    def _drop_lock(self, tenant_id: str) -> None:
+        self._rows("DELETE FROM tenant_locks WHERE tenant_id = %s", (tenant_id,))
+
+    def _insert_api_key(self, record: ApiKeyRecord, key_hash: str) -> None:
+        self._rows("INSERT INTO api_keys (key_id, tenant_id, key_hash, created_at, created_by) "
+                   "VALUES (%s, %s, %s, %s, %s)",
+                   (record.key_id, record.tenant_id, key_hash, record.created_at,
+                    record.created_by))
+
+    def find_api_key(self, key_hash: str) -> ApiKeyRecord | None:
+        rows = self._rows("SELECT key_id, tenant_id, created_at, created_by FROM api_keys "
+                          "WHERE key_hash = %s", (key_hash,))
+        return ApiKeyRecord(*rows[0]) if rows else None
 
     # ---- usage ledger -------------------------------------------------------------------
     def record_usage(self, tenant_id: str, day: date, *, queries: int, prompt_tokens: int,
