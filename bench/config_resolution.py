@@ -50,8 +50,11 @@ STAMP = "2026-01-01T00:00:00+00:00"
 
 # ---------------------------------------------------------------- data
 
+TEMPLATE_PRESETS = 20  # tenants pick one of a few templates; their variables are their own
+
+
 def make_config(i: int) -> dict:
-    """A realistic ~1 KB config, different for every tenant (no shared strings)."""
+    """A realistic ~1 KB config: own variables and branding, one of 20 template presets."""
     return {
         "plan": "pro", "model": "gpt-4", "fallback_model": "gpt-3.5-turbo",
         "temperature": round(0.1 + (i % 13) / 10, 2), "max_tokens": 400 + i % 500,
@@ -64,7 +67,7 @@ def make_config(i: int) -> dict:
             "about {product} for our customers, using only the context below, and you cite "
             "the passages you used by their [n] number. Never invent prices, dates or "
             "policies. If the context does not contain the answer, say so plainly and "
-            f"suggest writing to {{support_email}}. (profile {i})\n\n"
+            f"suggest writing to {{support_email}}. (preset {i % TEMPLATE_PRESETS})\n\n"
             "Context:\n{context}\n\nQuestion: {query}\nAnswer:"),
         "branding": {"primary_color": f"#{i * 2654435761 % 0xFFFFFF:06X}",
                      "secondary_color": "#F6F8FA",
