@@ -30,7 +30,7 @@ class Settings(BaseSettings):
     last_known_good_ttl: int = Field(86_400, ge=1, description="seconds the fallback copy lives")
     history_limit: int = Field(10, ge=1, le=1000, description="versions kept per tenant")
     near_cache_size: int = Field(
-        10_000, ge=0, description="validated configs kept in each process (about 3 KB each); "
+        10_000, ge=0, description="validated configs kept in each process (about 3.5 KB each); "
         "0 turns the near cache off")
     near_cache_ttl: float = Field(300.0, gt=0, description="seconds a near-cache entry may "
                                   "live without an invalidation (the backstop)")
