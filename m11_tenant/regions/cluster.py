@@ -22,7 +22,7 @@ import redis
 from m11_tenant.cache import ConfigCache
 from m11_tenant.errors import ConfigValidationError, FieldError, ServiceUnavailableError
 from m11_tenant.regions.clock import HybridLogicalClock
-from m11_tenant.regions.lag import LagMonitor, PairLag
+from m11_tenant.regions.lag import LagMonitor, PairLag, prometheus_text
 from m11_tenant.regions.merge import Conflict, ReplicaState, Strategy, check_strategy
 from m11_tenant.regions.store import ReplicaStore
 from m11_tenant.regions.transport import StreamTransport
@@ -134,7 +134,12 @@ class Region:
         if not deliveries:
             deliveries = self.transport.read(self.name, count=count, block_ms=block_ms)
         for delivery in deliveries:
-            applied = self.store.apply_remote(delivery.event, self.strategy)
+            try:
+                applied = self.store.apply_remote(delivery.event, self.strategy)
+            except Exception:
+                # Not acknowledged: the entry stays pending; read it again next time.
+                self._pending_checked = False
+                raise
             if applied.changed:
                 self.repository._dropped(delivery.event.tenant_id)
             self.lag_monitor.record(delivery.origin, self.name,
@@ -284,6 +289,10 @@ class Cluster:
                     source, target, backlog=backlog,
                     oldest_unapplied_ms=0.0 if oldest is None else float(max(0, now - oldest)))
         return out
+
+    def metrics_text(self) -> str:
+        """Lag per pair in Prometheus' text format: what the API's ``/metrics`` appends."""
+        return prometheus_text(list(self.lag().values()), alert_ms=self.lag_alert_ms)
 
     def alerts(self) -> list[PairLag]:
         """The pairs whose lag is above :attr:`lag_alert_ms`."""

@@ -254,6 +254,8 @@ def resolve(state: ReplicaState, strategy: Strategy) -> Resolution:
     if exists is None:
         return Resolution(None)
     merged = overlay(state)
+    if state.latest is not None and state.latest.value == merged:
+        return Resolution(merged)  # no concurrent change: the newest write, validated at home
     try:
         return Resolution(validate_config(merged).model_dump())
     except ConfigValidationError:
