@@ -294,6 +294,26 @@ class Cluster:
         """Lag per pair in Prometheus' text format: what the API's ``/metrics`` appends."""
         return prometheus_text(list(self.lag().values()), alert_ms=self.lag_alert_ms)
 
+    def lag_table(self) -> str:
+        """The lag figures as a fixed-width text table, one line per pair (for notebooks)."""
+        lines = [f"{'pair':9} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'applied':>7} "
+                 f"{'backlog':>7} {'oldest ms':>9}  alert"]
+        for name, pair in self.lag().items():
+            lines.append(f"{name:9} {pair.p50_ms:8.0f} {pair.p95_ms:8.0f} {pair.max_ms:8.0f} "
+                         f"{pair.samples:7d} {pair.backlog:7d} {pair.oldest_unapplied_ms:9.0f}  "
+                         f"{'ALERT' if pair.alert else '-'}")
+        return "\n".join(lines)
+
+    def view(self, tenant_id: str, *fields: str) -> dict[str, dict[str, Any]]:
+        """What each region serves for a tenant right now: version, source and ``fields``."""
+        out = {}
+        for name in self.names:
+            record = self.region(name).get_record(tenant_id)
+            values = record.config.model_dump()
+            out[name] = {"version": record.version, "source": record.source,
+                         **{field: values[field] for field in fields}}
+        return out
+
     def alerts(self) -> list[PairLag]:
         """The pairs whose lag is above :attr:`lag_alert_ms`."""
         return [pair for pair in self.lag().values() if pair.alert]
