@@ -24,7 +24,7 @@ from m11_tenant.errors import ConfigValidationError, FieldError, ServiceUnavaila
 from m11_tenant.regions.clock import HybridLogicalClock
 from m11_tenant.regions.lag import LagMonitor, PairLag, prometheus_text
 from m11_tenant.regions.merge import Conflict, ReplicaState, Strategy, check_strategy
-from m11_tenant.regions.store import ReplicaStore
+from m11_tenant.regions.store import ReplicaJournal, ReplicaSQLiteStore
 from m11_tenant.regions.transport import StreamTransport
 from m11_tenant.repository import TenantConfigRepository
 from m11_tenant.store import ConfigRecord
@@ -46,9 +46,9 @@ class RegionRepository(TenantConfigRepository):
     (same transaction) and is published right after the commit.
     """
 
-    store: ReplicaStore
+    store: ReplicaJournal
 
-    def __init__(self, store: ReplicaStore, cache: ConfigCache, region: Region):
+    def __init__(self, store: ReplicaJournal, cache: ConfigCache, region: Region):
         super().__init__(store, cache)
         self.region = region
 
@@ -92,7 +92,7 @@ class Region:
         self.clock_ms, self.lag_monitor = clock_ms, lag
         self.connected = True
         self.hlc = HybridLogicalClock(name)
-        self.store = ReplicaStore(f"sqlite:///{base_dir / f'{name}.db'}", region=name,
+        self.store = ReplicaSQLiteStore(f"sqlite:///{base_dir / f'{name}.db'}", region=name,
                                   hlc=self.hlc, clock_ms=clock_ms, history_limit=history_limit)
         cache = ConfigCache(cache_client, prefix=f"{cache_prefix}{name}:")
         self.repository = RegionRepository(self.store, cache, self)

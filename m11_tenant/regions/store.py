@@ -1,9 +1,10 @@
-"""A region's store: the SQLite store, plus replica state, outbox and conflict log.
+"""A region's store: the tenant store, plus replica state, outbox and conflict log.
 
 The replication bookkeeping must commit or roll back with the config it describes, so it
-is written from inside the store's own write transaction: the shared write algorithm
-calls ``_put_current`` / ``_delete_current`` with the transaction open, and this subclass
-adds its rows there. Nothing in the parent store changes.
+is written from inside the store's own write transaction: the shared write algorithm of
+:class:`~m11_tenant.store.base.TransactionalStore` calls ``_put_current`` /
+``_delete_current`` with the transaction open, and :class:`ReplicaJournal` adds its rows
+there. Nothing in the parent stores changes; a backend only says how to run one statement.
 
 - ``replica_state``: per tenant, the :class:`~m11_tenant.regions.merge.ReplicaState`
   (field registers with their clock stamps, tombstone, newest whole config).
@@ -17,11 +18,14 @@ adds its rows there. Nothing in the parent store changes.
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
+from m11_tenant.errors import StoreUnavailableError
 from m11_tenant.regions.clock import HybridLogicalClock, Stamp
 from m11_tenant.regions.merge import (
     WHOLE,
@@ -48,66 +52,87 @@ class Applied:
     conflicts: list[Conflict] = field(default_factory=list)
 
 
-class ReplicaStore(SQLiteStore):
-    """One region's SQLite file: tenant configs and their replication bookkeeping."""
+def datetime_clock(clock_ms: Callable[[], int]) -> Callable[[], datetime]:
+    """The store's ``updated_at`` clock, following the region's millisecond clock."""
+    return lambda: datetime.fromtimestamp(clock_ms() / 1000, UTC)
 
-    def __init__(self, url: str, *, region: str, hlc: HybridLogicalClock,
-                 clock_ms: Callable[[], int], history_limit: int = 10):
-        super().__init__(url, history_limit=history_limit,
-                         clock=lambda: datetime.fromtimestamp(clock_ms() / 1000, UTC))
+
+class ReplicaJournal:
+    """Replication bookkeeping for a ``TransactionalStore`` subclass (mix in first).
+
+    A backend supplies ``_replica_rows`` (run one statement written with ``?``
+    placeholders, return its rows as tuples) and ``AUTO_ID`` (the DDL of an
+    auto-numbered primary key), then calls ``_open_journal`` once the store is open.
+    """
+
+    AUTO_ID = "INTEGER PRIMARY KEY"
+    region: str
+    hlc: HybridLogicalClock
+    clock_ms: Callable[[], int]
+
+    def _replica_rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    def _open_journal(self, region: str, hlc: HybridLogicalClock,
+                      clock_ms: Callable[[], int]) -> None:
         self.region, self.hlc, self.clock_ms = region, hlc, clock_ms
         # Set while a remote event is being stored: the state (and conflicts) to record
         # instead of stamping a new local change.
         self._remote = threading.local()
-        with self._transaction():
-            self.db["replica_state"].create({"tenant_id": str, "state": str}, pk="tenant_id",
-                                            if_not_exists=True)
-            self.db["replica_outbox"].create({"id": int, "tenant_id": str, "event": str},
-                                             pk="id", if_not_exists=True)
-            self.db["replica_conflicts"].create(
-                {"key": str, "tenant_id": str, "field": str, "kind": str,
-                 "detected_at_ms": int, "conflict": str}, pk="key", if_not_exists=True)
-            self.db["replica_clock"].create({"node": str, "stamp": str}, pk="node",
-                                            if_not_exists=True)
-        rows = self._read("SELECT stamp FROM replica_clock WHERE node = ?", (region,))
-        self.hlc.restore(Stamp.parse(rows[0]["stamp"]) if rows else None)
+        with self._transaction():  # type: ignore[attr-defined]
+            for ddl in (
+                "CREATE TABLE IF NOT EXISTS replica_state "
+                "(tenant_id TEXT PRIMARY KEY, state TEXT NOT NULL)",
+                f"CREATE TABLE IF NOT EXISTS replica_outbox (id {self.AUTO_ID}, "
+                "tenant_id TEXT NOT NULL, event TEXT NOT NULL)",
+                f"CREATE TABLE IF NOT EXISTS replica_conflicts (id {self.AUTO_ID}, "
+                "key TEXT NOT NULL UNIQUE, tenant_id TEXT NOT NULL, field TEXT NOT NULL, "
+                "kind TEXT NOT NULL, detected_at_ms BIGINT NOT NULL, conflict TEXT NOT NULL)",
+                "CREATE TABLE IF NOT EXISTS replica_clock "
+                "(node TEXT PRIMARY KEY, stamp TEXT NOT NULL)",
+            ):
+                self._replica_rows(ddl)
+        rows = self._replica_rows("SELECT stamp FROM replica_clock WHERE node = ?", (region,))
+        self.hlc.restore(Stamp.parse(rows[0][0]) if rows else None)
 
     # ---- hooks inside the parent's write transaction ------------------------------------
     def _put_current(self, record: ConfigRecord) -> None:
-        super()._put_current(record)
+        super()._put_current(record)  # type: ignore[misc]
         self._journal(record.tenant_id, record.config)
 
     def _delete_current(self, tenant_id: str) -> None:
-        super()._delete_current(tenant_id)
+        super()._delete_current(tenant_id)  # type: ignore[misc]
         self._journal(tenant_id, None)
 
-    def _journal(self, tenant_id: str, config: dict | None) -> None:
+    def _journal(self, tenant_id: str, config: dict[str, Any] | None) -> None:
         remote = getattr(self._remote, "pending", None)
         if remote is not None:
             state, conflicts = remote
             self._save(tenant_id, state, conflicts)
             return
         state = self.state(tenant_id)
-        stamp = self.hlc.now(self.clock_ms())
-        committed_at = self.clock_ms()
-        event = (local_delete(state, tenant_id, stamp, committed_at) if config is None
-                 else local_write(state, tenant_id, config, stamp, committed_at))
+        now = self.clock_ms()
+        stamp = self.hlc.now(now)
+        event = (local_delete(state, tenant_id, stamp, now) if config is None
+                 else local_write(state, tenant_id, config, stamp, now))
         self._save(tenant_id, apply_event(state, event), [])
-        self.db["replica_outbox"].insert({"tenant_id": tenant_id, "event": event.to_json()})
+        self._replica_rows("INSERT INTO replica_outbox (tenant_id, event) VALUES (?, ?)",
+                           (tenant_id, event.to_json()))
 
     def _save(self, tenant_id: str, state: ReplicaState, conflicts: list[Conflict]) -> None:
-        self.db["replica_state"].upsert({"tenant_id": tenant_id, "state": state.to_json()},
-                                        pk="tenant_id")
-        if state.latest is not None:
-            self.db.execute(
-                "INSERT INTO replica_clock (node, stamp) VALUES (?, ?) ON CONFLICT (node) "
-                "DO UPDATE SET stamp = max(stamp, excluded.stamp)",
-                (self.region, str(Stamp(self.hlc.wall_ms, self.hlc.logical, self.region))))
+        self._replica_rows(
+            "INSERT INTO replica_state (tenant_id, state) VALUES (?, ?) ON CONFLICT (tenant_id) "
+            "DO UPDATE SET state = excluded.state", (tenant_id, state.to_json()))
+        self._replica_rows(
+            "INSERT INTO replica_clock (node, stamp) VALUES (?, ?) ON CONFLICT (node) DO UPDATE "
+            "SET stamp = CASE WHEN excluded.stamp > replica_clock.stamp THEN excluded.stamp "
+            "ELSE replica_clock.stamp END",
+            (self.region, str(Stamp(self.hlc.wall_ms, self.hlc.logical, self.region))))
         now = self.clock_ms()
         for conflict in conflicts:
-            self.db.execute(
-                "INSERT OR IGNORE INTO replica_conflicts (key, tenant_id, field, kind, "
-                "detected_at_ms, conflict) VALUES (?, ?, ?, ?, ?, ?)",
+            self._replica_rows(
+                "INSERT INTO replica_conflicts (key, tenant_id, field, kind, detected_at_ms, "
+                "conflict) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
                 (conflict.key, conflict.tenant_id, conflict.field, conflict.kind, now,
                  json.dumps(conflict.as_dict(), sort_keys=True)))
 
@@ -121,7 +146,7 @@ class ReplicaStore(SQLiteStore):
         tenant_id = event.tenant_id
         change = Change(f"replication:{event.origin}", "system", "replicate",
                         f"change {event.stamp} from region {event.origin}")
-        with self._lock:
+        with self._lock:  # type: ignore[attr-defined]
             state = self.state(tenant_id)
             conflicts = detect_conflicts(state, event, strategy)
             merged = apply_event(state, event)
@@ -130,16 +155,16 @@ class ReplicaStore(SQLiteStore):
                 conflicts.append(Conflict(
                     tenant_id, WHOLE, merged.latest,
                     Register(event.stamp, resolution.refused, "field-merge"), "invalid-merge"))
-            current = self._read_current(tenant_id)
+            current = self.get(tenant_id)  # type: ignore[attr-defined]
             target = resolution.config
             self._remote.pending = (merged, conflicts)
             try:
                 if target is None and current is not None:
-                    self.delete(tenant_id, change)
+                    self.delete(tenant_id, change)  # type: ignore[attr-defined]
                 elif target is not None and (current is None or current.config != target):
-                    self.write(tenant_id, lambda _current: target, change)
+                    self.write(tenant_id, lambda _current: target, change)  # type: ignore[attr-defined]
                 else:
-                    with self._transaction():
+                    with self._transaction():  # type: ignore[attr-defined]
                         self._save(tenant_id, merged, conflicts)
                     return Applied(False, conflicts)
             finally:
@@ -148,29 +173,45 @@ class ReplicaStore(SQLiteStore):
 
     # ---- reads of the bookkeeping -------------------------------------------------------
     def state(self, tenant_id: str) -> ReplicaState:
-        rows = self._read("SELECT state FROM replica_state WHERE tenant_id = ?", (tenant_id,))
-        return ReplicaState.from_json(rows[0]["state"] if rows else None)
-
-    def replicated_tenants(self) -> list[str]:
-        """Every tenant this region holds replica state for (deleted ones included)."""
-        return [r["tenant_id"] for r in
-                self._read("SELECT tenant_id FROM replica_state ORDER BY tenant_id")]
+        rows = self._replica_rows("SELECT state FROM replica_state WHERE tenant_id = ?",
+                                  (tenant_id,))
+        return ReplicaState.from_json(rows[0][0] if rows else None)
 
     def outbox(self, limit: int = 500) -> list[tuple[int, ChangeEvent]]:
-        rows = self._read("SELECT id, event FROM replica_outbox ORDER BY id LIMIT ?", (limit,))
-        return [(row["id"], ChangeEvent.from_json(row["event"])) for row in rows]
+        rows = self._replica_rows("SELECT id, event FROM replica_outbox ORDER BY id LIMIT ?",
+                                  (limit,))
+        return [(int(row_id), ChangeEvent.from_json(event)) for row_id, event in rows]
 
     def outbox_size(self) -> int:
-        return int(self._read("SELECT count(*) AS n FROM replica_outbox")[0]["n"])
+        return int(self._replica_rows("SELECT count(*) FROM replica_outbox")[0][0])
 
     def drop_from_outbox(self, ids: list[int]) -> None:
         if ids:
-            with self._transaction():
+            with self._transaction():  # type: ignore[attr-defined]
                 marks = ",".join("?" * len(ids))
-                self.db.execute(f"DELETE FROM replica_outbox WHERE id IN ({marks})", tuple(ids))
+                self._replica_rows(f"DELETE FROM replica_outbox WHERE id IN ({marks})",
+                                   tuple(ids))
 
     def conflicts(self, tenant_id: str | None = None) -> list[Conflict]:
         where, params = ("WHERE tenant_id = ?", (tenant_id,)) if tenant_id else ("", ())
-        rows = self._read(f"SELECT conflict FROM replica_conflicts {where} ORDER BY rowid",
-                          params)
-        return [Conflict.from_dict(json.loads(row["conflict"])) for row in rows]
+        rows = self._replica_rows(f"SELECT conflict FROM replica_conflicts {where} ORDER BY id",
+                                  params)
+        return [Conflict.from_dict(json.loads(row[0])) for row in rows]
+
+
+class ReplicaSQLiteStore(ReplicaJournal, SQLiteStore):
+    """One region's SQLite file: tenant configs and their replication bookkeeping."""
+
+    def __init__(self, url: str, *, region: str, hlc: HybridLogicalClock,
+                 clock_ms: Callable[[], int], history_limit: int = 10):
+        SQLiteStore.__init__(self, url, history_limit=history_limit,
+                             clock=datetime_clock(clock_ms))
+        self._open_journal(region, hlc, clock_ms)
+
+    def _replica_rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            try:
+                cursor = self.db.execute(sql, params)
+                return cursor.fetchall() if cursor.description else []
+            except sqlite3.Error as exc:
+                raise StoreUnavailableError(f"SQLite replica bookkeeping failed: {exc}") from exc
