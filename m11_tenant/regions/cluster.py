@@ -23,11 +23,17 @@ from m11_tenant.cache import ConfigCache
 from m11_tenant.errors import ConfigValidationError, FieldError, ServiceUnavailableError
 from m11_tenant.regions.clock import HybridLogicalClock
 from m11_tenant.regions.lag import LagMonitor, PairLag, prometheus_text
-from m11_tenant.regions.merge import Conflict, ReplicaState, Strategy, check_strategy
+from m11_tenant.regions.merge import (
+    ChangeEvent,
+    Conflict,
+    ReplicaState,
+    Strategy,
+    check_strategy,
+)
 from m11_tenant.regions.store import ReplicaJournal, ReplicaSQLiteStore
 from m11_tenant.regions.transport import StreamTransport
 from m11_tenant.repository import TenantConfigRepository
-from m11_tenant.store import ConfigRecord
+from m11_tenant.store import Change
 
 REGION_RULE = "2-16 characters: lowercase letters, digits or '-', starting with a letter"
 _REGION_RE = re.compile(r"[a-z][a-z0-9-]{1,15}")
@@ -56,15 +62,30 @@ class RegionRepository(TenantConfigRepository):
     def name(self) -> str:
         return self.region.name
 
-    def _commit(self, tenant_id: str, write: Callable[[], ConfigRecord]) -> ConfigRecord:
-        record = super()._commit(tenant_id, write)
-        self.region.publish_quietly()
-        return record
+    def apply_remote(self, event: ChangeEvent) -> str:
+        """Apply a change committed in another region; returns ``write``, ``delete`` or ``keep``.
 
-    def _dropped(self, tenant_id: str) -> None:
-        """A replicated change replaced the stored config: drop the cached copy."""
-        if not self.cache.invalidate(tenant_id):
-            self._stale_in_cache.add(tenant_id)
+        The merged config goes through this repository's own write path, so its caches are
+        dropped (and announced) exactly as after a local write; the replica state is stored
+        in the same transaction. A duplicate or outdated change is a ``keep``.
+        """
+        store = self.store
+        tenant_id = event.tenant_id
+        actor, reason = f"replication:{event.origin}", (
+            f"change {event.stamp} from region {event.origin}")
+        with store.exclusive():
+            plan = store.plan_remote(event, self.region.strategy)
+            if plan.action == "keep":
+                store.keep(plan)
+                return plan.action
+            with store.recording(plan):
+                if plan.action == "delete":
+                    self.delete_config(tenant_id, actor=actor, role="system", reason=reason)
+                else:
+                    target, change = plan.target, Change(actor, "system", "replicate", reason)
+                    self._commit(tenant_id, lambda: store.write(
+                        tenant_id, lambda _current: target, change))
+        return plan.action
 
     def conflicts(self, tenant_id: str | None = None) -> list[Conflict]:
         """Conflicts this region detected while applying other regions' changes."""
@@ -96,6 +117,7 @@ class Region:
                                   hlc=self.hlc, clock_ms=clock_ms, history_limit=history_limit)
         cache = ConfigCache(cache_client, prefix=f"{cache_prefix}{name}:")
         self.repository = RegionRepository(self.store, cache, self)
+        self.store.after_commit = self.publish_quietly
         self.applied = 0
         self.publish_errors = 0
         self._pending_checked = False  # after a (re)start, re-read unacknowledged entries first
@@ -135,13 +157,11 @@ class Region:
             deliveries = self.transport.read(self.name, count=count, block_ms=block_ms)
         for delivery in deliveries:
             try:
-                applied = self.store.apply_remote(delivery.event, self.strategy)
+                self.repository.apply_remote(delivery.event)
             except Exception:
                 # Not acknowledged: the entry stays pending; read it again next time.
                 self._pending_checked = False
                 raise
-            if applied.changed:
-                self.repository._dropped(delivery.event.tenant_id)
             self.lag_monitor.record(delivery.origin, self.name,
                                     self.clock_ms() - delivery.event.committed_at_ms)
             self.transport.ack(self.name, delivery.origin, delivery.message_id)

@@ -20,7 +20,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -45,11 +46,15 @@ from m11_tenant.store.sqlite import SQLiteStore
 
 
 @dataclass(frozen=True)
-class Applied:
-    """What applying one remote event did here."""
+class RemotePlan:
+    """What a change from another region does here: ``write`` ``target``, ``delete``, or
+    ``keep`` the stored config; and the replica state and conflicts to record with it."""
 
-    changed: bool  # the stored config changed (so caches must drop it)
+    event: ChangeEvent
+    state: ReplicaState
     conflicts: list[Conflict] = field(default_factory=list)
+    action: str = "keep"
+    target: dict[str, Any] | None = None
 
 
 def datetime_clock(clock_ms: Callable[[], int]) -> Callable[[], datetime]:
@@ -66,6 +71,7 @@ class ReplicaJournal:
     """
 
     AUTO_ID = "INTEGER PRIMARY KEY"
+    after_commit: Callable[[], None] | None = None
     region: str
     hlc: HybridLogicalClock
     clock_ms: Callable[[], int]
@@ -136,40 +142,65 @@ class ReplicaJournal:
                 (conflict.key, conflict.tenant_id, conflict.field, conflict.kind, now,
                  json.dumps(conflict.as_dict(), sort_keys=True)))
 
-    # ---- remote changes -----------------------------------------------------------------
-    def apply_remote(self, event: ChangeEvent, strategy: Strategy) -> Applied:
-        """Merge a change from another region and store what the state now resolves to.
+    # ---- after commit -------------------------------------------------------------------
+    def write(self, tenant_id: str, build: Any, change: Change) -> ConfigRecord:
+        record = super().write(tenant_id, build, change)  # type: ignore[misc]
+        self._committed()
+        return record
 
-        Idempotent: a duplicate leaves state and config as they are (no new version).
+    def delete(self, tenant_id: str, change: Change) -> ConfigRecord:
+        record = super().delete(tenant_id, change)  # type: ignore[misc]
+        self._committed()
+        return record
+
+    def _committed(self) -> None:
+        """A local change is committed (and in the outbox): hand it to the region to send."""
+        if getattr(self._remote, "pending", None) is None and self.after_commit is not None:
+            self.after_commit()
+
+    # ---- remote changes -----------------------------------------------------------------
+    def exclusive(self) -> AbstractContextManager[Any]:
+        """Hold off every other writer of this store (re-entrant) while a change is applied."""
+        return self._lock  # type: ignore[attr-defined,no-any-return]
+
+    def plan_remote(self, event: ChangeEvent, strategy: Strategy) -> RemotePlan:
+        """What applying a change from another region does here (call under ``exclusive``).
+
+        Idempotent: for a duplicate the plan is ``keep`` with the state unchanged.
         """
         self.hlc.observe(event.stamp, self.clock_ms())
         tenant_id = event.tenant_id
-        change = Change(f"replication:{event.origin}", "system", "replicate",
-                        f"change {event.stamp} from region {event.origin}")
-        with self._lock:  # type: ignore[attr-defined]
-            state = self.state(tenant_id)
-            conflicts = detect_conflicts(state, event, strategy)
-            merged = apply_event(state, event)
-            resolution = resolve(merged, strategy)
-            if resolution.fell_back and merged.latest is not None:
-                conflicts.append(Conflict(
-                    tenant_id, WHOLE, merged.latest,
-                    Register(event.stamp, resolution.refused, "field-merge"), "invalid-merge"))
-            current = self.get(tenant_id)  # type: ignore[attr-defined]
-            target = resolution.config
-            self._remote.pending = (merged, conflicts)
-            try:
-                if target is None and current is not None:
-                    self.delete(tenant_id, change)  # type: ignore[attr-defined]
-                elif target is not None and (current is None or current.config != target):
-                    self.write(tenant_id, lambda _current: target, change)  # type: ignore[attr-defined]
-                else:
-                    with self._transaction():  # type: ignore[attr-defined]
-                        self._save(tenant_id, merged, conflicts)
-                    return Applied(False, conflicts)
-            finally:
-                self._remote.pending = None
-        return Applied(True, conflicts)
+        state = self.state(tenant_id)
+        conflicts = detect_conflicts(state, event, strategy)
+        merged = apply_event(state, event)
+        resolution = resolve(merged, strategy)
+        if resolution.fell_back and merged.latest is not None:
+            conflicts.append(Conflict(
+                tenant_id, WHOLE, merged.latest,
+                Register(event.stamp, resolution.refused, "field-merge"), "invalid-merge"))
+        current = self.get(tenant_id)  # type: ignore[attr-defined]
+        target = resolution.config
+        if target is None and current is not None:
+            action = "delete"
+        elif target is not None and (current is None or current.config != target):
+            action = "write"
+        else:
+            action = "keep"
+        return RemotePlan(event, merged, conflicts, action, target)
+
+    @contextmanager
+    def recording(self, plan: RemotePlan) -> Iterator[None]:
+        """Writes inside this block record ``plan``'s state instead of a new local change."""
+        self._remote.pending = (plan.state, plan.conflicts)
+        try:
+            yield
+        finally:
+            self._remote.pending = None
+
+    def keep(self, plan: RemotePlan) -> None:
+        """Record a plan that leaves the config as it is (state and conflicts only)."""
+        with self._transaction():  # type: ignore[attr-defined]
+            self._save(plan.event.tenant_id, plan.state, plan.conflicts)
 
     # ---- reads of the bookkeeping -------------------------------------------------------
     def state(self, tenant_id: str) -> ReplicaState:
