@@ -331,3 +331,33 @@ def test_random_writes_partitions_and_heals_converge(strategy, steps):
             assert all(p.backlog == 0 for p in cluster.lag().values())
         finally:
             cluster.close()
+
+
+def test_clock_stamps_commit_with_the_config_or_not_at_all(tmp_path, tenant_id, monkeypatch):
+    cluster = open_cluster(["us", "eu"], base_dir=tmp_path)
+    us = cluster.region("us")
+    us.update_config(tenant_id, {"top_k": 2})
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("disk full while writing the replica state")
+
+    monkeypatch.setattr(type(us.store), "_save", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        us.update_config(tenant_id, {"top_k": 7})
+    monkeypatch.undo()
+    assert us.get_record(tenant_id).version == 1 and us.get_config(tenant_id).top_k == 2
+    assert us.replica_state(tenant_id).fields["top_k"].value == 2
+    cluster.sync()
+    assert cluster.region("eu").get_config(tenant_id).top_k == 2  # the failed write never left
+    cluster.close()
+
+
+def test_a_rollback_replicates_like_any_write(harness, tenant_id):
+    cluster = harness.open()
+    us = cluster.region("us")
+    us.update_config(tenant_id, {"top_k": 2})
+    us.update_config(tenant_id, {"top_k": 7, "alpha": 0.9})
+    cluster.sync()
+    us.rollback(tenant_id, 1, actor="ops")
+    cluster.sync()
+    assert set(stored(cluster, tenant_id, "top_k", "alpha").values()) == {(2, 0.5)}
