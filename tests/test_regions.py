@@ -5,6 +5,7 @@ Redis named by M11_TEST_REDIS_URL when it is set (unreachable then is a failure)
 from __future__ import annotations
 
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -231,7 +232,8 @@ def test_stats_report_replication_per_region(harness, tenant_id):
     stats = cluster.region("eu").get_stats()
     assert stats["replication"] == {"region": "eu", "strategy": "field-merge",
                                     "connected": True, "applied": 1, "outbox": 0,
-                                    "publish_errors": 0, "conflicts": 0}
+                                    "publish_errors": 0, "transport_errors": 0,
+                                    "conflicts": 0}
     assert set(cluster.stats()["lag"]) == {"us->eu", "us->ap", "eu->us", "eu->ap", "ap->us",
                                           "ap->eu"}
 
@@ -247,6 +249,28 @@ def test_writes_commit_while_redis_is_down_and_are_sent_when_it_is_back(tmp_path
     server.connected = True
     cluster.sync()
     assert cluster.region("eu").get_config(tenant_id).temperature == 0.1
+    cluster.close()
+
+
+def test_background_apply_loops_survive_a_redis_outage(tmp_path, tenant_id):
+    server = fakeredis.FakeServer()
+    cluster = open_cluster(["us", "eu"], redis_client=fakeredis.FakeRedis(server=server),
+                           base_dir=tmp_path)
+    server.connected = False
+    cluster.start(block_ms=5)
+    try:
+        cluster.region("us").update_config(tenant_id, {"top_k": 3})  # committed, not sent
+        deadline = time.monotonic() + 10
+        while cluster.regions["eu"].transport_errors == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        server.connected = True
+        while cluster.region("eu").get_config(tenant_id).top_k != 3 \
+                and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        cluster.stop()
+    assert cluster.regions["eu"].transport_errors > 0
+    assert cluster.region("eu").get_config(tenant_id).top_k == 3
     cluster.close()
 
 

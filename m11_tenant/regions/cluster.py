@@ -119,7 +119,7 @@ class Region:
         self.repository = RegionRepository(self.store, cache, self)
         self.store.after_commit = self.publish_quietly
         self.applied = 0
-        self.publish_errors = 0
+        self.publish_errors = self.transport_errors = 0
         self._pending_checked = False  # after a (re)start, re-read unacknowledged entries first
         self._publish_lock = threading.Lock()
 
@@ -171,14 +171,20 @@ class Region:
     def run(self, stop: threading.Event, *, block_ms: int = 20) -> None:
         """The apply loop of a region process: publish, then read and apply, until stopped."""
         while not stop.is_set():
-            self.publish()
-            self.poll(block_ms=block_ms)
+            try:
+                self.publish()
+                self.poll(block_ms=block_ms)
+            except ServiceUnavailableError:
+                # Redis is away: nothing is lost (outbox here, pending entries there);
+                # wait a little and try again rather than let the loop die.
+                self.transport_errors += 1
+                stop.wait(0.5)
 
     # ---- figures ------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
         return {"region": self.name, "strategy": self.strategy, "connected": self.connected,
                 "applied": self.applied, "outbox": self.store.outbox_size(),
-                "publish_errors": self.publish_errors,
+                "publish_errors": self.publish_errors, "transport_errors": self.transport_errors,
                 "conflicts": len(self.store.conflicts())}
 
     def close(self) -> None:
