@@ -1,9 +1,10 @@
 """Replication benchmark: lag of a write burst across three regions, and apply throughput.
 
-1. Burst: 1,000 writes spread over three regions and 50 tenants, as fast as one thread
-   commits them, while every region runs its apply loop in a background thread (as
-   separate region processes would). Lag = the applying region's clock at apply minus the
-   origin's clock at commit, over every (origin, target) pair: 2,000 samples.
+1. Burst: 1,000 writes spread round-robin over three regions and 50 tenants, committed as
+   fast as ``--writers`` threads can (default 1), while every region runs its apply loop
+   in a background thread (as separate region processes would). Lag = the applying
+   region's clock at apply minus the origin's clock at commit, over every (origin, target)
+   pair: 2,000 samples.
 2. Apply loop: N changes committed in one region while another is cut off, then the cut
    region catches up alone; changes applied per second (read, merge, store, ack).
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+import threading
 import time
 import uuid
 
@@ -35,16 +37,23 @@ def _cleanup(cluster) -> None:
         cluster.client.delete(key)
 
 
-def burst(writes: int, redis_url: str | None) -> dict[str, float]:
+def burst(writes: int, writers: int, redis_url: str | None) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as base_dir:
         cluster = _cluster(base_dir, redis_url)
         try:
             cluster.start(block_ms=5)
+
+            def writer(offset: int) -> None:  # writes n = offset, offset + writers, ...
+                for n in range(offset, writes, writers):
+                    cluster.region(REGIONS[n % 3]).update_config(f"tenant-{n % 50:03d}", {
+                        "top_k": 1 + n % 20, "temperature": (n % 20) / 10})
+
+            threads = [threading.Thread(target=writer, args=(i,)) for i in range(writers)]
             started = time.perf_counter()
-            for n in range(writes):
-                region = cluster.region(REGIONS[n % 3])
-                region.update_config(f"tenant-{n % 50:03d}", {"top_k": 1 + n % 20,
-                                                              "temperature": (n % 20) / 10})
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
             committed = time.perf_counter() - started
             deadline = time.monotonic() + 120
             while sum(r.applied for r in cluster.regions.values()) < 2 * writes:
@@ -88,14 +97,15 @@ def apply_loop(changes: int, redis_url: str | None) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--writes", type=int, default=1000)
+    parser.add_argument("--writers", type=int, default=1, help="concurrent writer threads")
     parser.add_argument("--apply", type=int, default=2000, help="changes for the apply loop")
     parser.add_argument("--redis-url", default=None, help="real Redis (default: fakeredis)")
     args = parser.parse_args()
     transport = args.redis_url or "fakeredis (in process)"
-    b = burst(args.writes, args.redis_url)
+    b = burst(args.writes, args.writers, args.redis_url)
     print(f"transport: {transport}; 3 regions, field-merge, SQLite per region")
-    print(f"burst: {b['writes']} writes committed in {b['commit_s']:.2f} s, all applied in "
-          f"every region after {b['drain_s']:.2f} s")
+    print(f"burst: {b['writes']} writes by {args.writers} writer thread(s) committed in "
+          f"{b['commit_s']:.2f} s, all applied in every region after {b['drain_s']:.2f} s")
     print(f"  commit-to-apply lag over {b['samples']} (origin, target) samples: "
           f"p50 {b['p50_ms']:.1f} ms, p99 {b['p99_ms']:.1f} ms, max {b['max_ms']:.1f} ms")
     a = apply_loop(args.apply, args.redis_url)
@@ -103,7 +113,7 @@ def main() -> None:
           f"= {a['per_second']:.0f} changes/s")
     url = f" --redis-url {args.redis_url}" if args.redis_url else ""
     print(f"reproduce: python bench/replication.py --writes {args.writes} "
-          f"--apply {args.apply}{url}")
+          f"--writers {args.writers} --apply {args.apply}{url}")
 
 
 if __name__ == "__main__":
