@@ -138,8 +138,9 @@ def test_while_cut_off_the_backlog_grows_and_the_alert_fires(harness, tenant_id)
     assert cluster.lag()["us->eu"].max_ms == 2_500.0
     assert cluster.converged()
     text = cluster.metrics_text()
-    assert 'm11_replication_backlog{source="us",target="eu"} 0' in text
-    assert 'm11_replication_lag_ms{source="us",target="eu",quantile="0.95"} 2500.0' in text
+    assert 'm11_replication_backlog{source="us",target="eu"} 0.0' in text
+    assert 'm11_replication_lag_ms{quantile="0.95",source="us",target="eu"} 2500.0' in text
+    assert "m11_replication_lag_alert_threshold_ms 10000.0" in text
     with pytest.raises(ConfigValidationError, match="alert threshold must be >= 0"):
         cluster.lag_alert_ms = -1
 
@@ -229,11 +230,11 @@ def test_stats_report_replication_per_region(harness, tenant_id):
     cluster = harness.open()
     cluster.region("us").update_config(tenant_id, {"top_k": 2})
     cluster.sync()
-    stats = cluster.region("eu").get_stats()
-    assert stats["replication"] == {"region": "eu", "strategy": "field-merge",
-                                    "connected": True, "applied": 1, "outbox": 0,
-                                    "publish_errors": 0, "transport_errors": 0,
-                                    "conflicts": 0}
+    replication = cluster.region("eu").get_stats()["replication"]
+    assert set(replication.pop("lag")) == {"us->eu", "ap->eu"}
+    assert replication == {"region": "eu", "strategy": "field-merge", "connected": True,
+                           "applied": 1, "outbox": 0, "publish_errors": 0,
+                           "transport_errors": 0, "conflicts": 0}
     assert set(cluster.stats()["lag"]) == {"us->eu", "us->ap", "eu->us", "eu->ap", "ap->us",
                                           "ap->eu"}
 
@@ -245,7 +246,8 @@ def test_writes_commit_while_redis_is_down_and_are_sent_when_it_is_back(tmp_path
     server.connected = False
     record = cluster.region("us").update_config(tenant_id, {"temperature": 0.1})
     assert record.version == 1  # acknowledged: the write is committed
-    assert cluster.region("us").get_stats()["replication"]["outbox"] == 1
+    replication = cluster.region("us").get_stats()["replication"]
+    assert replication["outbox"] == 1 and "Redis is unreachable" in replication["lag_error"]
     server.connected = True
     cluster.sync()
     assert cluster.region("eu").get_config(tenant_id).temperature == 0.1
@@ -385,3 +387,21 @@ def test_a_rollback_replicates_like_any_write(harness, tenant_id):
     us.rollback(tenant_id, 1, actor="ops")
     cluster.sync()
     assert set(stored(cluster, tenant_id, "top_k", "alpha").values()) == {(2, 0.5)}
+
+
+def test_a_region_reports_the_lag_into_it_to_prometheus(harness, tenant_id):
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from m11_tenant.regions.metrics import ReplicationCollector
+
+    cluster = harness.open(lag_alert_ms=100)
+    cluster.partition("eu")
+    cluster.region("us").update_config(tenant_id, {"top_k": 2})
+    harness.clock.advance(300)
+    registry = CollectorRegistry()  # what the API's /metrics registry does
+    registry.register(ReplicationCollector(cluster.region("eu")))
+    text = generate_latest(registry).decode()
+    assert 'm11_replication_backlog{source="us",target="eu"} 1.0' in text
+    assert 'm11_replication_oldest_unapplied_ms{source="us",target="eu"} 300.0' in text
+    assert 'm11_replication_lag_alert{source="us",target="eu"} 1.0' in text
+    assert 'target="us"' not in text  # a region reports only what comes into it

@@ -22,7 +22,7 @@ import redis
 from m11_tenant.cache import ConfigCache
 from m11_tenant.errors import ConfigValidationError, FieldError, ServiceUnavailableError
 from m11_tenant.regions.clock import HybridLogicalClock
-from m11_tenant.regions.lag import LagMonitor, PairLag, prometheus_text
+from m11_tenant.regions.lag import LagMonitor, PairLag
 from m11_tenant.regions.merge import (
     ChangeEvent,
     Conflict,
@@ -95,11 +95,26 @@ class RegionRepository(TenantConfigRepository):
         """The field registers, tombstone and newest config this region holds for a tenant."""
         return self.store.state(tenant_id)
 
+    @property
+    def lag_alert_ms(self) -> float | None:
+        return self.region.lag_monitor.alert_ms
+
+    def lag(self) -> dict[str, PairLag]:
+        """Lag of the changes coming into this region, per ``"source->target"`` pair (what
+        a region process can see: the streams, not the other regions' outboxes)."""
+        return {f"{source}->{self.name}": self.region.lag_from(source)
+                for source in self.region.transport.peers(self.name)}
+
     def get_stats(self, tenant_id: str | None = None) -> dict[str, Any]:
         """The repository's stats, plus this region's replication figures."""
         snapshot = super().get_stats(tenant_id)
         if tenant_id is None:
-            snapshot["replication"] = self.region.stats()
+            replication = self.region.stats()
+            try:
+                replication["lag"] = {pair: lag.as_dict() for pair, lag in self.lag().items()}
+            except ServiceUnavailableError as exc:  # stats must answer while Redis is away
+                replication["lag"], replication["lag_error"] = {}, str(exc)
+            snapshot["replication"] = replication
         return snapshot
 
 
@@ -181,6 +196,25 @@ class Region:
                 stop.wait(0.5)
 
     # ---- figures ------------------------------------------------------------------------
+    def unsent(self) -> tuple[int, int | None]:
+        """Events in this region's outbox, and the commit time (ms) of the oldest."""
+        first = self.store.outbox(limit=1)
+        if not first:
+            return 0, None
+        return self.store.outbox_size(), first[0][1].committed_at_ms
+
+    def lag_from(self, source: str, *,
+                 unsent: tuple[int, int | None] = (0, None)) -> PairLag:
+        """Lag of changes from ``source`` into this region; ``unsent``: the source's outbox."""
+        backlog, oldest = self.transport.backlog(source, self.name)
+        count, first = unsent
+        if count:
+            backlog += count
+            oldest = first if oldest is None else min(oldest, first or oldest)
+        age = 0.0 if oldest is None else float(max(0, self.clock_ms() - oldest))
+        return self.lag_monitor.summary(source, self.name, backlog=backlog,
+                                        oldest_unapplied_ms=age)
+
     def stats(self) -> dict[str, Any]:
         return {"region": self.name, "strategy": self.strategy, "connected": self.connected,
                 "applied": self.applied, "outbox": self.store.outbox_size(),
@@ -298,27 +332,20 @@ class Cluster:
 
     def lag(self) -> dict[str, PairLag]:
         """Per ``"source->target"`` pair: p50/p95/p99/max commit-to-apply (ms), backlog,
-        age of the oldest unapplied change (ms) and whether the alert fires."""
-        now = self.clock_ms()
-        out = {}
-        for source in self.names:
-            for target in self.transport.peers(source):
-                backlog, oldest = self.transport.backlog(source, target)
-                # Committed at the source but not yet sent (the source is cut off, or Redis
-                # was down): owed to every target too.
-                unsent = self.regions[source].store.outbox(limit=1)
-                if unsent:
-                    backlog += self.regions[source].store.outbox_size()
-                    first = unsent[0][1].committed_at_ms
-                    oldest = first if oldest is None else min(oldest, first)
-                out[f"{source}->{target}"] = self.lag_monitor.summary(
-                    source, target, backlog=backlog,
-                    oldest_unapplied_ms=0.0 if oldest is None else float(max(0, now - oldest)))
-        return out
+        age of the oldest unapplied change (ms) and whether the alert fires.
+
+        Unlike a region's own view, the backlog includes what the source committed but has
+        not sent yet (it is cut off, or Redis was down).
+        """
+        return {f"{source}->{target}": self.regions[target].lag_from(
+                    source, unsent=self.regions[source].unsent())
+                for source in self.names for target in self.transport.peers(source)}
 
     def metrics_text(self) -> str:
         """Lag per pair in Prometheus' text format: what the API's ``/metrics`` appends."""
-        return prometheus_text(list(self.lag().values()), alert_ms=self.lag_alert_ms)
+        from m11_tenant.regions.metrics import metrics_text
+
+        return metrics_text(self)
 
     def lag_table(self) -> str:
         """The lag figures as a fixed-width text table, one line per pair (for notebooks)."""

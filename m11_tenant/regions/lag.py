@@ -88,36 +88,3 @@ class LagMonitor:
         with self._lock:
             self._samples.clear()
 
-
-def prometheus_text(pairs: list[PairLag], *, alert_ms: float | None = None) -> str:
-    """The lag figures in Prometheus' text format, for a ``/metrics`` endpoint to append."""
-    lines = [
-        "# HELP m11_replication_lag_ms Commit-to-apply time of replicated config changes.",
-        "# TYPE m11_replication_lag_ms summary",
-    ]
-    for pair in pairs:
-        labels = f'source="{pair.source}",target="{pair.target}"'
-        for quantile, value in (("0.5", pair.p50_ms), ("0.95", pair.p95_ms),
-                                ("0.99", pair.p99_ms)):
-            lines.append(f'm11_replication_lag_ms{{{labels},quantile="{quantile}"}} {value}')
-        lines.append(f"m11_replication_lag_ms_count{{{labels}}} {pair.samples}")
-    gauges = [
-        ("m11_replication_lag_max_ms", "Largest recent commit-to-apply time.", "max_ms"),
-        ("m11_replication_backlog", "Changes committed at source not yet applied at target.",
-         "backlog"),
-        ("m11_replication_oldest_unapplied_ms", "Age of the oldest change not yet applied.",
-         "oldest_unapplied_ms"),
-        ("m11_replication_lag_alert", "1 when the pair's lag is above the alert threshold.",
-         "alert"),
-    ]
-    for name, help_text, attribute in gauges:
-        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
-        for pair in pairs:
-            value = getattr(pair, attribute)
-            lines.append(f'{name}{{source="{pair.source}",target="{pair.target}"}} '
-                         f"{int(value) if isinstance(value, bool) else value}")
-    if alert_ms is not None:
-        lines += ["# HELP m11_replication_lag_alert_threshold_ms The lag alert threshold.",
-                  "# TYPE m11_replication_lag_alert_threshold_ms gauge",
-                  f"m11_replication_lag_alert_threshold_ms {alert_ms}"]
-    return "\n".join(lines) + "\n"
