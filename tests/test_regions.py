@@ -405,3 +405,18 @@ def test_a_region_reports_the_lag_into_it_to_prometheus(harness, tenant_id):
     assert 'm11_replication_oldest_unapplied_ms{source="us",target="eu"} 300.0' in text
     assert 'm11_replication_lag_alert{source="us",target="eu"} 1.0' in text
     assert 'target="us"' not in text  # a region reports only what comes into it
+
+
+def test_changes_read_together_are_folded_into_one_write(harness, tenant_id):
+    cluster = harness.open()
+    cluster.partition("eu")
+    for n in range(5):
+        cluster.region("us").update_config(tenant_id, {"top_k": n + 1})
+    cluster.heal("eu")
+    assert cluster.sync() == 5 + 5  # eu and ap each read the five in one batch
+    for name in ("eu", "ap"):
+        record = cluster.region(name).get_record(tenant_id)
+        assert (record.version, record.config.top_k) == (1, 5)
+    eu = cluster.region("eu")
+    assert eu.get_audit_log(tenant_id)[0].reason.startswith("5 change(s) from region us")
+    assert cluster.lag()["us->eu"].samples == 5  # each change still counts for lag

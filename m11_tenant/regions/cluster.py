@@ -31,7 +31,7 @@ from m11_tenant.regions.merge import (
     check_strategy,
 )
 from m11_tenant.regions.store import ReplicaJournal, ReplicaSQLiteStore
-from m11_tenant.regions.transport import StreamTransport
+from m11_tenant.regions.transport import Delivery, StreamTransport
 from m11_tenant.repository import TenantConfigRepository
 from m11_tenant.store import Change
 
@@ -62,19 +62,23 @@ class RegionRepository(TenantConfigRepository):
     def name(self) -> str:
         return self.region.name
 
-    def apply_remote(self, event: ChangeEvent) -> str:
-        """Apply a change committed in another region; returns ``write``, ``delete`` or ``keep``.
+    def apply_remote(self, events: Sequence[ChangeEvent]) -> str:
+        """Apply changes committed in other regions to one tenant; returns ``write``,
+        ``delete`` or ``keep`` (duplicates and outdated changes).
 
         The merged config goes through this repository's own write path, so its caches are
         dropped (and announced) exactly as after a local write; the replica state is stored
-        in the same transaction. A duplicate or outdated change is a ``keep``.
+        in the same transaction.
         """
         store = self.store
-        tenant_id = event.tenant_id
-        actor, reason = f"replication:{event.origin}", (
-            f"change {event.stamp} from region {event.origin}")
+        origins = sorted({event.origin for event in events})
+        newest = max(events, key=lambda event: event.stamp)
+        actor = f"replication:{'+'.join(origins)}"
+        reason = (f"{len(events)} change(s) from region {', '.join(origins)}, newest "
+                  f"{newest.stamp}")
         with store.exclusive():
-            plan = store.plan_remote(event, self.region.strategy)
+            plan = store.plan_remote(events, self.region.strategy)
+            tenant_id = plan.tenant_id
             if plan.action == "keep":
                 store.keep(plan)
                 return plan.action
@@ -170,17 +174,24 @@ class Region:
             self._pending_checked = not deliveries
         if not deliveries:
             deliveries = self.transport.read(self.name, count=count, block_ms=block_ms)
+        by_tenant: dict[str, list[Delivery]] = {}
         for delivery in deliveries:
+            by_tenant.setdefault(delivery.event.tenant_id, []).append(delivery)
+        for batch in by_tenant.values():  # one write per tenant per batch
             try:
-                self.repository.apply_remote(delivery.event)
+                self.repository.apply_remote([delivery.event for delivery in batch])
             except Exception:
-                # Not acknowledged: the entry stays pending; read it again next time.
+                # Not acknowledged: the entries stay pending; read them again next time.
                 self._pending_checked = False
                 raise
-            self.lag_monitor.record(delivery.origin, self.name,
-                                    self.clock_ms() - delivery.event.committed_at_ms)
-            self.transport.ack(self.name, delivery.origin, delivery.message_id)
-            self.applied += 1
+            applied_at = self.clock_ms()
+            for delivery in batch:
+                self.lag_monitor.record(delivery.origin, self.name,
+                                        applied_at - delivery.event.committed_at_ms)
+            for origin in {delivery.origin for delivery in batch}:
+                self.transport.ack(self.name, origin, *(
+                    d.message_id for d in batch if d.origin == origin))
+            self.applied += len(batch)
         return len(deliveries)
 
     def run(self, stop: threading.Event, *, block_ms: int = 20) -> None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -50,7 +50,7 @@ class RemotePlan:
     """What a change from another region does here: ``write`` ``target``, ``delete``, or
     ``keep`` the stored config; and the replica state and conflicts to record with it."""
 
-    event: ChangeEvent
+    tenant_id: str
     state: ReplicaState
     conflicts: list[Conflict] = field(default_factory=list)
     action: str = "keep"
@@ -163,21 +163,26 @@ class ReplicaJournal:
         """Hold off every other writer of this store (re-entrant) while a change is applied."""
         return self._lock  # type: ignore[attr-defined,no-any-return]
 
-    def plan_remote(self, event: ChangeEvent, strategy: Strategy) -> RemotePlan:
-        """What applying a change from another region does here (call under ``exclusive``).
+    def plan_remote(self, events: Sequence[ChangeEvent], strategy: Strategy) -> RemotePlan:
+        """What applying changes from other regions to one tenant does here (call under
+        ``exclusive``). Several changes are folded first -- the merge is a join, so the
+        result is the same as one by one -- and cost one write.
 
-        Idempotent: for a duplicate the plan is ``keep`` with the state unchanged.
+        Idempotent: for duplicates the plan is ``keep`` with the state unchanged.
         """
-        self.hlc.observe(event.stamp, self.clock_ms())
-        tenant_id = event.tenant_id
+        tenant_id = events[0].tenant_id
         state = self.state(tenant_id)
-        conflicts = detect_conflicts(state, event, strategy)
-        merged = apply_event(state, event)
-        resolution = resolve(merged, strategy)
-        if resolution.fell_back and merged.latest is not None:
+        conflicts: list[Conflict] = []
+        for event in events:
+            self.hlc.observe(event.stamp, self.clock_ms())
+            conflicts += detect_conflicts(state, event, strategy)
+            state = apply_event(state, event)
+        resolution = resolve(state, strategy)
+        if resolution.fell_back and state.latest is not None:
             conflicts.append(Conflict(
-                tenant_id, WHOLE, merged.latest,
-                Register(event.stamp, resolution.refused, "field-merge"), "invalid-merge"))
+                tenant_id, WHOLE, state.latest,
+                Register(max(e.stamp for e in events), resolution.refused, "field-merge"),
+                "invalid-merge"))
         current = self.get(tenant_id)  # type: ignore[attr-defined]
         target = resolution.config
         if target is None and current is not None:
@@ -186,7 +191,7 @@ class ReplicaJournal:
             action = "write"
         else:
             action = "keep"
-        return RemotePlan(event, merged, conflicts, action, target)
+        return RemotePlan(tenant_id, state, conflicts, action, target)
 
     @contextmanager
     def recording(self, plan: RemotePlan) -> Iterator[None]:
@@ -200,7 +205,7 @@ class ReplicaJournal:
     def keep(self, plan: RemotePlan) -> None:
         """Record a plan that leaves the config as it is (state and conflicts only)."""
         with self._transaction():  # type: ignore[attr-defined]
-            self._save(plan.event.tenant_id, plan.state, plan.conflicts)
+            self._save(plan.tenant_id, plan.state, plan.conflicts)
 
     # ---- reads of the bookkeeping -------------------------------------------------------
     def state(self, tenant_id: str) -> ReplicaState:

@@ -91,8 +91,9 @@ class StreamTransport:
                 deliveries.append(Delivery(origin, _text(message_id), ChangeEvent.from_json(raw)))
         return deliveries
 
-    def ack(self, target: str, origin: str, message_id: str) -> None:
-        self._call("xack", self.stream(origin), target, message_id)
+    def ack(self, target: str, origin: str, *message_ids: str) -> None:
+        if message_ids:
+            self._call("xack", self.stream(origin), target, *message_ids)
 
     def backlog(self, origin: str, target: str) -> tuple[int, int | None]:
         """How many of ``origin``'s entries ``target`` has not acknowledged, and the commit
