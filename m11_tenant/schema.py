@@ -232,10 +232,11 @@ class TenantConfig(BaseModel):
     @field_validator("prompt_variables")
     @classmethod
     def _safe_variables(cls, variables: dict[str, str]) -> dict[str, str]:
-        try:
-            return templates.validate_prompt_variables(variables)
+        try:  # pydantic has already made sure every key and value is a str
+            _checked_variables(tuple(variables.items()))
         except TemplateError as exc:
             raise _as_custom(exc) from exc
+        return variables
 
     @field_validator("prompt_template")
     @classmethod
@@ -243,7 +244,7 @@ class TenantConfig(BaseModel):
         if "prompt_variables" not in info.data:
             return template  # the variables failed; their error is already reported
         try:
-            templates.validate_template(template, info.data["prompt_variables"].keys())
+            _checked_template(template, frozenset(info.data["prompt_variables"]))
         except TemplateError as exc:
             raise _as_custom(exc) from exc
         return template
@@ -289,6 +290,19 @@ class TenantConfig(BaseModel):
 
 CONFIG_FIELDS = tuple(TenantConfig.model_fields)
 BRANDING_FIELDS = tuple(Branding.model_fields)
+
+
+# The injection guard costs about a millisecond per text, and the same few templates are
+# validated again on every cache read: remember the ones that passed (failures raise, and
+# lru_cache does not store exceptions, so a refused text is checked afresh every time).
+@lru_cache(maxsize=4096)
+def _checked_template(template: str, variables: frozenset[str]) -> None:
+    templates.validate_template(template, variables)
+
+
+@lru_cache(maxsize=4096)
+def _checked_variables(items: tuple[tuple[str, str], ...]) -> None:
+    templates.validate_prompt_variables(dict(items))
 
 
 def _as_custom(exc: TemplateError) -> PydanticCustomError:
