@@ -1,0 +1,249 @@
+"""Helpers the notebooks share: a clean sandbox per notebook, a fixed clock, stable printing.
+
+Every notebook starts from nothing: its own temporary SQLite database, its own
+``fakeredis.FakeServer`` (so no other notebook's cache can answer), a clock that ticks a
+fixed minute per write (so stored timestamps are the same on every run), and a seeded
+random source. nbval compares printed output character by character, so the printers here
+print ``model_dump()`` and sorted JSON, never reprs with addresses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import tempfile
+import time
+import weakref
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import fakeredis
+from pydantic import BaseModel
+
+from m11_tenant.repository import ResolvedConfig, TenantConfigRepository
+from m11_tenant.schema import validate_config
+from m11_tenant.seed import seed_tenants
+from m11_tenant.settings import Settings
+from m11_tenant.stats import summarize
+from m11_tenant.store import Change
+
+__all__ = ["Sandbox", "StepClock", "open_sandbox", "plain", "plot_scaling", "scaling_run",
+           "show", "show_record", "zipf_weights"]
+
+WORKBOOK_EPOCH = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+
+
+class StepClock:
+    """A clock for stored timestamps: ``start``, then one ``step`` later on every call.
+
+    Injected into the store instead of ``datetime.now``, so history and audit times read
+    like a real sequence of events yet are identical on every run of a notebook.
+    """
+
+    def __init__(self, start: datetime = WORKBOOK_EPOCH, step: timedelta = timedelta(minutes=1)):
+        self.start, self.step, self.calls = start, step, 0
+
+    def __call__(self) -> datetime:
+        now = self.start + self.calls * self.step
+        self.calls += 1
+        return now
+
+
+@dataclasses.dataclass
+class Sandbox:
+    """One notebook's private world: a temp directory, a fake Redis server, a clock, a repo.
+
+    ``repo`` is the repository the notebook mostly uses. :meth:`open_repository` opens
+    more of them on the same database and/or the same Redis server, which is how the
+    notebooks play "two processes" or "two test runs".
+    """
+
+    directory: Path
+    server: fakeredis.FakeServer
+    clock: StepClock
+    settings: Settings
+    rng: random.Random
+    repo: TenantConfigRepository = dataclasses.field(init=False)
+    _cleanup: Callable[[], None] = dataclasses.field(init=False, repr=False)
+
+    @property
+    def database_url(self) -> str:
+        return f"sqlite:///{self.directory / 'tenants.db'}"
+
+    def redis_client(self, server: fakeredis.FakeServer | None = None) -> fakeredis.FakeRedis:
+        """A new client on this sandbox's fake Redis server (or on ``server``)."""
+        return fakeredis.FakeRedis(server=server or self.server)
+
+    def open_repository(self, *, database: str = "shared", redis: str = "shared",
+                        ttl: int | None = None) -> TenantConfigRepository:
+        """Another repository: ``database``/``redis`` are ``"shared"`` or ``"own"``.
+
+        ``"own"`` database means a second SQLite file in the sandbox; ``"own"`` Redis a
+        fresh ``FakeServer`` that nothing else talks to; ``redis="none"`` no cache at all.
+        """
+        from m11_tenant import open_repository
+
+        if database == "shared":
+            url = self.database_url
+        else:
+            url = f"sqlite:///{self.directory / f'tenants-{self.rng.getrandbits(32):08x}.db'}"
+        if redis == "none":
+            client, redis_url = None, ""
+        else:
+            client = self.redis_client(self.server if redis == "shared"
+                                       else fakeredis.FakeServer())
+            redis_url = None
+        settings = self.settings if ttl is None else self.settings.model_copy(
+            update={"redis_ttl": ttl})
+        return open_repository(url, redis_url, redis_client=client, settings=settings,
+                               clock=self.clock)
+
+    def unique_tenant_id(self, prefix: str = "tenant") -> str:
+        """``prefix-xxxxxxxx``: unique per call, the same sequence on every run (seeded)."""
+        return f"{prefix}-{self.rng.getrandbits(32):08x}"
+
+    def close(self) -> None:
+        """Close the repository and delete the temporary directory."""
+        self._cleanup()
+
+
+def _remove(repo: TenantConfigRepository, tmp: tempfile.TemporaryDirectory[str]) -> None:
+    repo.close()
+    tmp.cleanup()
+
+
+def open_sandbox(*, seed: bool = True, ttl: int = 300, history_limit: int = 10,
+                 random_seed: int = 11) -> Sandbox:
+    """A clean sandbox; with ``seed`` the example tenants of ``data/tenants.json`` are stored.
+
+    Settings are given explicitly (not read from the environment or ``.env``), so a
+    ``DATABASE_URL`` or ``REDIS_URL`` in the learner's shell cannot leak into a notebook.
+    """
+    tmp = tempfile.TemporaryDirectory(prefix="m11-notebook-")
+    settings = Settings(database_url="sqlite:///unused.db", redis_url=None, redis_ttl=ttl,
+                        history_limit=history_limit, m11_admin_key=None, openai_api_key=None,
+                        _env_file=None)
+    box = Sandbox(Path(tmp.name), fakeredis.FakeServer(), StepClock(), settings,
+                  random.Random(random_seed))
+    box.repo = box.open_repository()
+    box._cleanup = weakref.finalize(box, _remove, box.repo, tmp)
+    if seed:
+        seed_tenants(box.repo)
+    return box
+
+
+# --------------------------------------------------------------------------- printing
+
+
+def plain(value: Any) -> Any:
+    """Turn models, dataclasses, sets and tuples into plain JSON-ready values."""
+    if isinstance(value, BaseModel):
+        return plain(value.model_dump())
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, set | frozenset):
+        return sorted(plain(v) for v in value)
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    return value
+
+
+def show(value: Any, fields: Iterable[str] | None = None) -> None:
+    """Print a model, dataclass or mapping as sorted JSON, optionally only some ``fields``."""
+    data = plain(value)
+    if fields is not None and isinstance(data, dict):
+        data = {name: data.get(name) for name in fields}
+    print(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False))
+
+
+def show_record(record: ResolvedConfig, fields: Sequence[str] = ()) -> None:
+    """One line: tenant, version, where it came from, and the chosen config fields."""
+    config = record.config.model_dump()
+    shown = ", ".join(f"{name}={config[name]!r}" for name in fields)
+    flag = " DEGRADED" if record.degraded else ""
+    print(f"{record.tenant_id} v{record.version} from {record.source}{flag}"
+          + (f": {shown}" if shown else ""))
+
+
+# --------------------------------------------------------------------------- scaling run
+
+
+def _config_variants(rng: random.Random, count: int = 8) -> list[dict[str, Any]]:
+    """A few distinct valid configs (~1 KB each), validated once each."""
+    return [validate_config({
+        "plan": "pro", "model": rng.choice(["gpt-4-turbo", "claude-3-sonnet"]),
+        "temperature": round(rng.uniform(0, 1.5), 2), "max_tokens": rng.randrange(100, 2000),
+        "top_k": rng.randrange(3, 15), "alpha": round(rng.random(), 2),
+        "prompt_variables": {"company_name": f"Company {rng.randrange(10_000)}"},
+        "prompt_template": "You answer for {company_name}.\n\n{context}\n\nQ: {query}",
+    }).model_dump() for _ in range(count)]
+
+
+def zipf_weights(count: int, exponent: float = 1.1) -> list[float]:
+    """Tenant popularity: a few tenants get most of the traffic, as on real platforms."""
+    return [1 / (rank + 1) ** exponent for rank in range(count)]
+
+
+def scaling_run(tenant_counts: Sequence[int] = (10, 100, 500), reads: int = 400,
+                seed: int = 7) -> list[dict[str, Any]]:
+    """Store N tenants, then make ``reads`` Zipf-distributed reads; report per N.
+
+    Each N gets a fresh sandbox. Tenants are written straight through the store with a
+    handful of pre-validated configs (validating each of hundreds of configs would only
+    slow the setup, not change what is measured). The seeded read sequence makes hit and
+    miss counts exact and repeatable; latencies (µs, per source) vary from run to run.
+    """
+    results = []
+    for count in tenant_counts:
+        rng = random.Random(seed)
+        variants = _config_variants(rng)
+        box = open_sandbox(seed=False)
+        try:
+            ids = [f"scale-{i:05d}" for i in range(count)]
+            for tenant_id in ids:
+                config = rng.choice(variants)
+                box.repo.store.write(tenant_id, lambda _current, c=config: c,
+                                     Change(actor="bench", reason="scaling run"))
+            by_source: dict[str, list[float]] = {}
+            for tenant_id in rng.choices(ids, weights=zipf_weights(count), k=reads):
+                started = time.perf_counter()
+                record = box.repo.get_record(tenant_id)
+                by_source.setdefault(record.source, []).append(
+                    (time.perf_counter() - started) * 1e6)
+            stats = box.repo.get_stats()
+            results.append({
+                "tenants": count, "reads": reads,
+                "hits": stats["cache"]["hits"], "misses": stats["cache"]["misses"],
+                "hit_rate": stats["cache_hit_rate"],
+                "latency_us": {source: summarize(values)
+                               for source, values in sorted(by_source.items())},
+            })
+        finally:
+            box.close()
+    return results
+
+
+def plot_scaling(results: Sequence[dict[str, Any]]) -> Any:
+    """Two panels: load latency percentiles by source, and cache hit rate, vs tenant count."""
+    import matplotlib.pyplot as plt
+
+    counts = [r["tenants"] for r in results]
+    fig, (lat, hit) = plt.subplots(1, 2, figsize=(11, 4))
+    for source, style in (("cache", "-"), ("database", "--")):
+        for pct, marker in (("p50_us", "o"), ("p95_us", "s"), ("p99_us", "^")):
+            values = [r["latency_us"].get(source, {}).get(pct) for r in results]
+            if any(v is not None for v in values):
+                lat.plot(counts, values, style, marker=marker, label=f"{source} {pct[:3]}")
+    lat.set(xscale="log", yscale="log", xlabel="tenants", ylabel="get_record latency (µs)",
+            title="Config-load latency percentiles")
+    lat.legend(fontsize=8)
+    hit.plot(counts, [100 * r["hit_rate"] for r in results], marker="o")
+    hit.set(xscale="log", ylim=(0, 100), xlabel="tenants", ylabel="cache hit rate (%)",
+            title=f"Cache hit rate, {results[0]['reads']} random reads")
+    fig.tight_layout()
+    return fig
