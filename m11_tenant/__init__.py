@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from m11_tenant.errors import (
     ConfigNotFoundError,
     ConfigValidationError,
@@ -32,12 +34,18 @@ __all__ = [
     "open_repository",
 ]
 
-_UNSET = object()
+if TYPE_CHECKING:
+    import redis
+
+    from m11_tenant.settings import Settings
+    from m11_tenant.store import Clock
+
+_UNSET: str = "\0unset"  # a sentinel: None and "" both mean something for redis_url
 
 
-def open_repository(database_url: str | None = None, redis_url: str | object | None = _UNSET,
-                    *, redis_client: object = None, settings: object = None,
-                    clock: object = None) -> TenantConfigRepository:
+def open_repository(database_url: str | None = None, redis_url: str | None = _UNSET,
+                    *, redis_client: redis.Redis | None = None, settings: Settings | None = None,
+                    clock: Clock | None = None) -> TenantConfigRepository:
     """Open the repository on a database and a cache.
 
     Args:

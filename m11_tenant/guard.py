@@ -117,6 +117,7 @@ _CONFUSABLES = str.maketrans({
     "η": "n", "Ι": "i", "ι": "i", "Κ": "k", "κ": "k", "Μ": "m", "Ν": "n", "ν": "v",
     "Ο": "o", "ο": "o", "Ρ": "p", "ρ": "p", "Τ": "t", "τ": "t", "Υ": "y", "υ": "u",
     "Χ": "x", "χ": "x", "Ϲ": "c", "ϲ": "c", "ϳ": "j", "ω": "w",
+    "Σ": "c", "σ": "c", "ς": "c",  # NFKC turns the lunate sigma (ϲ, looks like c) into σ
     # Latin small capitals and dotless letters
     "ı": "i", "ȷ": "j", "ɩ": "i", "ɪ": "i", "ɡ": "g", "ʀ": "r", "ᴀ": "a", "ʙ": "b",
     "ᴄ": "c", "ᴅ": "d", "ᴇ": "e", "ɢ": "g", "ʜ": "h", "ᴊ": "j", "ᴋ": "k", "ʟ": "l",
@@ -137,10 +138,14 @@ _LEET_L = str.maketrans({"0": "o", "1": "l", "3": "e", "4": "a", "5": "s", "7": 
 _ROT13 = str.maketrans("abcdefghijklmnopqrstuvwxyz", "nopqrstuvwxyzabcdefghijklm")
 
 
+_TAG_RUN = re.compile("[\U000e0020-\U000e007e]+")
+
+
 def _decode_tags(text: str) -> str:
-    """Unicode tag characters shadow ASCII one to one: make the hidden text visible."""
-    return "".join(chr(ord(c) - 0xE0000) if 0xE0020 <= ord(c) <= 0xE007E else c
-                   for c in text)
+    """Unicode tag characters shadow ASCII one to one: make the hidden text visible, as
+    words of its own (so it cannot glue onto the visible word before it)."""
+    return _TAG_RUN.sub(lambda m: " " + "".join(chr(ord(c) - 0xE0000) for c in m.group())
+                        + " ", text)
 
 
 def _unescape(text: str) -> str:
@@ -211,11 +216,11 @@ def _phrase_views(norm: str) -> Iterator[str]:
 
 # --------------------------------------------------------------------------- phrase rules
 
-J = " ?"  # between words: one space, or none once letter-spaced text was re-joined
+_J = " ?"  # between words: one space, or none once letter-spaced text was re-joined
 
 
 def _alt(words: str) -> str:
-    return "(?:" + "|".join(w.replace(" ", J) for w in words.split("|")) + ")"
+    return "(?:" + "|".join(w.replace(" ", _J) for w in words.split("|")) + ")"
 
 
 _NEG = r"(?<!\bnot )(?<!\bnever )(?<!\bdont )(?<!\bdon t )(?<!\bnor )(?<!\bno )"
@@ -291,54 +296,56 @@ _DE_NOUN = _alt(
 
 _PHRASES: list[tuple[str, re.Pattern[str]]] = [(label, re.compile(pattern)) for label, pattern in [
     ("instruction-override phrase",
-     rf"{_NEG}\b{_VERB}(?:{J}{_FILL}){{0,4}}{J}{_QUAL}(?:{J}{_QUAL}|{J}{_FILL}){{0,2}}{J}{_NOUN}\b"),
+     rf"{_NEG}\b{_VERB}(?:{_J}{_FILL}){{0,4}}{_J}{_QUAL}(?:{_J}{_QUAL}|{_J}{_FILL}){{0,2}}{_J}{_NOUN}\b"),
     ("instruction-override phrase",
-     rf"{_NEG}\b{_VERB}(?:{J}{_FILL}){{0,5}}{J}{_POS}\b"),
+     rf"{_NEG}\b{_VERB}(?:{_J}{_FILL}){{0,5}}{_J}{_POS}\b"),
     ("instruction-override phrase",
-     rf"{_NEG}\b{_VERB}{J}(?:all|any|every|your)(?:{J}{_FILL}){{0,2}}(?:{J}{_QUAL}){{0,2}}"
-     rf"{J}{_STRICT_NOUN}\b"),
+     rf"{_NEG}\b{_VERB}{_J}(?:all|any|every|your)(?:{_J}{_FILL}){{0,2}}(?:{_J}{_QUAL}){{0,2}}"
+     rf"{_J}{_STRICT_NOUN}\b"),
     ("prompt-leak request",
      rf"{_NEG}\b(?:print|reveal|show|repeat|output|display|tell me|leak|dump|disclose|expose"
-     rf"|recite|write out|give me|spell out|echo)(?:{J}(?:me|back|out|all|of|us)){{0,2}}"
-     rf"{J}(?:your|the|its)(?:{J}(?:full|entire|exact|complete|verbatim|whole)){{0,2}}"
-     rf"{J}(?:system|initial|original|hidden|secret|developer|previous|pre)"
-     rf"{J}(?:prompt|prompts|instructions|message|rules|configuration)\b"),
+     rf"|recite|write out|give me|spell out|echo)(?:{_J}(?:me|back|out|all|of|us)){{0,2}}"
+     rf"{_J}(?:your|the|its)(?:{_J}(?:full|entire|exact|complete|verbatim|whole)){{0,2}}"
+     rf"{_J}(?:system|initial|original|hidden|secret|developer|previous|pre)"
+     rf"{_J}(?:prompt|prompts|instructions|message|rules|configuration)\b"),
     ("prompt-leak request",
-     rf"{_NEG}\b(?:repeat|print|output|reveal|copy|echo)(?:{J}(?:everything|all|the|text"
-     rf"|words|lines|content|instructions|of)){{1,3}}{J}(?:above|before)\b"),
+     rf"{_NEG}\b(?:repeat|print|output|reveal|copy|echo)(?:{_J}(?:everything|all|the|text"
+     rf"|words|lines|content|instructions|of)){{1,3}}{_J}(?:above|before)\b"),
     ("mode-switch phrase",
-     rf"\byou{J}(?:are|re|r){J}(?:now{J})?(?:in{J}|an?{J})?(?:dan|developer|dev|god"
+     rf"\byou{_J}(?:are|re|r){_J}(?:now{_J})?(?:in{_J}|an?{_J})?(?:dan|developer|dev|god"
      rf"|jailbreak|jailbroken|unrestricted|unfiltered|uncensored|debug|admin|root|sudo"
-     rf"|evil|chaos|maintenance){J}(?:mode|ai|model|assistant|version)\b"),
+     rf"|evil|chaos|maintenance){_J}(?:mode|ai|model|assistant|version)\b"),
     ("mode-switch phrase",
-     rf"\b(?:enter|enable|activate|switch to|entering|enabling){J}(?:god|jailbreak|dan"
-     rf"|unrestricted|unfiltered|uncensored|sudo){J}mode\b"),
-    ("mode-switch phrase", rf"\bdo{J}anything{J}now\b|\bact{J}as{J}(?:dan|an?{J}"
+     rf"\b(?:enter|enable|activate|switch to|entering|enabling){_J}(?:god|jailbreak|dan"
+     rf"|unrestricted|unfiltered|uncensored|sudo){_J}mode\b"),
+    ("mode-switch phrase", rf"\bdo{_J}anything{_J}now\b|\bact{_J}as{_J}(?:dan|an?{_J}"
      rf"(?:unrestricted|unfiltered|uncensored|jailbroken))\b"),
     ("mode-switch phrase",
-     rf"\byou{J}(?:are|re){J}no{J}longer{J}(?:bound|restricted|limited|an{J}ai|required)\b"
-     rf"|\bpretend{J}(?:that{J})?you{J}(?:have|had){J}no{J}(?:rules|restrictions"
+     rf"\byou{_J}(?:are|re){_J}no{_J}longer{_J}(?:bound|restricted|limited|an{_J}ai|required)\b"
+     rf"|\bpretend{_J}(?:that{_J})?you{_J}(?:have|had){_J}no{_J}(?:rules|restrictions"
      rf"|guidelines|limits|filters)\b"),
     ("instruction-override phrase",
-     rf"\byour{J}new{J}(?:instructions|rules|task|role|purpose|objective){J}(?:are|is)\b"
-     rf"|\b(?:new|updated|real|true|actual){J}system{J}prompt\b"
-     rf"|\b(?:system|admin|developer|sudo|root){J}(?:prompt{J})?override\b"),
+     rf"\byour{_J}new{_J}(?:instructions|rules|task|role|purpose|objective){_J}(?:are|is)\b"
+     rf"|\b(?:new|updated|real|true|actual){_J}system{_J}prompt\b"
+     rf"|\bsystem{_J}(?:prompt{_J})?override\b"
+     rf"|\b(?:admin|developer|sudo|root){_J}(?:override|mode|access){_J}(?:is{_J})?(?:now{_J})?"
+     rf"(?:enabled|activated|granted|engaged)\b"),
     ("instruction-override phrase (es/fr/it/pt)",
-     rf"\b{_ROM_VERB}(?:{J}{_ROM_FILL}){{0,4}}{J}{_ROM_NOUN}(?:{J}{_ROM_FILL}){{0,1}}"
-     rf"{J}{_ROM_QUAL}\b"),
+     rf"\b{_ROM_VERB}(?:{_J}{_ROM_FILL}){{0,4}}{_J}{_ROM_NOUN}(?:{_J}{_ROM_FILL}){{0,1}}"
+     rf"{_J}{_ROM_QUAL}\b"),
     ("instruction-override phrase (es/fr/it/pt)",
-     rf"\b{_ROM_VERB}{J}{_ROM_ALL}(?:{J}{_ROM_FILL}){{0,2}}{J}{_ROM_NOUN}\b"),
+     rf"\b{_ROM_VERB}{_J}{_ROM_ALL}(?:{_J}{_ROM_FILL}){{0,2}}{_J}{_ROM_NOUN}\b"),
     ("instruction-override phrase (es/fr/it/pt)",
-     rf"\b{_ROM_VERB}(?:{J}(?:todo|tout|tutto|tudo)){{0,1}}{J}(?:lo{J}anterior|ce{J}qui"
-     rf"{J}precede|lo{J}de{J}arriba|quanto{J}sopra|cio{J}che{J}precede|o{J}que{J}foi{J}dito"
+     rf"\b{_ROM_VERB}(?:{_J}(?:todo|tout|tutto|tudo)){{0,1}}{_J}(?:lo{_J}anterior|ce{_J}qui"
+     rf"{_J}precede|lo{_J}de{_J}arriba|quanto{_J}sopra|cio{_J}che{_J}precede|o{_J}que{_J}foi{_J}dito"
      rf"|acima)\b"),
     ("instruction-override phrase (de/nl)",
-     rf"\b{_DE_VERB}(?:{J}{_DE_FILL}){{0,3}}{J}{_DE_QUAL}{J}{_DE_NOUN}\b"),
+     rf"\b{_DE_VERB}(?:{_J}{_DE_FILL}){{0,3}}{_J}{_DE_QUAL}{_J}{_DE_NOUN}\b"),
     ("instruction-override phrase (de/nl)",
-     rf"\b{_DE_QUAL}{J}{_DE_NOUN}(?:{J}{_DE_FILL}){{0,2}}{J}(?:ignorieren|vergessen"
+     rf"\b{_DE_QUAL}{_J}{_DE_NOUN}(?:{_J}{_DE_FILL}){{0,2}}{_J}(?:ignorieren|vergessen"
      rf"|missachten|negeren|vergeten)\b"),
     ("instruction-override phrase (de/nl)",
-     rf"\b{_DE_VERB}(?:{J}{_DE_FILL}){{0,2}}{J}alles{J}(?:oben|vorherige|bisherige|zuvor"
+     rf"\b{_DE_VERB}(?:{_J}{_DE_FILL}){{0,2}}{_J}alles{_J}(?:oben|vorherige|bisherige|zuvor"
      rf"|davor|bisher|vorher)\b"),
 ]]
 
@@ -388,7 +395,7 @@ _LINK_TARGET_SCHEME = re.compile(
 _MD_IMAGE = re.compile(r"!\s*\[[^\]\n]*\]\s*[(\[]")
 _URL = re.compile(
     r"(?:[a-z][a-z0-9+.-]*:)?//[^\s<>\"'`]+|\bwww\.[^\s<>\"'`]+"
-    r"|[a-z0-9{}_-]+(?:\.[a-z0-9{}_-]+)*\.[a-z]{2,}(?::\d+)?/[^\s<>\"'`]*")
+    r"|(?<![a-z0-9{}_.-])[a-z0-9{}_-]+(?:\.[a-z0-9{}_-]+)*\.[a-z]{2,}(?::\d+)?/[^\s<>\"'`]*")
 _LINK_TARGET = re.compile(r"\]\s*\(([^)\n]*)\)")
 _BRACED = re.compile(r"(\{+)\s*([a-z_][a-z0-9_]*)\s*\}+")
 
@@ -504,8 +511,8 @@ def _decoded_runs(text: str) -> Iterator[str]:
 
 def _looks_like_text(decoded: str) -> bool:
     """Most random runs decode to binary noise; only text is worth checking again."""
-    readable = sum(ch.isalpha() or ch == " " for ch in decoded)
-    return len(decoded) >= 8 and readable >= 0.75 * len(decoded)
+    readable = sum(ch.isprintable() or ch in "\n\t" for ch in decoded)
+    return len(decoded) >= 8 and readable >= 0.9 * len(decoded)
 
 
 def check_injection(text: str, *, template: bool = False, _depth: int = 0) -> Finding | None:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 from m11_tenant.errors import TemplateError
 from m11_tenant.guard import check_injection, find_forbidden_character
@@ -38,9 +38,9 @@ __all__ = [
     "MAX_VARIABLE_CHARS",
     "MAX_VARIABLE_NAME_CHARS",
     "RESERVED_NAMES",
-    "Field",
-    "Literal",
+    "LiteralText",
     "ParsedTemplate",
+    "Placeholder",
     "escape_braces",
     "parse_template",
     "render_template",
@@ -63,14 +63,14 @@ _FIELD = "prompt_template"
 
 
 @dataclass(frozen=True)
-class Literal:
+class LiteralText:
     """Text copied to the output as is (``{{``/``}}`` already turned into braces)."""
 
     text: str
 
 
 @dataclass(frozen=True)
-class Field:
+class Placeholder:
     """A ``{name}`` placeholder."""
 
     name: str
@@ -81,17 +81,17 @@ class ParsedTemplate:
     """A template that parsed: its source and its literal and field segments, in order."""
 
     source: str
-    segments: tuple[Literal | Field, ...]
+    segments: tuple[LiteralText | Placeholder, ...]
 
     @cached_property
     def placeholders(self) -> frozenset[str]:
         """The distinct placeholder names used."""
-        return frozenset(s.name for s in self.segments if isinstance(s, Field))
+        return frozenset(s.name for s in self.segments if isinstance(s, Placeholder))
 
     @property
     def field_count(self) -> int:
         """How many placeholders occur (a name used twice counts twice)."""
-        return sum(isinstance(s, Field) for s in self.segments)
+        return sum(isinstance(s, Placeholder) for s in self.segments)
 
 
 def _show(text: str, limit: int = 40) -> str:
@@ -118,7 +118,7 @@ def parse_template(template: str) -> ParsedTemplate:
     """
     if not isinstance(template, str):
         raise _fail(f"the template must be a string, got {type(template).__name__}", "type")
-    segments: list[Literal | Field] = []
+    segments: list[LiteralText | Placeholder] = []
     text: list[str] = []
     i, n = 0, len(template)
     while i < n:
@@ -140,12 +140,12 @@ def parse_template(template: str) -> ParsedTemplate:
             continue
         name, end = _read_field(template, i)
         if text:
-            segments.append(Literal("".join(text)))
+            segments.append(LiteralText("".join(text)))
             text = []
-        segments.append(Field(name))
+        segments.append(Placeholder(name))
         i = end
     if text:
-        segments.append(Literal("".join(text)))
+        segments.append(LiteralText("".join(text)))
     return ParsedTemplate(template, tuple(segments))
 
 
@@ -295,6 +295,14 @@ def _check_variable_name(key: object) -> None:
                     "reserved_name", "prompt_variables")
 
 
+@lru_cache(maxsize=256)
+def _validated(template: str, names: frozenset[str]) -> ParsedTemplate:
+    # A pipeline renders the same stored template on every query (sometimes several times
+    # while it fits the context window); the guard need not run again each time. Refusals
+    # raise, and lru_cache does not keep those.
+    return validate_template(template, names)
+
+
 def render_template(
     template: str | ParsedTemplate,
     *,
@@ -305,19 +313,22 @@ def render_template(
     """Fill the placeholders in one pass; values are copied as text, never re-read.
 
     A string template is validated first (:func:`validate_template`, with the given
-    variables as the declared names); a :class:`ParsedTemplate` is trusted as parsed.
+    variables as the declared names; the result is cached per template and names); a
+    :class:`ParsedTemplate` is trusted as parsed.
 
     Raises:
         TemplateError: a placeholder has no value, a value is not a string, or the result
             would exceed :data:`MAX_RENDERED_CHARS`.
     """
+    if not isinstance(template, (str, ParsedTemplate)):
+        raise _fail(f"the template must be a string, got {type(template).__name__}", "type")
     parsed = (template if isinstance(template, ParsedTemplate)
-              else validate_template(template, variables.keys()))
+              else _validated(template, frozenset(variables)))
     values: dict[str, object] = {**variables, "query": query, "context": context}
     pieces: list[str] = []
     total = 0
     for segment in parsed.segments:
-        if isinstance(segment, Literal):
+        if isinstance(segment, LiteralText):
             piece = segment.text
         else:
             if segment.name not in values:

@@ -12,7 +12,7 @@ from m11_tenant.store.base import (
     UsageTotals,
 )
 
-__all__ = ["AuditEntry", "Change", "ConfigRecord", "ConfigStore", "HistoryEntry",
+__all__ = ["AuditEntry", "Change", "Clock", "ConfigRecord", "ConfigStore", "HistoryEntry",
            "UsageTotals", "open_store"]
 
 
