@@ -67,6 +67,7 @@ class Sandbox:
     settings: Settings
     rng: random.Random
     repo: TenantConfigRepository = dataclasses.field(init=False)
+    _repos: list[TenantConfigRepository] = dataclasses.field(default_factory=list, repr=False)
     _cleanup: Callable[[], None] = dataclasses.field(init=False, repr=False)
 
     @property
@@ -98,20 +99,38 @@ class Sandbox:
             redis_url = None
         settings = self.settings if ttl is None else self.settings.model_copy(
             update={"redis_ttl": ttl})
-        return open_repository(url, redis_url, redis_client=client, settings=settings,
+        repo = open_repository(url, redis_url, redis_client=client, settings=settings,
                                clock=self.clock)
+        self._repos.append(repo)
+        return repo
 
     def unique_tenant_id(self, prefix: str = "tenant") -> str:
         """``prefix-xxxxxxxx``: unique per call, the same sequence on every run (seeded)."""
         return f"{prefix}-{self.rng.getrandbits(32):08x}"
 
+    def redis_down(self) -> None:
+        """Every client of this sandbox's fake Redis now gets ``ConnectionError``."""
+        self.server.connected = False
+
+    def redis_up(self) -> None:
+        """Redis answers again; each repository notices at its next health check."""
+        self.server.connected = True
+        for repo in self._repos:
+            repo.cache.ping()
+
+    @staticmethod
+    def database_down(repo: TenantConfigRepository) -> None:
+        """Close ``repo``'s SQLite connection: every database call now fails like a lost one."""
+        repo.store.db.close()
+
     def close(self) -> None:
-        """Close the repository and delete the temporary directory."""
+        """Close every repository of the sandbox and delete its temporary directory."""
         self._cleanup()
 
 
-def _remove(repo: TenantConfigRepository, tmp: tempfile.TemporaryDirectory[str]) -> None:
-    repo.close()
+def _remove(repos: list[TenantConfigRepository], tmp: tempfile.TemporaryDirectory[str]) -> None:
+    for repo in repos:
+        repo.close()
     tmp.cleanup()
 
 
@@ -129,7 +148,7 @@ def open_sandbox(*, seed: bool = True, ttl: int = 300, history_limit: int = 10,
     box = Sandbox(Path(tmp.name), fakeredis.FakeServer(), StepClock(), settings,
                   random.Random(random_seed))
     box.repo = box.open_repository()
-    box._cleanup = weakref.finalize(box, _remove, box.repo, tmp)
+    box._cleanup = weakref.finalize(box, _remove, box._repos, tmp)
     if seed:
         seed_tenants(box.repo)
     return box
