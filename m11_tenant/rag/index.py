@@ -1,0 +1,173 @@
+"""Hybrid retrieval: BM25 and embedding cosine, each min-max normalised, mixed by ``alpha``.
+
+    hybrid(d) = alpha * norm(cosine(q, d)) + (1 - alpha) * norm(bm25(q, d))
+
+``norm`` rescales a score over the whole corpus to [0, 1] (min -> 0, max -> 1), so the two
+scales are comparable and ``alpha`` means what it says: 0 ranks exactly as BM25, 1 exactly as
+the embeddings, 0.5 weighs them equally. Both scores are computed for every passage (a few
+hundred here, so this is a matrix-vector product and a column sum).
+
+Reranking then re-orders the first ``top_k`` candidates and keeps ``rerank_top_n``
+(see :mod:`m11_tenant.rag.rerank`). The index is built once per process and shared
+(:func:`get_default_index`); nothing here is rebuilt per query.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from m11_tenant.rag.bm25 import BM25
+from m11_tenant.rag.corpus import Corpus, Passage, load_corpus
+from m11_tenant.rag.embed import Embedder, MiniLMEmbedder, load_or_build_embeddings, passage_text
+from m11_tenant.rag.rerank import DEFAULT_RERANKER, RERANKERS
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One retrieved passage with its scores (all in [0, 1] except ``bm25``)."""
+
+    passage: Passage
+    score: float  # the score it was ranked by (hybrid, or the reranker's)
+    hybrid: float
+    keyword: float  # normalised BM25
+    semantic: float  # normalised cosine
+    bm25: float
+    cosine: float
+    coverage: float = 0.0  # idf-weighted share of the question's terms the passage contains
+
+
+@dataclass
+class Retrieval:
+    """What a search returned, plus what a reranker needs (the query vector)."""
+
+    hits: list[Hit]
+    candidates: list[Hit]
+    reranked: bool
+    reranker: str | None
+    query_vector: np.ndarray = field(repr=False)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+def minmax(scores: np.ndarray) -> np.ndarray:
+    """Rescale to [0, 1]; a constant vector (e.g. no keyword matched at all) maps to zeros."""
+    lo, hi = float(scores.min()), float(scores.max())
+    if hi - lo < 1e-12:
+        return np.zeros_like(scores, dtype=np.float32)
+    return ((scores - lo) / (hi - lo)).astype(np.float32)
+
+
+class HybridIndex:
+    """BM25 + embedding index over one corpus.
+
+    Parameters:
+        corpus: the passages (default ``data/corpus/passages.jsonl``).
+        embedder: any :class:`~m11_tenant.rag.embed.Embedder` (default the offline MiniLM).
+        vectors: precomputed corpus vectors; by default read from ``data/corpus/`` (computed
+            in memory if missing or stale).
+        save_vectors: write freshly computed vectors back to ``data/corpus/``.
+        warn_stale: warn when the vectors had to be computed (the shipped corpus).
+        query_cache: how many query vectors to keep (0 = none).
+    """
+
+    def __init__(self, corpus: Corpus | None = None, embedder: Embedder | None = None, *,
+                 vectors: np.ndarray | None = None, save_vectors: bool = False,
+                 warn_stale: bool = False, query_cache: int = 256):
+        # Query vectors by text: the same sample questions run for every tenant (previews,
+        # the cross-tenant check) and embedding is most of a query's time.
+        self._qcache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._qcache_size = query_cache
+        self._qlock = threading.Lock()
+        t0 = time.perf_counter()
+        self.corpus = corpus if corpus is not None else load_corpus()
+        self.embedder = embedder if embedder is not None else MiniLMEmbedder()
+        t1 = time.perf_counter()
+        self.bm25 = BM25([passage_text(p.title, p.text) for p in self.corpus.passages])
+        t2 = time.perf_counter()
+        if vectors is None:
+            vectors = load_or_build_embeddings(self.corpus, self.embedder, save=save_vectors,
+                                               warn_stale=warn_stale)
+        if vectors.shape != (len(self.corpus), self.embedder.dim):
+            raise ValueError(f"vectors have shape {vectors.shape}, expected "
+                             f"{(len(self.corpus), self.embedder.dim)}")
+        self.vectors = vectors
+        t3 = time.perf_counter()
+        #: How long each part of building took (for the benchmark; not printed by notebooks).
+        self.build_timings_ms = {"load_model_and_corpus": (t1 - t0) * 1e3,
+                                 "bm25": (t2 - t1) * 1e3, "vectors": (t3 - t2) * 1e3}
+
+    def __len__(self) -> int:
+        return len(self.corpus)
+
+    def score_all(self, query: str, query_vector: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Raw BM25, raw cosine, and the query vector, for every passage."""
+        if query_vector is None:
+            query_vector = self.embed_query(query)
+        return self.bm25.scores(query), self.vectors @ query_vector, query_vector
+
+    def embed_query(self, query: str) -> np.ndarray:
+        """The query's vector (from a small LRU cache when the same text was seen recently)."""
+        with self._qlock:
+            if query in self._qcache:
+                self._qcache.move_to_end(query)
+                return self._qcache[query]
+        vector = self.embedder.embed([query])[0]
+        if self._qcache_size > 0:
+            with self._qlock:
+                self._qcache[query] = vector
+                while len(self._qcache) > self._qcache_size:
+                    self._qcache.popitem(last=False)
+        return vector
+
+    def search(self, query: str, *, top_k: int = 5, alpha: float = 0.5,
+               rerank: bool = False, rerank_top_n: int | None = None,
+               reranker: str = DEFAULT_RERANKER) -> Retrieval:
+        """The ``top_k`` best passages by hybrid score; with ``rerank``, those ``top_k``
+        candidates re-ordered by ``reranker`` and cut to ``rerank_top_n`` (default ``top_k``).
+
+        Ties are broken by corpus order, so results are deterministic.
+        """
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"alpha must be between 0 and 1, got {alpha}")
+        if top_k < 1:
+            raise ValueError(f"top_k must be at least 1, got {top_k}")
+        t0 = time.perf_counter()
+        bm25, cosine, qvec = self.score_all(query)
+        keyword, semantic = minmax(bm25), minmax(cosine)
+        hybrid = alpha * semantic + (1.0 - alpha) * keyword
+        # Round before sorting so float noise in the last bits cannot reorder near-ties.
+        order = np.lexsort((np.arange(len(hybrid)), -np.round(hybrid, 6)))[:top_k]
+        coverage = self.bm25.coverage(query, order)
+        candidates = [
+            Hit(self.corpus.passages[i], float(hybrid[i]), float(hybrid[i]), float(keyword[i]),
+                float(semantic[i]), float(bm25[i]), float(cosine[i]), float(coverage[j]))
+            for j, i in enumerate(order)
+        ]
+        t1 = time.perf_counter()
+        timings = {"retrieve": (t1 - t0) * 1e3, "rerank": 0.0}
+        if not rerank:
+            return Retrieval(candidates, candidates, False, None, qvec, timings)
+        n = top_k if rerank_top_n is None else min(rerank_top_n, top_k)
+        fn = RERANKERS[reranker]
+        rows = np.array([int(i) for i in order])
+        hits = fn(candidates, self.vectors[rows], qvec)[:n]
+        timings["rerank"] = (time.perf_counter() - t1) * 1e3
+        return Retrieval(hits, candidates, True, reranker, qvec, timings)
+
+
+_default: HybridIndex | None = None
+_lock = threading.Lock()
+
+
+def get_default_index() -> HybridIndex:
+    """The process-wide index over ``data/corpus/`` and the offline embedder (built once)."""
+    global _default
+    with _lock:
+        if _default is None:
+            _default = HybridIndex(warn_stale=True)
+        return _default

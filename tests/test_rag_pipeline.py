@@ -1,0 +1,330 @@
+"""The pipeline end to end on the fixture corpus: configs shape results; every fallback and
+refusal path; no network (the OpenAI path only ever talks to an injected fake)."""
+
+import socket
+from datetime import timedelta
+
+import pytest
+from rag_support import (
+    FIXED_NOW,
+    DictConfigSource,
+    FakeOpenAI,
+    catalog,
+    connection_error,
+    fixture_index,
+    make_config,
+    stale_config,
+    status_error,
+)
+
+from m11_tenant.errors import (
+    BudgetExceededError,
+    ConfigValidationError,
+    ModelUnavailableError,
+    QueryRefusedError,
+    QuotaExceededError,
+)
+from m11_tenant.rag.ledger import InMemoryLedger, UsageTotals
+from m11_tenant.rag.pipeline import RagPipeline
+from m11_tenant.rag.tokens import count_tokens
+
+Q = "How can I stop one customer from seeing another customer's records?"
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch):
+    """Any attempt to open a connection or resolve a name fails the way an offline box does."""
+    def refuse(*args, **kwargs):
+        raise OSError("network disabled in tests")
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+
+
+def pipeline(configs=None, ledger=None, **kwargs):
+    kwargs.setdefault("env", {})
+    return RagPipeline(DictConfigSource(configs or {}), ledger or InMemoryLedger(),
+                       index=fixture_index(), clock=lambda: FIXED_NOW, catalog=catalog(),
+                       sleep=lambda s: None, **kwargs)
+
+
+FOUR_TENANTS = {
+    "acme": make_config(),
+    "globex": make_config(model="gpt-4-turbo", plan="starter", top_k=8, alpha=0.0,
+                          max_tokens=40, temperature=0.2),
+    "initech": make_config(model="claude-3-sonnet", plan="pro", top_k=6, alpha=1.0,
+                           enable_reranking=True, rerank_top_n=2),
+    "umbrella": make_config(model="gpt-4", plan="enterprise", top_k=3, alpha=0.25,
+                            prompt_template="You are {company}'s assistant.\n{context}\nQ: {query}",
+                            prompt_variables={"company": "Umbrella"}),
+}
+
+
+# --- configs shape results ----------------------------------------------------------------
+def test_four_tenants_get_four_differently_configured_results():
+    p = pipeline(FOUR_TENANTS)
+    results = {t: p.query(t, Q) for t in FOUR_TENANTS}
+    assert len({r.model_used for r in results.values()}) == 4
+    assert [len(r.sources) for r in results.values()] == [5, 8, 2, 3]
+    assert len({tuple(s.id for s in r.sources) for r in results.values()}) == 4
+    assert len({r.prompt for r in results.values()}) == 4
+    assert len({r.cost_usd for r in results.values()}) == 4
+    for tid, r in results.items():
+        cfg = FOUR_TENANTS[tid]
+        assert r.tenant_id == tid and r.model_requested == cfg.model == r.model_used
+        assert r.config_applied["top_k"] == cfg.top_k and r.config_applied["alpha"] == cfg.alpha
+        assert r.generator == "offline" and "no language model was called" in r.notice
+        assert r.usage.completion_tokens <= cfg.max_tokens and r.usage.estimated
+    assert results["initech"].config_applied["rerank_top_n"] == 2
+    assert "Umbrella's assistant" in results["umbrella"].prompt
+
+
+def test_a_template_with_context_gets_the_retrieved_passages_numbered():
+    p = pipeline()
+    r = p.run(make_config(top_k=3), Q)
+    for n, source in enumerate(r.sources, 1):
+        passage = fixture_index().corpus.by_id(source.id)
+        assert f"[{n}] {passage.title}\n{passage.text}" in r.prompt
+    assert f"Question: {Q}" in r.prompt
+
+
+def test_the_offline_answer_cites_the_sources_and_honours_max_tokens():
+    p = pipeline()
+    long = p.run(make_config(max_tokens=1000), Q)
+    assert "[1]" in long.answer
+    assert long.usage.completion_tokens == count_tokens(long.answer, "gpt-3.5-turbo")
+    assert long.usage.prompt_tokens == count_tokens(long.prompt, "gpt-3.5-turbo")
+    for cap in (1, 7, 30):
+        short = p.run(make_config(max_tokens=cap), Q)
+        assert 0 < short.usage.completion_tokens <= cap
+        assert long.answer.startswith(short.answer.rstrip(" .")[:20])
+
+
+def test_cost_is_priced_from_the_catalog():
+    r = pipeline().run(make_config(model="gpt-3.5-turbo"), Q)
+    m = catalog().model("gpt-3.5-turbo")
+    expected = (r.usage.prompt_tokens * m.input_usd_per_1k
+                + r.usage.completion_tokens * m.output_usd_per_1k) / 1000
+    assert r.cost_usd == pytest.approx(expected, abs=1e-8)
+
+
+def test_results_are_deterministic_and_timings_stay_out_of_the_dump():
+    p = pipeline({"acme": make_config()})
+    a, b = p.query("acme", Q), p.query("acme", Q)
+    assert a.model_dump() == b.model_dump()
+    assert "timings_ms" not in a.model_dump()
+    assert set(a.timings_ms) == {"config_load", "retrieve", "rerank", "generate"}
+
+
+def test_query_records_usage_and_run_records_nothing():
+    ledger = InMemoryLedger()
+    p = pipeline({"acme": make_config()}, ledger)
+    previewed = p.run(make_config(), Q, tenant_id="acme")
+    assert not previewed.recorded and ledger.rows == {}
+    r = p.query("acme", Q)
+    assert r.recorded
+    totals = ledger.usage_totals("acme", FIXED_NOW.date())
+    assert totals == UsageTotals(1, pytest.approx(r.cost_usd))
+    row = ledger.rows[("acme", FIXED_NOW.date())]
+    assert row["prompt_tokens"] == r.usage.prompt_tokens
+
+
+def test_an_empty_question_is_refused():
+    with pytest.raises(ConfigValidationError, match="empty"):
+        pipeline().run(make_config(), "   ")
+
+
+# --- refusals before anything runs ------------------------------------------------------
+def test_daily_quota_refusal():
+    ledger = InMemoryLedger()
+    ledger.record_usage("acme", FIXED_NOW.date(), queries=100, prompt_tokens=0,
+                        completion_tokens=0, cost_usd=0.0)  # free plan: 100 a day
+    with pytest.raises(QuotaExceededError, match="used its 100 queries") as info:
+        pipeline({"acme": make_config()}, ledger).query("acme", Q)
+    assert info.value.retry_after == 9 * 3600  # 15:00 → midnight UTC
+    assert ledger.usage_totals("acme", FIXED_NOW.date()).queries_today == 100  # not counted
+
+
+def test_quota_is_per_day():
+    ledger = InMemoryLedger()
+    ledger.record_usage("acme", FIXED_NOW.date() - timedelta(days=1), queries=100,
+                        prompt_tokens=0, completion_tokens=0, cost_usd=0.0)
+    assert pipeline({"acme": make_config()}, ledger).query("acme", Q).recorded
+
+
+def test_monthly_budget_refusal():
+    ledger = InMemoryLedger()
+    ledger.record_usage("acme", FIXED_NOW.date().replace(day=1), queries=1, prompt_tokens=0,
+                        completion_tokens=0, cost_usd=5.0)  # free plan: $5 a month
+    with pytest.raises(BudgetExceededError, match="monthly budget") as info:
+        pipeline({"acme": make_config()}, ledger).query("acme", Q)
+    assert info.value.retry_after > 0
+
+
+def test_a_model_the_plan_does_not_allow_is_refused_before_retrieval():
+    p = pipeline({"acme": stale_config(model="gpt-4", plan="free")})
+    with pytest.raises(QueryRefusedError, match="not allowed on the 'free' plan"):
+        p.query("acme", Q)
+
+
+def test_max_tokens_above_the_plan_cap_is_refused():
+    with pytest.raises(QueryRefusedError, match="cap of 1000"):
+        pipeline().run(stale_config(max_tokens=1500, plan="free"), Q)
+
+
+# --- live generation, retries and fallbacks (fake client, no network) ---------------------
+def live(client, configs=None, ledger=None):
+    return pipeline(configs, ledger, openai_client=client)
+
+
+def test_openai_path_uses_the_config_and_the_api_usage():
+    fake = FakeOpenAI()
+    cfg = make_config(model="gpt-4-turbo", plan="starter", temperature=0.3, max_tokens=256)
+    ledger = InMemoryLedger()
+    r = live(fake, {"acme": cfg}, ledger).query("acme", Q)
+    (call,) = fake.calls
+    assert call["model"] == "gpt-4-turbo" and call["temperature"] == 0.3
+    assert call["max_tokens"] == 256
+    assert call["messages"] == [{"role": "user", "content": r.prompt}]
+    assert r.generator == "openai" and r.notice is None and not r.fallback_used
+    assert r.answer == "answer from gpt-4-turbo [1]"
+    assert (r.usage.prompt_tokens, r.usage.completion_tokens) == (1000, 100)
+    assert not r.usage.estimated
+    assert r.cost_usd == pytest.approx(0.01 + 0.003)
+    assert ledger.usage_totals("acme", FIXED_NOW.date()).cost_month_usd == pytest.approx(0.013)
+
+
+def test_transient_errors_are_retried_up_to_max_retries():
+    fake = FakeOpenAI({"gpt-3.5-turbo": [connection_error(), status_error(429)]})
+    sleeps = []
+    p = live(fake)
+    p.sleep = sleeps.append
+    r = p.run(make_config(max_retries=2), Q)
+    assert fake.models_called == ["gpt-3.5-turbo"] * 3
+    assert sleeps == [0.5, 1.0]
+    assert not r.fallback_used and len(r.attempts) == 2
+    assert "APIConnectionError" in r.attempts[0] and "RateLimitError" in r.attempts[1]
+
+
+def test_retries_used_up_then_the_fallback_model_answers():
+    fake = FakeOpenAI({"gpt-4-turbo": [status_error(500)] * 3})
+    cfg = make_config(model="gpt-4-turbo", fallback_model="gpt-3.5-turbo", plan="starter",
+                      max_retries=2)
+    r = live(fake).run(cfg, Q)
+    assert fake.models_called == ["gpt-4-turbo"] * 3 + ["gpt-3.5-turbo"]
+    assert r.fallback_used and r.model_used == "gpt-3.5-turbo"
+    assert r.model_requested == "gpt-4-turbo"
+    m = catalog().model("gpt-3.5-turbo")  # priced as the model that answered
+    assert r.cost_usd == pytest.approx(m.input_usd_per_1k + 0.1 * m.output_usd_per_1k)
+
+
+def test_a_non_retryable_error_goes_straight_to_the_fallback():
+    fake = FakeOpenAI({"gpt-4-turbo": [status_error(401)]})
+    cfg = make_config(model="gpt-4-turbo", fallback_model="gpt-3.5-turbo", plan="starter",
+                      max_retries=5)
+    r = live(fake).run(cfg, Q)
+    assert fake.models_called == ["gpt-4-turbo", "gpt-3.5-turbo"]
+    assert r.fallback_used and "AuthenticationError" in r.attempts[0]
+
+
+def test_zero_retries_means_one_attempt():
+    fake = FakeOpenAI({"gpt-3.5-turbo": [connection_error()]})
+    with pytest.raises(ModelUnavailableError):
+        live(fake).run(make_config(max_retries=0), Q)
+    assert len(fake.calls) == 1
+
+
+def test_model_and_fallback_both_failing_is_a_clear_refusal_and_records_nothing():
+    fake = FakeOpenAI({"gpt-4-turbo": [status_error(500)] * 2,
+                       "gpt-3.5-turbo": [status_error(500)] * 2})
+    ledger = InMemoryLedger()
+    cfg = make_config(model="gpt-4-turbo", fallback_model="gpt-3.5-turbo", plan="starter",
+                      max_retries=1)
+    with pytest.raises(ModelUnavailableError, match=r"tried gpt-4-turbo → gpt-3\.5-turbo") as info:
+        live(fake, {"acme": cfg}, ledger).query("acme", Q)
+    assert len(info.value.detail["attempts"]) == 4
+    assert ledger.rows == {}
+
+
+def test_claude_when_live_without_a_fallback_fails_clearly():
+    fake = FakeOpenAI()
+    with pytest.raises(ModelUnavailableError, match="provider 'anthropic' has no client"):
+        live(fake).run(make_config(model="claude-3-haiku"), Q)
+    assert fake.calls == []
+
+
+def test_claude_when_live_falls_back_by_config_and_says_so():
+    fake = FakeOpenAI()
+    r = live(fake).run(make_config(model="claude-3-haiku", fallback_model="gpt-3.5-turbo"), Q)
+    assert r.fallback_used and r.model_used == "gpt-3.5-turbo" and r.generator == "openai"
+    assert "anthropic" in r.attempts[0]
+
+
+def test_claude_offline_is_answered_by_the_flagged_offline_generator():
+    r = pipeline().run(make_config(model="claude-3-haiku"), Q)
+    assert r.generator == "offline" and r.model_used == "claude-3-haiku"
+    assert not r.fallback_used and r.notice
+
+
+def test_forced_openai_without_a_key_fails_clearly():
+    with pytest.raises(ModelUnavailableError, match=r"OPENAI_API_KEY is not set"):
+        pipeline(generation="openai").run(make_config(), Q)
+
+
+def test_forced_offline_ignores_an_injected_client():
+    fake = FakeOpenAI()
+    r = pipeline(openai_client=fake, generation="offline").run(make_config(), Q)
+    assert r.generator == "offline" and fake.calls == []
+
+
+def test_a_key_in_the_environment_builds_the_real_client_which_cannot_reach_the_network():
+    # The real openai client is constructed (no fake), and every attempt fails on the
+    # disabled socket: proof the default test run makes no network call.
+    p = pipeline(env={"OPENAI_API_KEY": "sk-test-not-a-real-key"})
+    assert p.live
+    with pytest.raises(ModelUnavailableError, match="APIConnectionError"):
+        p.run(make_config(max_retries=1), Q)
+
+
+def test_the_four_course_tenants_from_the_repository_get_four_configured_results(sqlite_repo):
+    from m11_tenant.seed import load_example_tenants, seed_tenants
+
+    seed_tenants(sqlite_repo)
+    four = [t.tenant_id for t in load_example_tenants()][:4]
+    p = RagPipeline(sqlite_repo, InMemoryLedger(), index=fixture_index(), catalog=catalog(),
+                    clock=lambda: FIXED_NOW, env={})
+    results = [p.query(t, Q) for t in four]
+    for tid, r in zip(four, results, strict=True):
+        cfg = sqlite_repo.get_config(tid)
+        assert r.model_used == cfg.model
+        assert len(r.sources) == (cfg.effective_rerank_top_n if cfg.enable_reranking
+                                  else cfg.top_k)
+        assert r.usage.completion_tokens <= cfg.max_tokens
+        for value in cfg.prompt_variables.values():
+            assert value in r.prompt
+    assert len({(r.model_used, tuple(s.id for s in r.sources), r.prompt) for r in results}) == 4
+    assert len({r.cost_usd for r in results}) == 4
+
+
+def test_passages_that_would_overflow_the_context_window_are_dropped_from_the_end():
+    import dataclasses
+
+    from m11_tenant.rag.plans import CatalogView
+
+    full = catalog()
+    small = dataclasses.replace(full.model("gpt-3.5-turbo"), context_window=450)
+    tight = CatalogView({**full.models, "gpt-3.5-turbo": small}, full.plans)
+    p = RagPipeline(index=fixture_index(), catalog=tight, env={})
+    cfg = make_config(top_k=10, max_tokens=200)
+    r = p.run(cfg, Q)
+    assert 1 <= len(r.sources) < 10
+    assert r.usage.prompt_tokens + cfg.max_tokens <= 450
+    assert [s.id for s in r.sources] == [s.id for s in pipeline().run(cfg, Q).sources][
+        :len(r.sources)]
+
+
+def test_summary_is_the_comparable_subset():
+    r = pipeline().run(make_config(top_k=2), Q)
+    s = r.summary()
+    assert s["sources"] == [x.id for x in r.sources] and s["cost_usd"] == r.cost_usd
+    assert "prompt" not in s and "timings_ms" not in s
