@@ -14,17 +14,19 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from m11_tenant.errors import ConfigValidationError, FieldError
+from m11_tenant.errors import ConfigValidationError, FieldError, QueryRefusedError
 from m11_tenant.repository import ResolvedConfig, TenantConfigRepository
 from m11_tenant.schema import (
     Branding,
     TenantConfig,
+    apply_update,
     load_catalog,
     parse_json_object,
     validate_config,
 )
 
-__all__ = ["ConfigEditor", "answer_card", "answer_card_html"]
+__all__ = ["ConfigEditor", "RetrievalExplorer", "answer_card", "answer_card_html",
+           "result_card"]
 
 _WIDE = widgets.Layout(width="480px")
 _STYLE = {"description_width": "130px"}
@@ -171,6 +173,104 @@ class ConfigEditor(widgets.VBox):
         return f"ConfigEditor(tenant_id={self.tenant_id!r}, {state})"
 
 
+# --------------------------------------------------------------------------- retrieval
+
+
+class RetrievalExplorer(widgets.VBox):
+    """Re-run one question through the pipeline as top_k, alpha, reranking and model change.
+
+    The controls override a base config (a tenant's); each change validates the result and
+    runs :meth:`RagPipeline.run` (a preview: nothing recorded), so a learner sees which
+    sources come and go, and what the answer would cost. Retrieval knobs change the
+    sources; the model changes only the price (and, live, the wording).
+    """
+
+    def __init__(self, pipeline: Any, question: str, config: TenantConfig | None = None, *,
+                 tenant_id: str = "preview"):
+        self.pipeline, self.tenant_id = pipeline, tenant_id
+        self.base = config or TenantConfig()
+        self.result: Any = None
+        self.errors: list[FieldError] = []
+        base = self.base
+
+        def slider(cls: type, name: str, value: Any, lo: float, hi: float, step: float) -> Any:
+            return cls(value=value, min=lo, max=hi, step=step, description=name, style=_STYLE,
+                       layout=_WIDE, continuous_update=False)
+
+        self.question = widgets.Text(value=question, description="question", style=_STYLE,
+                                     layout=widgets.Layout(width="640px"),
+                                     continuous_update=False)
+        self.top_k = slider(widgets.IntSlider, "top_k", base.top_k, 1, 20, 1)
+        self.alpha = slider(widgets.FloatSlider, "alpha", base.alpha, 0.0, 1.0, 0.05)
+        self.enable_reranking = widgets.Checkbox(value=base.enable_reranking,
+                                                 description="enable_reranking", style=_STYLE)
+        self.rerank_top_n = slider(widgets.IntSlider, "rerank_top_n", base.rerank_top_n or 0,
+                                   0, 20, 1)
+        self.model = widgets.Dropdown(options=list(load_catalog().models), value=base.model,
+                                      description="model", style=_STYLE, layout=_WIDE)
+        self.output = widgets.HTML()
+        self.inputs = [self.question, self.top_k, self.alpha, self.enable_reranking,
+                       self.rerank_top_n, self.model]
+        super().__init__(children=[*self.inputs, self.output])
+        for control in self.inputs:
+            control.observe(self._on_change, names="value")
+        self.rerun()
+
+    def overrides(self) -> dict[str, Any]:
+        """The fields the controls set on top of the base config."""
+        return {"top_k": self.top_k.value, "alpha": round(self.alpha.value, 4),
+                "enable_reranking": self.enable_reranking.value,
+                "rerank_top_n": self.rerank_top_n.value or None, "model": self.model.value}
+
+    def _on_change(self, _change: dict[str, Any]) -> None:
+        """Any control moved: validate the overrides and run the question again."""
+        self.rerun()
+
+    def rerun(self) -> Any:
+        """Validate, run the pipeline, redraw; returns the result (``None`` on errors)."""
+        self.result, self.errors = None, []
+        try:
+            config = apply_update(self.base, self.overrides(), merge=True)
+            self.result = self.pipeline.run(config, self.question.value,
+                                            tenant_id=self.tenant_id)
+        except ConfigValidationError as exc:
+            self.errors = exc.errors
+        except QueryRefusedError as exc:
+            self.errors = [FieldError("model", str(exc), "plan")]
+        self.output.value = self._html()
+        return self.result
+
+    def summary(self) -> str:
+        """Settings, then one line per source: rank, id, score, title; then tokens and cost."""
+        o = self.overrides()
+        head = (f"top_k={o['top_k']} alpha={o['alpha']} reranking={o['enable_reranking']} "
+                f"rerank_top_n={o['rerank_top_n']} model={o['model']}")
+        if self.result is None:
+            return "\n".join([head, *(f"  ✗ {e.field}: {e.message}" for e in self.errors)])
+        lines = [head]
+        lines += [f"  [{s.n}] {s.id}  {s.score:.3f}  {s.title}" for s in self.result.sources]
+        lines.append(f"  {self.result.usage.total_tokens} tokens, "
+                     f"${self.result.cost_usd:.6f} on {self.result.model_used}")
+        return "\n".join(lines)
+
+    def _html(self) -> str:
+        if self.result is None:
+            items = "".join(f"<li>{html.escape(e.field)}: {html.escape(e.message)}</li>"
+                            for e in self.errors)
+            return f'<b style="color:#cf222e">✗ not run</b><ul>{items}</ul>'
+        rows = "".join(
+            f"<tr><td>[{s.n}]</td><td><code>{html.escape(s.id)}</code></td>"
+            f"<td>{s.score:.3f}</td><td>{html.escape(s.title)}</td></tr>"
+            for s in self.result.sources)
+        return (f"<table>{rows}</table><p>{self.result.usage.total_tokens} tokens, "
+                f"${self.result.cost_usd:.6f} on {html.escape(self.result.model_used)}</p>")
+
+    def __repr__(self) -> str:
+        state = ("not run" if self.result is None
+                 else f"{len(self.result.sources)} source(s)")
+        return f"RetrievalExplorer(tenant_id={self.tenant_id!r}, {state})"
+
+
 # --------------------------------------------------------------------------- answer card
 
 
@@ -221,3 +321,10 @@ def answer_card(**kwargs: Any) -> Any:
     from IPython.display import HTML
 
     return HTML(answer_card_html(**kwargs))
+
+
+def result_card(result: Any, branding: Branding) -> Any:
+    """A pipeline result (``QueryResult``) as the tenant's branded answer card."""
+    return answer_card(tenant_id=result.tenant_id, answer=result.answer, branding=branding,
+                       sources=[s.model_dump() for s in result.sources],
+                       model=result.model_used)

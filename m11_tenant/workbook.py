@@ -114,6 +114,17 @@ class Sandbox:
         self._repos.append(repo)
         return repo
 
+    def pipeline(self, repo: TenantConfigRepository | None = None) -> Any:
+        """An offline RAG pipeline over ``repo`` (default the sandbox's), with a fixed date.
+
+        Offline means no key is read even if ``OPENAI_API_KEY`` is set, so the notebooks
+        give the same answers everywhere; usage goes to an in-memory ledger.
+        """
+        from m11_tenant.rag import InMemoryLedger, RagPipeline
+
+        return RagPipeline(repo or self.repo, InMemoryLedger(), generation="offline",
+                           clock=lambda: self.clock.start, env={})
+
     def unique_tenant_id(self, prefix: str = "tenant") -> str:
         """``prefix-xxxxxxxx``: unique per call, the same sequence on every run (seeded)."""
         return f"{prefix}-{self.rng.getrandbits(32):08x}"
