@@ -77,3 +77,43 @@ def test_answer_card_uses_branding_and_escapes_all_text():
 def test_answer_card_without_sources_or_logo_has_neither():
     html = answer_card_html(tenant_id="acme", answer="hi", branding=Branding())
     assert "<img" not in html and "Sources" not in html
+
+
+@pytest.fixture(scope="module")
+def pipeline():
+    from m11_tenant.workbook import open_sandbox
+
+    box = open_sandbox()
+    yield box.pipeline()
+    box.close()
+
+
+def test_explorer_reruns_retrieval_when_controls_change(pipeline):
+    from m11_tenant.widgets import RetrievalExplorer
+
+    explorer = RetrievalExplorer(pipeline, "How is tenant data kept apart?",
+                                 validate_config({"plan": "pro", "top_k": 4}))
+    assert len(explorer.result.sources) == 4 and "4 source(s)" in repr(explorer)
+    explorer.alpha.value = 0.0
+    keyword = [s.id for s in explorer.result.sources]
+    explorer.alpha.value = 1.0
+    assert [s.id for s in explorer.result.sources] != keyword
+    explorer.enable_reranking.value = True
+    explorer.rerank_top_n.value = 2
+    assert len(explorer.result.sources) == 2
+    cost = explorer.result.cost_usd
+    explorer.model.value = "gpt-4"
+    assert explorer.result.cost_usd > cost
+    assert explorer.summary().splitlines()[-1].endswith("on gpt-4")
+
+
+def test_explorer_shows_validation_and_plan_errors_instead_of_running(pipeline):
+    from m11_tenant.widgets import RetrievalExplorer
+
+    explorer = RetrievalExplorer(pipeline, "How is tenant data kept apart?")  # free plan
+    explorer.model.value = "gpt-4"
+    assert explorer.result is None and explorer.errors[0].field == "model"
+    assert "not run" in explorer.output.value
+    explorer.model.value = "gpt-3.5-turbo"
+    explorer.top_k.value, explorer.rerank_top_n.value = 3, 5
+    assert [e.field for e in explorer.errors] == ["rerank_top_n"]
