@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +25,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     seed.add_argument("--database-url", help="default: DATABASE_URL or sqlite:///m11_tenant.db")
     seed.add_argument("--overwrite", action="store_true", help="replace tenants already stored")
 
+    serve = sub.add_parser("serve", help="run the management API under uvicorn")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    serve.add_argument("--database-url", help="default: DATABASE_URL or sqlite:///m11_tenant.db")
+    serve.add_argument("--redis-url", help="default: REDIS_URL (unset: in-process fakeredis)")
+    serve.add_argument("--no-access-log", action="store_true", help="quieter, faster")
+
+    export = sub.add_parser("export", help="write every tenant's config to a JSON/YAML file")
+    export.add_argument("--database-url", help="default: DATABASE_URL or sqlite:///m11_tenant.db")
+    export.add_argument("--output", "-o", help="file to write (default: stdout)")
+    export.add_argument("--format", choices=("json", "yaml"),
+                        help="default: from the file name, else json")
+
+    imp = sub.add_parser("import", help="validate a config file, then apply it all-or-nothing")
+    imp.add_argument("file", help="a file written by export (.json, .yaml or .yml)")
+    imp.add_argument("--database-url", help="default: DATABASE_URL or sqlite:///m11_tenant.db")
+    imp.add_argument("--dry-run", action="store_true", help="print the diff per tenant only")
+    imp.add_argument("--reason", help="recorded in the audit log")
+
     args = parser.parse_args(argv)
     from m11_tenant import TenantConfigError, open_repository
 
@@ -43,7 +64,75 @@ def main(argv: Sequence[str] | None = None) -> int:
             repo = open_repository(args.database_url)
             written = seed_tenants(repo, overwrite=args.overwrite)
             print(f"seeded {len(written)} tenant(s) into {repo.store.url}: {', '.join(written)}")
+        elif args.command == "serve":
+            return _serve(args)
+        elif args.command == "export":
+            from m11_tenant.config_as_code import dump_document, export_document, format_of
+
+            fmt = args.format or (format_of(args.output) if args.output else "json")
+            repo = open_repository(args.database_url)
+            doc = export_document(repo)
+            text = dump_document(doc, fmt)
+            if args.output:
+                Path(args.output).write_text(text, encoding="utf-8")
+                print(f"exported {len(doc['tenants'])} tenant(s) from {repo.store.url} to "
+                      f"{args.output}", file=sys.stderr)
+            else:
+                sys.stdout.write(text)
+        elif args.command == "import":
+            return _import(args, open_repository(args.database_url))
     except TenantConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _import(args: argparse.Namespace, repo: object) -> int:
+    from m11_tenant.config_as_code import (
+        apply_import,
+        describe_plan,
+        format_of,
+        load_document,
+        plan_import,
+    )
+
+    try:
+        text = Path(args.file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"error: cannot read {args.file}: {exc}", file=sys.stderr)
+        return 1
+    plan = plan_import(repo, load_document(text, format_of(args.file)))  # type: ignore[arg-type]
+    for line in describe_plan(plan):
+        print(line)
+    changing = sum(change.changes for change in plan)
+    if args.dry_run:
+        print(f"dry run: {changing} of {len(plan)} tenant(s) would change; nothing written")
+        return 0
+    written = apply_import(repo, plan, reason=args.reason)  # type: ignore[arg-type]
+    print(f"imported: {len(written)} tenant(s) written, {len(plan) - len(written)} unchanged")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    """Start uvicorn on the app factory; settings travel to the workers through the env."""
+    import uvicorn
+
+    from m11_tenant.api.auth import new_admin_key
+
+    if args.database_url:
+        os.environ["DATABASE_URL"] = args.database_url
+    if args.redis_url is not None:
+        os.environ["REDIS_URL"] = args.redis_url
+    if args.workers > 1 and "REDIS_URL" not in os.environ:
+        # A private fakeredis per worker would keep serving a config another worker has
+        # changed; without a shared Redis, run with no cache at all.
+        os.environ["REDIS_URL"] = ""
+        print("note: several workers and no REDIS_URL: the config cache is off and rate "
+              "limits count per worker; set REDIS_URL to share them", file=sys.stderr)
+    if not os.environ.get("M11_ADMIN_KEY"):
+        os.environ["M11_ADMIN_KEY"] = new_admin_key()
+        print(f"M11_ADMIN_KEY is not set; this server's admin key is: "
+              f"{os.environ['M11_ADMIN_KEY']}", file=sys.stderr, flush=True)
+    uvicorn.run("m11_tenant.api:create_app", factory=True, host=args.host, port=args.port,
+                workers=args.workers, access_log=not args.no_access_log)
     return 0

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from m11_tenant.store.base import (
+    BULK_ROLE,
+    ApiKeyRecord,
     AuditEntry,
     Change,
     Clock,
@@ -12,8 +14,8 @@ from m11_tenant.store.base import (
     UsageTotals,
 )
 
-__all__ = ["AuditEntry", "Change", "Clock", "ConfigRecord", "ConfigStore", "HistoryEntry",
-           "UsageTotals", "open_store"]
+__all__ = ["BULK_ROLE", "ApiKeyRecord", "AuditEntry", "Change", "Clock", "ConfigRecord",
+           "ConfigStore", "HistoryEntry", "UsageTotals", "open_store"]
 
 
 def open_store(url: str, *, history_limit: int = 10, clock: Clock | None = None) -> ConfigStore:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Protocol
 
-from m11_tenant.errors import ConfigNotFoundError, VersionConflictError
+from m11_tenant.errors import ConfigNotFoundError, TenantLockedError, VersionConflictError
 from m11_tenant.schema import config_diff
 
 Clock = Callable[[], datetime]
@@ -71,6 +71,21 @@ class Change:
     expected_version: int | None = None
 
 
+#: The role a platform bulk change writes with: a tenant that locked its config is skipped
+#: (``write`` raises :class:`~m11_tenant.errors.TenantLockedError` inside the transaction).
+BULK_ROLE = "platform-bulk"
+
+
+@dataclass(frozen=True)
+class ApiKeyRecord:
+    """A per-tenant API key as stored: its public id, never the key (only a hash is kept)."""
+
+    key_id: str
+    tenant_id: str
+    created_at: str
+    created_by: str
+
+
 @dataclass(frozen=True)
 class UsageTotals:
     """What a tenant has used: queries today and spend this calendar month."""
@@ -115,6 +130,15 @@ class ConfigStore(Protocol):
                      completion_tokens: int, cost_usd: float) -> None: ...
 
     def usage_totals(self, tenant_id: str, day: date) -> UsageTotals: ...
+
+    def add_api_key(self, tenant_id: str, key_id: str, key_hash: str,
+                    change: Change) -> ApiKeyRecord: ...
+
+    def find_api_key(self, key_hash: str) -> ApiKeyRecord | None: ...
+
+    def set_locked(self, tenant_id: str, locked: bool, change: Change) -> bool: ...
+
+    def is_locked(self, tenant_id: str) -> bool: ...
 
     def ping(self) -> None: ...
 
@@ -168,6 +192,22 @@ class TransactionalStore(ABC):
                       diff: dict[str, Any]) -> None:
         """Append one line to the audit log."""
 
+    @abstractmethod
+    def _is_locked(self, tenant_id: str) -> bool:
+        """Whether the tenant's lock row exists (read inside the current transaction)."""
+
+    @abstractmethod
+    def _put_lock(self, tenant_id: str, at: str, change: Change) -> None:
+        """Insert the tenant's lock row."""
+
+    @abstractmethod
+    def _drop_lock(self, tenant_id: str) -> None:
+        """Delete the tenant's lock row."""
+
+    @abstractmethod
+    def _insert_api_key(self, record: ApiKeyRecord, key_hash: str) -> None:
+        """Insert one API key row (its hash, never the key)."""
+
     # ---- the shared algorithm ------------------------------------------------------
     def _now(self) -> str:
         return self.clock().isoformat(timespec="seconds")
@@ -175,6 +215,12 @@ class TransactionalStore(ABC):
     def write(self, tenant_id: str, build: BuildConfig, change: Change) -> ConfigRecord:
         """Build and store a new version atomically; a stale ``expected_version`` fails."""
         with self._transaction():
+            if change.role == BULK_ROLE and self._is_locked(tenant_id):
+                raise TenantLockedError(
+                    f"tenant {tenant_id!r} has locked its config against platform bulk "
+                    "changes, so it was skipped; change it on its own, or ask the tenant to "
+                    "unlock it"
+                )
             current = self._read_current(tenant_id)
             current_version = current.version if current else 0
             if change.expected_version is not None and change.expected_version != current_version:
@@ -213,3 +259,26 @@ class TransactionalStore(ABC):
         """Append an audit line that goes with no write (a refused attempt, an import plan)."""
         with self._transaction():
             self._append_audit(self._now(), tenant_id, change, version, diff or {})
+
+    def set_locked(self, tenant_id: str, locked: bool, change: Change) -> bool:
+        """Lock or unlock the tenant against bulk changes; False when already in that state."""
+        with self._transaction():
+            if self._is_locked(tenant_id) == locked:
+                return False
+            now = self._now()
+            if locked:
+                self._put_lock(tenant_id, now, change)
+            else:
+                self._drop_lock(tenant_id)
+            self._append_audit(now, tenant_id, change, None, {"locked": [not locked, locked]})
+            return True
+
+    def add_api_key(self, tenant_id: str, key_id: str, key_hash: str,
+                    change: Change) -> ApiKeyRecord:
+        """Store a new key's hash for the tenant, and audit who created it."""
+        with self._transaction():
+            now = self._now()
+            record = ApiKeyRecord(key_id, tenant_id, now, change.actor)
+            self._insert_api_key(record, key_hash)
+            self._append_audit(now, tenant_id, change, None, {"api_key": [None, key_id]})
+            return record

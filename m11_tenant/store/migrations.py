@@ -37,7 +37,23 @@ def _sqlite_v2_usage(db: sqlite_utils.Database) -> None:
     )
 
 
+def _sqlite_v3_keys_and_locks(db: sqlite_utils.Database) -> None:
+    # Per-tenant API keys: only a SHA-256 of the key is kept (the key is shown once).
+    db["api_keys"].create(
+        {"key_id": str, "tenant_id": str, "key_hash": str, "created_at": str,
+         "created_by": str},
+        pk="key_id", not_null={"tenant_id", "key_hash", "created_at", "created_by"},
+    )
+    db["api_keys"].create_index(["key_hash"], unique=True)
+    # A row here means the tenant locked its config against platform bulk changes.
+    db["tenant_locks"].create(
+        {"tenant_id": str, "locked_at": str, "locked_by": str, "reason": str},
+        pk="tenant_id",
+    )
+
+
 SQLITE_MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (1, "tenant configs, history, audit log", _sqlite_v1_core),
     (2, "daily usage ledger", _sqlite_v2_usage),
+    (3, "API keys (hashed) and tenant locks", _sqlite_v3_keys_and_locks),
 ]

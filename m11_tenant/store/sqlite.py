@@ -21,6 +21,7 @@ import sqlite_utils
 
 from m11_tenant.errors import StoreUnavailableError
 from m11_tenant.store.base import (
+    ApiKeyRecord,
     AuditEntry,
     Change,
     Clock,
@@ -161,7 +162,33 @@ class SQLiteStore(TransactionalStore):
              "reason": change.reason}
         )
 
+    def _is_locked(self, tenant_id: str) -> bool:
+        return bool(self._read("SELECT 1 FROM tenant_locks WHERE tenant_id = ?", (tenant_id,)))
+
+    def _put_lock(self, tenant_id: str, at: str, change: Change) -> None:
+        self.db["tenant_locks"].insert(
+            {"tenant_id": tenant_id, "locked_at": at, "locked_by": change.actor,
+             "reason": change.reason}
+        )
+
+    def _drop_lock(self, tenant_id: str) -> None:
+        self.db["tenant_locks"].delete(tenant_id)
+
+    def _insert_api_key(self, record: ApiKeyRecord, key_hash: str) -> None:
+        self.db["api_keys"].insert(
+            {"key_id": record.key_id, "tenant_id": record.tenant_id, "key_hash": key_hash,
+             "created_at": record.created_at, "created_by": record.created_by}
+        )
+
     # ---- reads ----------------------------------------------------------------------------
+    def is_locked(self, tenant_id: str) -> bool:
+        return self._is_locked(tenant_id)
+
+    def find_api_key(self, key_hash: str) -> ApiKeyRecord | None:
+        rows = self._read("SELECT key_id, tenant_id, created_at, created_by FROM api_keys "
+                          "WHERE key_hash = ?", (key_hash,))
+        return ApiKeyRecord(**rows[0]) if rows else None
+
     def get(self, tenant_id: str) -> ConfigRecord | None:
         return self._read_current(tenant_id)
 

@@ -1,0 +1,8 @@
+"""The management API (FastAPI): ``create_app()`` builds it; ``python -m m11_tenant serve``
+runs it under uvicorn."""
+
+from m11_tenant.api.app import create_app
+from m11_tenant.api.auth import Principal
+from m11_tenant.api.settings import ApiSettings
+
+__all__ = ["ApiSettings", "Principal", "create_app"]

@@ -1,0 +1,130 @@
+"""The FastAPI app: ``create_app()`` wires the repository, keys, limits, metrics, pipeline.
+
+Run it with ``python -m m11_tenant serve`` (or ``uvicorn m11_tenant.api:create_app
+--factory``); ``/docs`` lists every endpoint with its body, responses and examples.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import fakeredis
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from m11_tenant.api import routes_admin, routes_config
+from m11_tenant.api.auth import Authenticator, new_admin_key
+from m11_tenant.api.context import ApiContext
+from m11_tenant.api.errors import HttpError, install_error_handlers
+from m11_tenant.api.metrics import ApiMetrics
+from m11_tenant.api.models import REQUEST_MODELS
+from m11_tenant.api.ratelimit import RateLimiter
+from m11_tenant.api.settings import ApiSettings, api_settings
+from m11_tenant.repository import TenantConfigRepository
+from m11_tenant.settings import Settings
+
+DESCRIPTION = """\
+Per-tenant RAG configuration: validated, stored, cached, versioned and audited.
+
+**Keys.** Send `Authorization: Bearer <key>` on everything except `/health` and the docs.
+The platform admin key (`M11_ADMIN_KEY`) can do everything; a tenant key (created by the
+admin with `POST /tenants/{tenant_id}/keys`) reads and changes only its own tenant — any
+other attempt is a 403 and a `denied` line in the audit log.
+
+**Concurrency.** `GET /config/{tenant_id}` returns the version as `ETag`; send it back as
+`If-Match` on a write and a stale write fails with 412 instead of silently winning.
+
+**Locks.** A tenant can lock its config (`PUT /config/{tenant_id}/lock`) against platform
+bulk changes: `POST /tenants/bulk` skips it and says so. Targeted changes still work.
+
+**Limits.** Per tenant key: config writes 10/hour, previews 20/hour; queries follow the
+plan's daily quota (all configurable). Past a limit: 429 with `Retry-After`.
+
+**Errors** all look like `{"error": {"code", "message", "fields": [{field, message, type}]}}`.
+"""
+
+
+def create_app(repo: TenantConfigRepository | None = None, *,
+               settings: Settings | None = None, pipeline: Any = None,
+               clock: Callable[[], float] | None = None, rate_client: Any = None,
+               announce: Callable[[str], None] | None = None) -> FastAPI:
+    """Build the management API.
+
+    Args:
+        repo: the repository to serve; default :func:`m11_tenant.open_repository` on the
+            settings' database and Redis (closed when the app shuts down).
+        settings: :class:`ApiSettings` (or plain ``Settings``); default from the environment.
+        pipeline: a ``RagPipeline`` for ``/query`` and previews; default one built on first
+            use over ``repo`` with the store as its usage ledger.
+        clock: seconds since the epoch, for rate-limit windows (tests).
+        rate_client: the Redis client rate limits count in; default the repository's cache
+            client (a private fakeredis when the cache is disabled).
+        announce: where a generated admin key is printed (default stderr).
+    """
+    cfg: ApiSettings = api_settings(settings)
+    owns_repo = repo is None
+    if repo is None:
+        from m11_tenant import open_repository
+
+        repo = open_repository(settings=cfg)
+    admin_key = cfg.m11_admin_key
+    if not admin_key:
+        admin_key = new_admin_key()
+        (announce or _stderr)(f"M11_ADMIN_KEY is not set; this server's admin key is: "
+                              f"{admin_key}")
+    client = rate_client or repo.cache.client or fakeredis.FakeRedis(
+        server=fakeredis.FakeServer())
+    limiter = RateLimiter(client, prefix=repo.cache.prefix,
+                          **({"clock": clock} if clock else {}))
+    ctx = ApiContext(repo=repo, settings=cfg, auth=Authenticator(repo.store, admin_key),
+                     limiter=limiter, metrics=ApiMetrics(repo),
+                     pipeline_factory=lambda: pipeline or _default_pipeline(repo))
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if owns_repo:
+            repo.close()
+
+    app = FastAPI(title="m11_tenant management API", version="1.0.0",
+                  description=DESCRIPTION, lifespan=lifespan)
+    app.state.ctx = ctx
+    app.state.metrics = ctx.metrics
+    install_error_handlers(app)
+    app.include_router(routes_admin.router)
+    app.include_router(routes_config.router)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _default_pipeline(repo: TenantConfigRepository) -> Any:
+    try:
+        from m11_tenant.rag import RagPipeline
+    except ImportError as exc:
+        raise HttpError(503, "pipeline_unavailable",
+                        f"the RAG pipeline cannot be loaded here ({exc}); install the "
+                        "package's RAG dependencies") from exc
+    return RagPipeline(repo, repo.store)
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema plus the request bodies the routes parse themselves."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, description=app.description,
+                         routes=app.routes)
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for model in REQUEST_MODELS:
+        doc = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        for name, sub in doc.pop("$defs", {}).items():
+            components.setdefault(name, sub)
+        components.setdefault(model.__name__, doc)
+    app.openapi_schema = schema
+    return schema
+
+
+def _stderr(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)

@@ -1,0 +1,133 @@
+"""What every route needs, built once per app: repository, auth, limits, metrics, pipeline."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPBearer
+
+from m11_tenant.api.auth import Authenticator, Principal
+from m11_tenant.api.errors import HttpError
+from m11_tenant.api.metrics import ApiMetrics
+from m11_tenant.api.ratelimit import RateLimiter
+from m11_tenant.api.settings import ApiSettings, Rate, parse_rate
+from m11_tenant.errors import ConfigValidationError, FieldError, InvalidTenantIdError
+from m11_tenant.repository import ResolvedConfig, TenantConfigRepository
+from m11_tenant.schema import load_catalog, validate_tenant_id
+
+DAY = 86_400
+MAX_REASON_CHARS = 500
+_ETAG = re.compile(r'(?:W/)?"?([0-9]{1,12})"?')
+
+
+@dataclass
+class ApiContext:
+    """One app's collaborators; routes reach it through ``request.app.state.ctx``."""
+
+    repo: TenantConfigRepository
+    settings: ApiSettings
+    auth: Authenticator
+    limiter: RateLimiter
+    metrics: ApiMetrics
+    pipeline_factory: Callable[[], Any]
+    _pipeline: Any = None
+    _pipeline_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def write_rate(self) -> Rate | None:
+        return parse_rate(self.settings.m11_rate_config_writes)
+
+    @property
+    def preview_rate(self) -> Rate | None:
+        return parse_rate(self.settings.m11_rate_previews)
+
+    def query_rate(self, tenant_id: str) -> Rate | None:
+        text = self.settings.m11_rate_queries
+        if text != "plan":
+            return parse_rate(text)
+        plan = load_catalog().plan(self.repo.get_config(tenant_id).plan)
+        return Rate(plan.daily_queries, DAY)
+
+    def limit(self, kind: str, tenant_id: str, rate: Rate | None) -> None:
+        try:
+            self.limiter.hit(kind, tenant_id, rate)
+        except HttpError:
+            self.metrics.rate_limited.labels(kind).inc()
+            raise
+
+    @property
+    def pipeline(self) -> Any:
+        """The RAG pipeline, built on first use (its index loads once per process)."""
+        with self._pipeline_lock:
+            if self._pipeline is None:
+                self._pipeline = self.pipeline_factory()
+            return self._pipeline
+
+
+def get_ctx(request: Request) -> ApiContext:
+    return request.app.state.ctx
+
+
+Ctx = Annotated[ApiContext, Depends(get_ctx)]
+_bearer = HTTPBearer(auto_error=False, description="the admin key or a tenant key")
+
+
+async def get_caller(request: Request, _doc: Annotated[Any, Depends(_bearer)] = None
+                     ) -> Principal:
+    """The authenticated caller (401 otherwise). ``_bearer`` only adds /docs' Authorize."""
+    return request.app.state.ctx.auth.authenticate(request.headers.get("authorization"))
+
+
+Caller = Annotated[Principal, Depends(get_caller)]
+
+
+def path_tenant(tenant_id: str) -> str:
+    """A tenant id from the URL, checked before it touches a key, a path or a query (400)."""
+    return validate_tenant_id(tenant_id)
+
+
+def body_tenant(tenant_id: str) -> str:
+    """A tenant id from a body: a field of the body, so a wrong one is a 422."""
+    try:
+        return validate_tenant_id(tenant_id)
+    except InvalidTenantIdError as exc:
+        raise ConfigValidationError(exc.errors) from None
+
+
+def parse_if_match(value: str | None) -> int | None:
+    """``If-Match: "3"`` -> 3 (the version to expect); absent or ``*`` -> no precondition."""
+    if value is None or value.strip() == "*":
+        return None
+    match = _ETAG.fullmatch(value.strip())
+    if not match:
+        raise HttpError(400, "invalid_header",
+                        'If-Match must be the ETag from GET /config/{tenant_id}, e.g. "3"',
+                        fields=[FieldError("If-Match", "expected a quoted version number",
+                                           "header")])
+    return int(match[1])
+
+
+def reason_of(value: object) -> str | None:
+    if value is not None and len(str(value)) > MAX_REASON_CHARS:
+        raise ConfigValidationError(FieldError(
+            "reason", f"at most {MAX_REASON_CHARS} characters", "string_too_long"))
+    return None if value is None else str(value)
+
+
+def config_json(resolved: ResolvedConfig) -> dict[str, Any]:
+    return {"tenant_id": resolved.tenant_id, "config": resolved.config.model_dump(),
+            "version": resolved.version, "source": resolved.source,
+            "degraded": resolved.degraded, "updated_at": resolved.updated_at,
+            "updated_by": resolved.updated_by}
+
+
+def config_response(resolved: ResolvedConfig, status: int = 200) -> JSONResponse:
+    """A config with its version as the ``ETag`` (what ``If-Match`` sends back)."""
+    return JSONResponse(config_json(resolved), status_code=status,
+                        headers={"ETag": f'"{resolved.version}"'})

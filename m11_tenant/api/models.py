@@ -1,0 +1,243 @@
+"""Shapes of requests and responses, for ``/docs`` and the OpenAPI schema only.
+
+The routes parse raw bytes (see :mod:`m11_tenant.api.body`) and build responses directly;
+these models describe the same shapes so ``/docs`` shows every body, field and example,
+and schemathesis can fuzz them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from m11_tenant.schema import TenantConfig
+
+# The tenant-id pattern, documented on path parameters (it guides fuzzers too) but enforced
+# by validate_tenant_id, whose 400 names the rule and also refuses the reserved ids.
+TENANT_ID_DOC = {"pattern": "^[a-z0-9][a-z0-9_-]{2,63}$"}
+EXAMPLE_CONFIG = {"model": "gpt-4", "temperature": 0.5, "top_k": 10, "plan": "pro"}
+
+
+# ---- requests --------------------------------------------------------------------------
+class ConfigUpdateRequest(BaseModel):
+    """``POST /config/{tenant_id}``: the original module's body, plus an optional reason."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"config": EXAMPLE_CONFIG, "merge": True, "reason": "upgrade to pro"}]})
+    config: TenantConfig = Field(
+        description="fields of TenantConfig; with merge=true only these change, with "
+        "merge=false the rest go back to their defaults")
+    merge: bool = Field(True, description="true: partial update; false: full replacement")
+    reason: str | None = Field(None, max_length=500, description="why, for the audit log")
+
+
+class PreviewRequest(ConfigUpdateRequest):
+    """``POST /config/{tenant_id}/preview``: a proposed change and a sample question."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"config": {"temperature": 0.2, "top_k": 8}, "merge": True,
+                      "query": "How do I roll back a tenant's config?"}]})
+    query: str | None = Field(None, max_length=2000,
+                              description="sample question (default: a fixed one)")
+
+
+class QueryRequest(BaseModel):
+    """``POST /query``: the original module's body."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"tenant_id": "startup-co", "query": "What is hybrid search?"}]})
+    tenant_id: str = Field(description="a tenant id (3-64 of a-z 0-9 _ -)")
+    query: str = Field(description="the question, 1-2000 characters")
+
+
+class LockRequest(BaseModel):
+    """``PUT /config/{tenant_id}/lock``: lock or unlock against platform bulk changes."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"locked": True, "reason": "quarter-end freeze"}]})
+    locked: bool
+    reason: str | None = Field(None, max_length=500)
+
+
+class BulkRequest(BaseModel):
+    """``POST /tenants/bulk``: one change applied to many tenants; locked ones are skipped."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"config": {"max_retries": 3}, "merge": True,
+                      "tenants": ["startup-co", "enterprise-corp"],
+                      "reason": "platform-wide retry policy"}]})
+    config: TenantConfig = Field(description="fields of TenantConfig, as for POST /config")
+    merge: bool = True
+    tenants: list[str] | None = Field(None, max_length=1000,
+                                      description="default: every tenant with a stored config")
+    reason: str | None = Field(None, max_length=500)
+
+
+REQUEST_MODELS: tuple[type[BaseModel], ...] = (
+    ConfigUpdateRequest, PreviewRequest, QueryRequest, LockRequest, BulkRequest, TenantConfig)
+
+
+# ---- responses -------------------------------------------------------------------------
+class ErrorItem(BaseModel):
+    field: str
+    message: str
+    type: str
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="stable machine-readable code, e.g. validation_error")
+    message: str = Field(description="what went wrong and what to do next")
+    fields: list[ErrorItem] = Field(description="field-level problems (may be empty)")
+
+
+class ErrorResponse(BaseModel):
+    """Every error has this shape."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"error": {
+        "code": "validation_error", "message": "1 invalid field(s); nothing was stored",
+        "fields": [{"field": "temperature", "message": "Input should be less than or equal "
+                    "to 2 (got 3.5)", "type": "less_than_equal"}]}}]})
+    error: ErrorDetail
+
+
+class ConfigResponse(BaseModel):
+    """A tenant's effective config; the ``ETag`` header carries ``version``."""
+
+    tenant_id: str
+    config: dict[str, Any] = Field(description="a full TenantConfig")
+    version: int = Field(description="0 when the tenant runs on the defaults")
+    source: str = Field(description="cache, database, last_known_good or defaults")
+    degraded: bool
+    updated_at: str | None
+    updated_by: str | None
+
+
+class DeleteResponse(BaseModel):
+    tenant_id: str
+    deleted: bool = True
+    version: int = Field(0, description="the tenant now runs on the defaults (ETag \"0\")")
+
+
+class TenantsResponse(BaseModel):
+    tenants: list[str]
+    count: int = Field(description="all tenants with a stored config")
+    limit: int
+    offset: int
+
+
+class HistoryItem(BaseModel):
+    version: int
+    config: dict[str, Any]
+    created_at: str
+    created_by: str
+    action: str
+
+
+class HistoryResponse(BaseModel):
+    tenant_id: str
+    versions: list[HistoryItem] = Field(description="newest first, the current one included")
+
+
+class AuditItem(BaseModel):
+    id: int
+    at: str
+    actor: str
+    role: str
+    tenant_id: str
+    action: str
+    version: int | None
+    diff: dict[str, Any] = Field(description='{"field": [old, new]}')
+    reason: str | None
+
+
+class AuditResponse(BaseModel):
+    entries: list[AuditItem]
+    limit: int
+    offset: int
+
+
+class SourceItem(BaseModel):
+    n: int
+    id: str
+    title: str
+    score: float
+
+
+class QueryResponse(BaseModel):
+    """What one query did (``m11_tenant.rag.QueryResult``)."""
+
+    model_config = ConfigDict(extra="allow")
+    tenant_id: str
+    answer: str
+    sources: list[SourceItem]
+    model_used: str
+    config_applied: dict[str, Any]
+    usage: dict[str, Any]
+    cost_usd: float
+
+
+class PreviewResponse(BaseModel):
+    tenant_id: str
+    config: dict[str, Any] = Field(description="the config the change would produce")
+    diff: dict[str, Any] = Field(description='{"field": [current, proposed]}')
+    current_version: int
+    result: QueryResponse
+    written: bool = Field(False, description="always false: a preview stores nothing")
+
+
+class KeyResponse(BaseModel):
+    tenant_id: str
+    key_id: str
+    key: str = Field(description="shown once; only its hash is stored")
+
+
+class LockResponse(BaseModel):
+    tenant_id: str
+    locked: bool
+    changed: bool = Field(False, description="false when it already was in that state")
+
+
+class BulkItem(BaseModel):
+    tenant_id: str
+    version: int | None = None
+    reason: str | None = None
+    error: ErrorDetail | None = None
+
+
+class BulkResponse(BaseModel):
+    updated: list[BulkItem]
+    skipped: list[BulkItem] = Field(description="tenants locked against bulk changes")
+    failed: list[BulkItem] = Field(description="tenants the change is invalid for")
+
+
+class HealthResponse(BaseModel):
+    status: str = Field(description="ok or degraded")
+    services: dict[str, str]
+
+
+# ---- route documentation helpers -------------------------------------------------------
+_ERROR_TEXT = {
+    400: "malformed JSON, a malformed tenant id in the path, or a bad If-Match header",
+    401: "missing or unknown API key",
+    403: "a tenant key used on another tenant, or on an admin-only endpoint (audited)",
+    404: "nothing stored (or that version is no longer kept)",
+    409: "the tenant locked its config against platform bulk changes",
+    412: "If-Match names a stale version: reload, re-apply, retry",
+    413: "request body over the size limit",
+    415: "body is not application/json",
+    422: "well-formed but invalid: the fields list says what is wrong",
+    429: "rate limit, daily quota or monthly budget used up (see Retry-After)",
+    503: "the database (writes) or the model provider is unavailable",
+}
+
+
+def body_doc(model: type[BaseModel]) -> dict[str, Any]:
+    """``openapi_extra`` for a route that parses its JSON body itself."""
+    return {"requestBody": {"required": True, "content": {"application/json": {
+        "schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}}
+
+
+def error_docs(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {s: {"model": ErrorResponse, "description": _ERROR_TEXT[s]}
+            for s in (401, *statuses)}

@@ -1,0 +1,140 @@
+"""Platform routes: health, metrics, tenants, keys, bulk changes, the audit log."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from m11_tenant.api.auth import authorize_tenant, hash_key, new_tenant_key, require_admin
+from m11_tenant.api.body import envelope, read_json, string_list
+from m11_tenant.api.context import ApiContext, Caller, Ctx, path_tenant, reason_of
+from m11_tenant.api.errors import to_http
+from m11_tenant.api.models import (
+    TENANT_ID_DOC,
+    AuditResponse,
+    BulkRequest,
+    BulkResponse,
+    HealthResponse,
+    KeyResponse,
+    TenantsResponse,
+    body_doc,
+    error_docs,
+)
+from m11_tenant.errors import (
+    ConfigValidationError,
+    FieldError,
+    TenantConfigError,
+    TenantLockedError,
+)
+from m11_tenant.schema import validate_tenant_id
+from m11_tenant.store import BULK_ROLE, Change
+
+router = APIRouter()
+
+Limit = Annotated[int, Query(ge=1, le=1000, description="page size")]
+Offset = Annotated[int, Query(ge=0, le=10**9, description="entries to skip")]
+MAX_BULK_TENANTS = 1000
+
+
+@router.get("/health", response_model=HealthResponse, tags=["operations"],
+            summary="ok or degraded, per service (no key needed)")
+def health(ctx: Ctx) -> JSONResponse:
+    return JSONResponse(ctx.repo.health())
+
+
+@router.get("/metrics", tags=["operations"], responses={
+    200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"},
+    **error_docs(403)}, summary="Prometheus metrics (admin key)")
+def metrics(ctx: Ctx, caller: Caller) -> Response:
+    require_admin(ctx.repo.store, caller, "read the metrics")
+    return Response(generate_latest(ctx.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/tenants", response_model=TenantsResponse, tags=["tenants"],
+            responses=error_docs(403, 422), summary="Tenants with a stored config (admin key)")
+def list_tenants(ctx: Ctx, caller: Caller, limit: Limit = 100, offset: Offset = 0
+                 ) -> JSONResponse:
+    require_admin(ctx.repo.store, caller, "list tenants")
+    return JSONResponse({"tenants": ctx.repo.list_tenants(limit=limit, offset=offset),
+                         "count": ctx.repo.count_tenants(), "limit": limit, "offset": offset})
+
+
+@router.post("/tenants/{tenant_id}/keys", response_model=KeyResponse, status_code=201,
+             tags=["tenants"], responses=error_docs(400, 403, 503),
+             summary="Create a tenant key (admin key); the key is returned once")
+def create_key(tenant_id: Annotated[str, Path(examples=["startup-co"],
+                                              json_schema_extra=TENANT_ID_DOC)], ctx: Ctx,
+               caller: Caller) -> JSONResponse:
+    tid = path_tenant(tenant_id)
+    require_admin(ctx.repo.store, caller, f"create keys for tenant {tid!r}")
+    key_id, key = new_tenant_key()
+    ctx.repo.store.add_api_key(tid, key_id, hash_key(key),
+                               Change(caller.actor, caller.role, "key_created"))
+    return JSONResponse({"tenant_id": tid, "key_id": key_id, "key": key}, status_code=201)
+
+
+@router.post("/tenants/bulk", response_model=BulkResponse, tags=["tenants"],
+             openapi_extra=body_doc(BulkRequest),
+             responses=error_docs(400, 403, 413, 415, 422),
+             summary="Apply one change to many tenants (admin key); locked tenants are skipped")
+async def bulk_change(request: Request, ctx: Ctx, caller: Caller) -> JSONResponse:
+    require_admin(ctx.repo.store, caller, "make bulk changes")
+    body = envelope(await read_json(request, ctx.settings.m11_max_body_bytes),
+                    {"config": (dict,), "merge": (bool,), "tenants": (list, type(None)),
+                     "reason": (str, type(None))}, required=("config",))
+    reason = reason_of(body.get("reason"))
+    merge = body.get("merge", True)
+    named = string_list(body, "tenants")
+    if named is not None and len(named) > MAX_BULK_TENANTS:
+        raise ConfigValidationError(FieldError(
+            "tenants", f"at most {MAX_BULK_TENANTS} tenants per bulk change", "too_long"))
+
+    def run() -> dict:
+        targets = named if named is not None else _all_tenants(ctx)
+        updated, skipped, failed = [], [], []
+        for tid in targets:
+            try:
+                validate_tenant_id(tid)
+                resolved = ctx.repo.update_config(tid, body["config"], merge,
+                                                  actor=caller.actor, role=BULK_ROLE,
+                                                  reason=reason)
+            except TenantLockedError as exc:
+                skipped.append({"tenant_id": tid, "reason": str(exc)})
+            except TenantConfigError as exc:
+                err = to_http(exc)
+                failed.append({"tenant_id": tid, "error": {
+                    "code": err.code, "message": err.message,
+                    "fields": [f.as_dict() for f in err.fields]}})
+            else:
+                ctx.metrics.config_changed(tid, "bulk")
+                updated.append({"tenant_id": tid, "version": resolved.version})
+        return {"updated": updated, "skipped": skipped, "failed": failed}
+
+    return JSONResponse(await run_in_threadpool(run))
+
+
+def _all_tenants(ctx: ApiContext) -> list[str]:
+    tenants: list[str] = []
+    while page := ctx.repo.list_tenants(limit=MAX_BULK_TENANTS, offset=len(tenants)):
+        tenants += page
+    return tenants
+
+
+@router.get("/audit", response_model=AuditResponse, tags=["history"],
+            responses=error_docs(400, 403, 422),
+            summary="Audit entries, newest first (a tenant key sees its own tenant)")
+def audit(ctx: Ctx, caller: Caller, tenant_id: Annotated[str | None, Query(
+        description="only this tenant's entries")] = None, limit: Limit = 100,
+        offset: Offset = 0) -> JSONResponse:
+    if tenant_id is None and not caller.is_admin:
+        tenant_id = caller.tenant_id
+    if tenant_id is not None:
+        tenant_id = path_tenant(tenant_id)
+        authorize_tenant(ctx.repo.store, caller, tenant_id, "read the audit log")
+    entries = ctx.repo.get_audit_log(tenant_id, limit=limit, offset=offset)
+    return JSONResponse({"entries": [e.__dict__ for e in entries], "limit": limit,
+                         "offset": offset})

@@ -1,0 +1,212 @@
+"""Per-tenant routes: config read/write/delete, history, rollback, preview, lock, query."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Path, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from m11_tenant.api.auth import authorize_tenant
+from m11_tenant.api.body import envelope, read_json
+from m11_tenant.api.context import (
+    Caller,
+    Ctx,
+    body_tenant,
+    config_response,
+    parse_if_match,
+    path_tenant,
+    reason_of,
+)
+from m11_tenant.api.errors import to_http
+from m11_tenant.api.models import (
+    TENANT_ID_DOC,
+    ConfigResponse,
+    ConfigUpdateRequest,
+    DeleteResponse,
+    HistoryResponse,
+    LockRequest,
+    LockResponse,
+    PreviewRequest,
+    PreviewResponse,
+    QueryRequest,
+    QueryResponse,
+    body_doc,
+    error_docs,
+)
+from m11_tenant.errors import TenantConfigError
+from m11_tenant.schema import apply_update, config_diff
+from m11_tenant.store import Change
+
+router = APIRouter()
+
+TenantId = Annotated[str, Path(
+    description="3-64 characters: a-z, 0-9, '_' or '-', starting with a letter or digit",
+    examples=["startup-co"], json_schema_extra=TENANT_ID_DOC)]
+IfMatch = Annotated[str | None, Header(
+    description='the ETag from GET /config/{tenant_id} (e.g. "3"); a stale one fails with 412')]
+Reason = Annotated[str | None, Query(max_length=500, description="why, for the audit log")]
+
+DEFAULT_PREVIEW_QUESTION = "How does hybrid search combine keyword and semantic retrieval?"
+UPDATE_FIELDS = {"config": (dict,), "merge": (bool,), "reason": (str, type(None))}
+
+
+@router.get("/config/{tenant_id}", response_model=ConfigResponse, tags=["config"],
+            responses=error_docs(400, 403),
+            summary="Effective config (the defaults if none is stored), ETag = version")
+def get_config(tenant_id: TenantId, ctx: Ctx, caller: Caller) -> JSONResponse:
+    tid = path_tenant(tenant_id)
+    authorize_tenant(ctx.repo.store, caller, tid, "read the config")
+    started = time.perf_counter()
+    resolved = ctx.repo.get_record(tid)
+    ctx.metrics.config_load.labels(resolved.source).observe(time.perf_counter() - started)
+    return config_response(resolved)
+
+
+@router.post("/config/{tenant_id}", response_model=ConfigResponse, tags=["config"],
+             openapi_extra=body_doc(ConfigUpdateRequest),
+             responses=error_docs(400, 403, 412, 413, 415, 422, 429, 503),
+             summary="Change the config: merge=true changes only the given fields")
+async def update_config(tenant_id: TenantId, request: Request, ctx: Ctx, caller: Caller,
+                        if_match: IfMatch = None) -> JSONResponse:
+    tid = path_tenant(tenant_id)
+    authorize_tenant(ctx.repo.store, caller, tid, "change the config")
+    expected = parse_if_match(if_match)
+    if not caller.is_admin:
+        ctx.limit("config_write", tid, ctx.write_rate)
+    body = envelope(await read_json(request, ctx.settings.m11_max_body_bytes), UPDATE_FIELDS,
+                    required=("config",))
+    merge = body.get("merge", True)
+    resolved = await run_in_threadpool(
+        lambda: ctx.repo.update_config(tid, body["config"], merge, expected_version=expected,
+                                       actor=caller.actor, role=caller.role,
+                                       reason=reason_of(body.get("reason"))))
+    ctx.metrics.config_changed(tid, "update" if merge else "replace")
+    return config_response(resolved)
+
+
+@router.delete("/config/{tenant_id}", response_model=DeleteResponse, tags=["config"],
+               responses=error_docs(400, 403, 404, 412, 422, 429, 503),
+               summary="Drop the stored config: the tenant runs on the defaults again")
+def delete_config(tenant_id: TenantId, ctx: Ctx, caller: Caller, if_match: IfMatch = None,
+                  reason: Reason = None) -> JSONResponse:
+    tid = path_tenant(tenant_id)
+    authorize_tenant(ctx.repo.store, caller, tid, "delete the config")
+    expected = parse_if_match(if_match)
+    if not caller.is_admin:
+        ctx.limit("config_write", tid, ctx.write_rate)
+    ctx.repo.delete_config(tid, expected_version=expected, actor=caller.actor, role=caller.role,
+                           reason=reason)
+    ctx.metrics.config_changed(tid, "delete")
+    return JSONResponse({"tenant_id": tid, "deleted": True, "version": 0},
+                        headers={"ETag": '"0"'})
+
+
+@router.get("/config/{tenant_id}/history", response_model=HistoryResponse, tags=["history"],
+            responses=error_docs(400, 403), summary="Kept versions, newest first")
+def get_history(tenant_id: TenantId, ctx: Ctx, caller: Caller) -> JSONResponse:
+    tid = path_tenant(tenant_id)
+    authorize_tenant(ctx.repo.store, caller, tid, "read the history")
+    versions = [{"version": h.version, "config": h.config, "created_at": h.created_at,
+                 "created_by": h.created_by, "action": h.action}
+                for h in ctx.repo.get_history(tid)]
+    return JSONResponse({"tenant_id": tid, "versions": versions})
+
+
+@router.post("/config/{tenant_id}/rollback", response_model=ConfigResponse, tags=["history"],
+             responses=error_docs(400, 403, 404, 412, 422, 429, 503),
+             summary="Restore kept version N as a new version")
+def rollback(tenant_id: TenantId, ctx: Ctx, caller: Caller,
+             version: Annotated[int, Query(ge=1, le=10**12,
+                                           description="a version from /history")],
+             if_match: IfMatch = None, reason: Reason = None) -> JSONResponse:
+    tid = path_tenant(tenant_id)
+    authorize_tenant(ctx.repo.store, caller, tid, "roll back the config")
+    expected = parse_if_match(if_match)
+    if not caller.is_admin:
+        ctx.limit("config_write", tid, ctx.write_rate)
+    resolved = ctx.repo.rollback(tid, version, expected_version=expected, actor=caller.actor,
+                                 role=caller.role, reason=reason)
+    ctx.metrics.config_changed(tid, "rollback")
+    return config_response(resolved)
+
+
+@router.post("/config/{tenant_id}/preview", response_model=PreviewResponse, tags=["config"],
+             openapi_extra=body_doc(PreviewRequest),
+             responses=error_docs(400, 403, 413, 415, 422, 429, 503),
+             summary="Validate a proposed change and run a sample query with it; writes nothing")
+async def preview(tenant_id: TenantId, request: Request, ctx: Ctx,
+                  caller: Caller) -> JSONResponse:
+    tid = path_tenant(tenant_id)
+    authorize_tenant(ctx.repo.store, caller, tid, "preview a config")
+    if not caller.is_admin:
+        ctx.limit("preview", tid, ctx.preview_rate)
+    body = envelope(await read_json(request, ctx.settings.m11_max_body_bytes),
+                    {**UPDATE_FIELDS, "query": (str, type(None))}, required=("config",))
+    reason_of(body.get("reason"))
+
+    def run() -> dict:
+        current = ctx.repo.get_record(tid)
+        proposed = apply_update(current.config, body["config"], merge=body.get("merge", True))
+        result = ctx.pipeline.run(proposed, body.get("query") or DEFAULT_PREVIEW_QUESTION,
+                                  tenant_id=tid)
+        dump = proposed.model_dump()
+        return {"tenant_id": tid, "config": dump,
+                "diff": config_diff(current.config.model_dump(), dump),
+                "current_version": current.version, "result": result.model_dump(),
+                "written": False}
+
+    return JSONResponse(await run_in_threadpool(run))
+
+
+@router.get("/config/{tenant_id}/lock", response_model=LockResponse, tags=["lock"],
+            responses=error_docs(400, 403),
+            summary="Whether the tenant is locked against platform bulk changes")
+def get_lock(tenant_id: TenantId, ctx: Ctx, caller: Caller) -> JSONResponse:
+    tid = path_tenant(tenant_id)
+    authorize_tenant(ctx.repo.store, caller, tid, "read the lock")
+    return JSONResponse({"tenant_id": tid, "locked": ctx.repo.store.is_locked(tid),
+                         "changed": False})
+
+
+@router.put("/config/{tenant_id}/lock", response_model=LockResponse, tags=["lock"],
+            openapi_extra=body_doc(LockRequest),
+            responses=error_docs(400, 403, 413, 415, 422, 503),
+            summary="Lock (or unlock) the config against platform bulk changes")
+async def set_lock(tenant_id: TenantId, request: Request, ctx: Ctx,
+                   caller: Caller) -> JSONResponse:
+    tid = path_tenant(tenant_id)
+    authorize_tenant(ctx.repo.store, caller, tid, "lock the config")
+    body = envelope(await read_json(request, ctx.settings.m11_max_body_bytes),
+                    {"locked": (bool,), "reason": (str, type(None))}, required=("locked",))
+    locked = body["locked"]
+    change = Change(caller.actor, caller.role, "lock" if locked else "unlock",
+                    reason_of(body.get("reason")))
+    changed = await run_in_threadpool(ctx.repo.store.set_locked, tid, locked, change)
+    return JSONResponse({"tenant_id": tid, "locked": locked, "changed": changed})
+
+
+@router.post("/query", response_model=QueryResponse, tags=["query"],
+             openapi_extra=body_doc(QueryRequest),
+             responses=error_docs(400, 403, 413, 415, 422, 429, 503),
+             summary="Answer a question with the tenant's config (RAG pipeline)")
+async def query(request: Request, ctx: Ctx, caller: Caller) -> JSONResponse:
+    body = envelope(await read_json(request, ctx.settings.m11_max_body_bytes),
+                    {"tenant_id": (str,), "query": (str,)}, required=("tenant_id", "query"))
+    tid = body_tenant(body["tenant_id"])
+    authorize_tenant(ctx.repo.store, caller, tid, "query")
+
+    def run() -> dict:
+        ctx.limit("query", tid, ctx.query_rate(tid))
+        result = ctx.pipeline.query(tid, body["query"])
+        ctx.metrics.query_done(tid, result.usage.prompt_tokens, result.usage.completion_tokens,
+                               result.cost_usd)
+        return result.model_dump()
+
+    try:
+        return JSONResponse(await run_in_threadpool(run))
+    except TenantConfigError as exc:
+        ctx.metrics.queries.labels(tid, to_http(exc).code).inc()
+        raise
