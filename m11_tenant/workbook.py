@@ -44,6 +44,7 @@ __all__ = [
 ]
 
 WORKBOOK_EPOCH = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+WORKBOOK_ADMIN_KEY = "workbook-admin-key-not-a-secret"
 
 
 class StepClock:
@@ -114,16 +115,33 @@ class Sandbox:
         self._repos.append(repo)
         return repo
 
-    def pipeline(self, repo: TenantConfigRepository | None = None) -> Any:
+    def pipeline(self, repo: TenantConfigRepository | None = None, ledger: Any = None) -> Any:
         """An offline RAG pipeline over ``repo`` (default the sandbox's), with a fixed date.
 
         Offline means no key is read even if ``OPENAI_API_KEY`` is set, so the notebooks
-        give the same answers everywhere; usage goes to an in-memory ledger.
+        give the same answers everywhere; usage goes to ``ledger`` (default in memory).
         """
         from m11_tenant.rag import InMemoryLedger, RagPipeline
 
-        return RagPipeline(repo or self.repo, InMemoryLedger(), generation="offline",
+        return RagPipeline(repo or self.repo, ledger or InMemoryLedger(), generation="offline",
                            clock=lambda: self.clock.start, env={})
+
+    def api_client(self, admin_key: str = WORKBOOK_ADMIN_KEY) -> Any:
+        """FastAPI's ``TestClient`` on the management API over the sandbox's repository.
+
+        In process, no server, no port: requests go straight to the app. Usage is recorded
+        in the sandbox's database; rate-limit windows use the sandbox's fixed date.
+        """
+        from fastapi.testclient import TestClient
+
+        from m11_tenant.api import ApiSettings, create_app
+
+        settings = ApiSettings(**self.settings.model_dump(), _env_file=None)
+        settings = settings.model_copy(update={"m11_admin_key": admin_key})
+        app = create_app(self.repo, settings=settings,
+                         pipeline=self.pipeline(ledger=self.repo.store),
+                         clock=lambda: self.clock.start.timestamp())
+        return TestClient(app, raise_server_exceptions=False)
 
     def unique_tenant_id(self, prefix: str = "tenant") -> str:
         """``prefix-xxxxxxxx``: unique per call, the same sequence on every run (seeded)."""
