@@ -9,13 +9,14 @@ print ``model_dump()`` and sorted JSON, never reprs with addresses.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import random
 import tempfile
 import time
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -56,11 +57,23 @@ class StepClock:
 
     def __init__(self, start: datetime = WORKBOOK_EPOCH, step: timedelta = timedelta(minutes=1)):
         self.start, self.step, self.calls = start, step, 0
+        self._frozen = 0
 
     def __call__(self) -> datetime:
         now = self.start + self.calls * self.step
-        self.calls += 1
+        if not self._frozen:
+            self.calls += 1
         return now
+
+    @contextlib.contextmanager
+    def frozen(self) -> Iterator[None]:
+        """Time stands still inside: opening a store (its migrations read the clock) must
+        not shift the timestamps a notebook prints when a migration is added."""
+        self._frozen += 1
+        try:
+            yield
+        finally:
+            self._frozen -= 1
 
 
 @dataclasses.dataclass
@@ -110,8 +123,9 @@ class Sandbox:
             redis_url = None
         settings = self.settings if ttl is None else self.settings.model_copy(
             update={"redis_ttl": ttl})
-        repo = open_repository(url, redis_url, redis_client=client, settings=settings,
-                               clock=self.clock)
+        with self.clock.frozen():
+            repo = open_repository(url, redis_url, redis_client=client, settings=settings,
+                                   clock=self.clock)
         self._repos.append(repo)
         return repo
 

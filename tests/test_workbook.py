@@ -92,3 +92,15 @@ def test_measure_paths_times_every_step():
     assert set(paths) == {"dict_hit", "fakeredis_get", "json_parse", "validate",
                           "repository_cache_hit", "sqlite_read"}
     assert all(p["samples"] >= 5 for p in paths.values())
+
+
+def test_opening_a_repository_does_not_move_the_clock():
+    box = open_sandbox(seed=False)
+    try:
+        before = box.clock.calls
+        box.open_repository(database="own", redis="own")
+        assert box.clock.calls == before
+        box.repo.update_config("acme", {"top_k": 4})
+        assert box.repo.get_record("acme").updated_at == "2026-01-05T09:00:00+00:00"
+    finally:
+        box.close()
