@@ -45,6 +45,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     imp.add_argument("--dry-run", action="store_true", help="print the diff per tenant only")
     imp.add_argument("--reason", help="recorded in the audit log")
 
+    check = sub.add_parser("check", help="run every stored tenant's config on sample eval "
+                           "questions and report the ones that break (exit 1 if any)")
+    check.add_argument("--database-url", help="default: DATABASE_URL or sqlite:///m11_tenant.db")
+    check.add_argument("--live", action="store_true",
+                       help="call the real model API when keyed (default: offline, free)")
+
     args = parser.parse_args(argv)
     from m11_tenant import TenantConfigError, open_repository
 
@@ -81,6 +87,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 sys.stdout.write(text)
         elif args.command == "import":
             return _import(args, open_repository(args.database_url))
+        elif args.command == "check":
+            from m11_tenant.rag import check_all_tenants
+
+            report = check_all_tenants(open_repository(args.database_url), live=args.live)
+            print(report.text())
+            return 0 if report.ok else 1
     except TenantConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

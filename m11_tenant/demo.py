@@ -5,15 +5,18 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from m11_tenant.errors import ConfigValidationError
+from m11_tenant.rag import RagPipeline
 from m11_tenant.repository import TenantConfigRepository
 from m11_tenant.seed import load_example_tenants, seed_tenants
 
+TOUR_QUESTION = "How do I keep one tenant's configuration from leaking into another's?"
 TOUR_FIELDS = ("plan", "model", "temperature", "max_tokens", "top_k", "alpha",
                "enable_reranking")
 
 
 def run_tour(repo: TenantConfigRepository, say: Callable[[str], None] = print) -> None:
-    """Seed the example tenants, then show resolution, rejection, merge/replace, rollback."""
+    """Seed the example tenants, then show resolution, rejection, merge/replace, rollback,
+    and the same question answered through each tenant's pipeline."""
     written = seed_tenants(repo)
     say(f"Seeded {len(written)} example tenants into {repo.store.url}\n")
 
@@ -53,6 +56,20 @@ def run_tour(repo: TenantConfigRepository, say: Callable[[str], None] = print) -
     say(f"   audit:   {last.actor} {last.action} v{last.version} changed "
         f"{', '.join(sorted(last.diff))}\n")
 
+    say("5. The same question, four tenants, four pipelines (offline generator, no key):")
+    pipeline = RagPipeline(repo, repo.store)
+    for tenant in load_example_tenants()[:4]:
+        result = pipeline.query(tenant.tenant_id, TOUR_QUESTION)
+        sources = ", ".join(s.id for s in result.sources)
+        say(f"   {tenant.tenant_id:<16} {result.model_used:<15} sources [{sources}]")
+        say(f"   {'':<16} {_first_line(result.answer)}  (${result.cost_usd:.5f})")
+    say("")
+
     stats = repo.get_stats()
     say(f"Cache: {stats['cache']['hits']} hits, {stats['cache']['misses']} misses; "
         f"health: {repo.health()['status']}")
+
+
+def _first_line(answer: str, width: int = 90) -> str:
+    line = answer.splitlines()[0] if answer else ""
+    return line if len(line) <= width else line[: width - 3] + "..."

@@ -1,20 +1,21 @@
 """The one API the rest of the code uses to read and change tenant configs.
 
-Reads go cache -> database -> defaults; writes are validated, stored in one transaction,
-then the cache entry is dropped. Faults degrade instead of failing: Redis down means the
-database serves; the database down means the last known good copy serves and writes are
-refused with a clear error, so an acknowledged write is never lost and a failed write
-changes nothing.
+Reads go near cache (validated objects in this process) -> Redis -> database -> defaults;
+writes are validated, stored in one transaction, then dropped from this process's near
+cache and from Redis, and announced to every other process. Faults degrade instead of
+failing: Redis down means the database serves; the database down means the last known
+good copy serves and writes are refused with a clear error, so an acknowledged write is
+never lost and a failed write changes nothing.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from m11_tenant.cache import CachePayload, ConfigCache
+from m11_tenant.cache import CachePayload, ConfigCache, InvalidationListener, NearCache
 from m11_tenant.errors import (
     ConfigNotFoundError,
     ConfigValidationError,
@@ -32,8 +33,9 @@ class ResolvedConfig:
     """A tenant's effective config, and where it came from.
 
     ``version`` is 0 when the tenant has nothing stored (it runs on the defaults).
-    ``source`` says where it was read: ``cache``, ``database``, ``last_known_good``, or
-    ``defaults`` (nothing stored, or nothing reachable);
+    ``source`` says where it was read: ``near`` (this process's near cache), ``cache``
+    (Redis), ``database``, ``last_known_good``, or ``defaults`` (nothing stored, or
+    nothing reachable);
     ``degraded`` is True when a fault forced a fallback.
     """
 
@@ -49,12 +51,18 @@ class ResolvedConfig:
 class TenantConfigRepository:
     """Get, update (merge or replace), delete, list, history, rollback and audit."""
 
-    def __init__(self, store: ConfigStore, cache: ConfigCache):
-        self.store, self.cache = store, cache
+    def __init__(self, store: ConfigStore, cache: ConfigCache, *,
+                 near: NearCache | None = None, listener: InvalidationListener | None = None):
+        """``near`` without a ``listener`` is only safe when this is the only process."""
+        self.store, self.cache, self.near, self.listener = store, cache, near, listener
         self.stats = LoadStats()
-        # Tenants whose cache entry could not be dropped (Redis was down at write time):
-        # their cached copy may be stale, so reads bypass it until the delete succeeds.
-        self._stale_in_cache: set[str] = set()
+        # Tenants whose cache entry could not be dropped (Redis was down at write time),
+        # with the version written: their cached copy may be stale, so reads bypass it
+        # until the delete (and its announcement) succeeds.
+        self._stale_in_cache: dict[str, int] = {}
+        self._origin = near.id if near is not None else ""
+        if listener is not None:
+            listener.on_subscribed = self._retry_invalidations
 
     # ---- reads --------------------------------------------------------------------------
     def get_config(self, tenant_id: str) -> TenantConfig:
@@ -63,10 +71,21 @@ class TenantConfigRepository:
 
     def get_record(self, tenant_id: str) -> ResolvedConfig:
         """The effective config with its version, source and degraded flag."""
-        validate_tenant_id(tenant_id)
         started = time.perf_counter()
-        self._retry_invalidations()
+        near = self.near
+        if near is not None:  # only valid ids ever get in, so a hit needs no check
+            hit = near.get(tenant_id)
+            if hit is not None:
+                self.stats.record_load(tenant_id, "near", (time.perf_counter() - started) * 1e6)
+                return hit
+        validate_tenant_id(tenant_id)
+        if self._stale_in_cache and not self.cache.paused:
+            self._retry_invalidations()
+        token = near.token() if near is not None else 0
         payload = None if tenant_id in self._stale_in_cache else self.cache.get(tenant_id)
+        if payload is not None and near is not None \
+                and payload["version"] < near.newest_version(tenant_id):
+            payload = None  # a slow reader put an older copy back into Redis: re-read
         origin, degraded = "cache", False
         if payload is None:
             try:
@@ -76,11 +95,37 @@ class TenantConfigRepository:
                 origin = "last_known_good"
             else:
                 origin, payload = "database", _payload(record)
-                if tenant_id not in self._stale_in_cache:
+                # A write announced while we read may be newer than what we read: then
+                # leave Redis to the writer rather than put an older copy back.
+                if tenant_id not in self._stale_in_cache and (
+                        near is None or near.unchanged_since(tenant_id, token)):
                     self.cache.put(tenant_id, payload)
         resolved = self._resolve(tenant_id, payload, origin, degraded)
+        if near is not None and not degraded:
+            near.put(tenant_id, replace(resolved, source="near"), resolved.version, token)
         self.stats.record_load(tenant_id, origin, (time.perf_counter() - started) * 1e6)
         return resolved
+
+    def warm_start(self, timeout: float = 10.0) -> int:
+        """Load every stored tenant into the near cache (up to its size); return how many.
+
+        Waits up to ``timeout`` seconds for the invalidation subscription first: a value
+        loaded before it is confirmed would be dropped anyway.
+        """
+        near = self.near
+        if near is None:
+            return 0
+        if self.listener is not None:
+            self.listener.ready.wait(timeout)
+        token = near.token()
+        loaded = 0
+        for record in self.store.get_many()[:near.max_entries]:
+            try:
+                resolved = self._resolve(record.tenant_id, _payload(record), "near", False)
+            except ConfigValidationError:
+                continue  # reported when that tenant is read, as without a warm start
+            loaded += near.put(record.tenant_id, resolved, record.version, token)
+        return loaded
 
     def _resolve(self, tenant_id: str, payload: CachePayload | None, source: str,
                  degraded: bool) -> ResolvedConfig:
@@ -172,10 +217,11 @@ class TenantConfigRepository:
         """
         validate_tenant_id(tenant_id)
         change = Change(actor, role, "delete", reason, expected_version)
-        self._commit(tenant_id, lambda: self.store.delete(tenant_id, change))
+        self._commit(tenant_id, lambda: self.store.delete(tenant_id, change), deleting=True)
 
-    def _commit(self, tenant_id: str, write: Callable[[], ConfigRecord]) -> ConfigRecord:
-        """Run a store write, then drop the cache entry (or remember it is stale)."""
+    def _commit(self, tenant_id: str, write: Callable[[], ConfigRecord],
+                deleting: bool = False) -> ConfigRecord:
+        """Run a store write, then drop and announce the cached copies (or remember them)."""
         try:
             record = write()
         except StoreUnavailableError as exc:
@@ -183,8 +229,11 @@ class TenantConfigRepository:
                 f"the database is unavailable, so the change to tenant {tenant_id!r} was NOT "
                 f"saved; retry when it is back ({exc})"
             ) from exc
-        if not self.cache.invalidate(tenant_id):
-            self._stale_in_cache.add(tenant_id)
+        version = 0 if deleting else record.version
+        if self.near is not None:
+            self.near.invalidate(tenant_id, version)  # read-your-writes in this process
+        if not self.cache.invalidate(tenant_id, version, self._origin):
+            self._stale_in_cache[tenant_id] = version
         return record
 
     def _validated(self, tenant_id: str, check: Any) -> TenantConfig:
@@ -195,9 +244,12 @@ class TenantConfigRepository:
             raise
 
     def _retry_invalidations(self) -> None:
-        for tenant_id in list(self._stale_in_cache):
-            if self.cache.invalidate(tenant_id):
-                self._stale_in_cache.discard(tenant_id)
+        # Also run by the listener thread: compare before dropping, in case a newer write
+        # of the same tenant failed to invalidate meanwhile.
+        for tenant_id, version in list(self._stale_in_cache.items()):
+            if self.cache.invalidate(tenant_id, version, self._origin) \
+                    and self._stale_in_cache.get(tenant_id) == version:
+                self._stale_in_cache.pop(tenant_id, None)
 
     # ---- operations ---------------------------------------------------------------------
     def health(self) -> dict[str, Any]:
@@ -211,9 +263,12 @@ class TenantConfigRepository:
             cache = "disabled"
         else:
             cache = "ok" if self.cache.ping() else f"down: {self.cache.last_error}"
-        degraded = database != "ok" or cache.startswith("down")
+        subscription = "disabled" if self.listener is None else self.listener.status
+        degraded = (database != "ok" or cache.startswith("down")
+                    or subscription not in {"ok", "disabled"})
         return {"status": "degraded" if degraded else "ok",
-                "services": {"database": database, "cache": cache}}
+                "services": {"database": database, "cache": cache,
+                             "subscription": subscription}}
 
     def get_stats(self, tenant_id: str | None = None) -> dict[str, Any]:
         """Load latency percentiles, cache hit rate and validation errors."""
@@ -221,9 +276,16 @@ class TenantConfigRepository:
         if tenant_id is None:
             snapshot["cache"] = {"hits": self.cache.hits, "misses": self.cache.misses,
                                  "errors": self.cache.errors, "enabled": self.cache.enabled}
+            snapshot["near_cache"] = self.near.stats() if self.near else {"enabled": False}
+            sources = snapshot["sources"]
+            total = sum(sources.values())
+            snapshot["database_read_share"] = round(
+                sources.get("database", 0) / total, 6) if total else 0.0
         return snapshot
 
     def close(self) -> None:
+        if self.listener is not None:
+            self.listener.stop()
         self.store.close()
 
 

@@ -29,6 +29,12 @@ class Settings(BaseSettings):
     redis_ttl: int = Field(300, ge=1, description="seconds a cached config lives in Redis")
     last_known_good_ttl: int = Field(86_400, ge=1, description="seconds the fallback copy lives")
     history_limit: int = Field(10, ge=1, le=1000, description="versions kept per tenant")
+    near_cache_size: int = Field(
+        10_000, ge=0, description="validated configs kept in each process (about 3 KB each); "
+        "0 turns the near cache off")
+    near_cache_ttl: float = Field(300.0, gt=0, description="seconds a near-cache entry may "
+                                  "live without an invalidation (the backstop)")
+    warm_start: bool = Field(False, description="load every tenant into the near cache at start")
     m11_admin_key: str | None = Field(None, description="platform admin API key")
     openai_api_key: str | None = Field(None, description="enables the OpenAI client")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import fakeredis
@@ -47,15 +48,52 @@ def tenant_id() -> str:
     return f"t-{uuid.uuid4().hex[:12]}"
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``services`` run only when both service URLs are set (``.ci/run``).
+
+    They are deselected, not skipped, on a laptop without services; with
+    ``M11_REQUIRE_SERVICES`` set, a missing URL stops the run instead.
+    """
+    if REAL_DATABASE_URL and REAL_REDIS_URL:
+        return
+    if os.environ.get("M11_REQUIRE_SERVICES"):
+        raise pytest.UsageError("M11_REQUIRE_SERVICES is set but M11_TEST_DATABASE_URL or "
+                                "M11_TEST_REDIS_URL is not: set both (see .ci/run)")
+    kept = [item for item in items if item.get_closest_marker("services") is None]
+    if len(kept) != len(items):
+        config.hook.pytest_deselected(items=[i for i in items if i not in kept])
+        items[:] = kept
+
+
 DATABASES = ["sqlite"] + (["postgresql"] if REAL_DATABASE_URL else [])
 CACHES = ["fakeredis"] + (["redis"] if REAL_REDIS_URL else [])
 
 
+@contextmanager
+def postgres_schema(base_url: str) -> Iterator[str]:
+    """A URL whose tables live in a fresh schema of their own, dropped afterwards.
+
+    Test runs share one database, so counts and listings are only exact per schema.
+    """
+    import psycopg
+
+    name = f"m11_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(base_url, autocommit=True, connect_timeout=5) as admin:
+        admin.execute(f"CREATE SCHEMA {name}")
+    try:
+        yield f"{base_url}{'&' if '?' in base_url else '?'}options=-csearch_path%3D{name}"
+    finally:
+        with psycopg.connect(base_url, autocommit=True, connect_timeout=5) as admin:
+            admin.execute(f"DROP SCHEMA {name} CASCADE")
+
+
 @pytest.fixture(params=DATABASES)
-def database_url(request: pytest.FixtureRequest, tmp_path) -> str:
+def database_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'tenants.db'}"
-    return REAL_DATABASE_URL  # type: ignore[return-value]
+        yield f"sqlite:///{tmp_path / 'tenants.db'}"
+        return
+    with postgres_schema(REAL_DATABASE_URL) as url:  # type: ignore[arg-type]
+        yield url
 
 
 @pytest.fixture

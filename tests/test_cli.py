@@ -28,6 +28,29 @@ def test_demo_tours_the_repository(tmp_path):
     assert "Seeded 6 example tenants" in out
     assert "nothing was stored" in out and "startup-co is still at version 1" in out
     assert "rollback to v2" in out and "history: v4:rollback, v3:replace, v2:update, v1:replace" in out
+    # Step 5: the four course tenants answer through four differently configured pipelines.
+    answers = out.split("5. The same question")[1]
+    for tenant, model in [("startup-co", "gpt-3.5-turbo"), ("enterprise-corp", "gpt-4"),
+                          ("research-lab", "claude-3-sonnet"), ("budget-saas", "claude-3-haiku")]:
+        assert f"{tenant:<16} {model}" in answers
+    source_lists = [line.split("sources ")[1] for line in answers.splitlines() if "sources [" in line]
+    assert len(set(source_lists)) == 4
+
+
+def test_check_reports_every_tenant_and_fails_on_a_broken_one(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'check.db'}"
+    assert main(["seed", "--database-url", url]) == 0
+    assert main(["check", "--database-url", url]) == 0
+    assert "checked 6 tenant(s)" in capsys.readouterr().out
+    from m11_tenant import open_repository
+    from m11_tenant.store import Change
+
+    # A config written before a plan change: it no longer fits the catalog's rules.
+    open_repository(url, "").store.write("broken-one", lambda _c: {"model": "retired-model"},
+                                         Change())
+    assert main(["check", "--database-url", url]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL broken-one" in out and "retired-model" in out
 
 
 def test_seed_is_idempotent(tmp_path, capsys):

@@ -163,7 +163,8 @@ def test_list_tenants_pages(repo, tenant_id):
 
 
 def test_health_reports_each_service(repo):
-    assert repo.health() == {"status": "ok", "services": {"database": "ok", "cache": "ok"}}
+    assert repo.health() == {"status": "ok", "services": {"database": "ok", "cache": "ok",
+                                                          "subscription": "disabled"}}
 
 
 # ---------------------------------------------------------------- faults

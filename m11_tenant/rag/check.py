@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-from m11_tenant.errors import TenantConfigError
+from m11_tenant.errors import ConfigValidationError, TenantConfigError
 from m11_tenant.rag.pipeline import RagPipeline
 from m11_tenant.rag.plans import check_static_limits
 
@@ -86,7 +86,11 @@ def _tenant_ids(listed: Any) -> list[str]:
 
 
 def _short(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    """The exception's first line, plus the field-level errors of a validation error."""
+    head = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    if isinstance(exc, ConfigValidationError):
+        head += "".join(f"; {e.field}: {e.message}" for e in exc.errors)
+    return head
 
 
 def check_tenants(source: TenantLister, pipeline: RagPipeline, questions: Sequence[str],

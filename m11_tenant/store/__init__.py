@@ -25,6 +25,11 @@ def open_store(url: str, *, history_limit: int = 10, clock: Clock | None = None)
         from m11_tenant.store.sqlite import SQLiteStore
 
         return SQLiteStore(url, **kwargs)
+    if url.startswith(("postgresql://", "postgres://")):
+        from m11_tenant.store.postgres import PostgresStore
+
+        return PostgresStore(url, **kwargs)
     raise ValueError(
-        f"unsupported DATABASE_URL {url.split(':', 1)[0]!r}: use sqlite:///path.db"
+        f"unsupported DATABASE_URL {url.split(':', 1)[0]!r}: use sqlite:///path.db or "
+        "postgresql://user@host:5432/db"
     )

@@ -57,3 +57,53 @@ SQLITE_MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]
     (2, "daily usage ledger", _sqlite_v2_usage),
     (3, "API keys (hashed) and tenant locks", _sqlite_v3_keys_and_locks),
 ]
+
+
+# PostgreSQL: the same tables, with JSONB for configs and diffs. Timestamps stay ISO-8601
+# text, exactly as the shared write algorithm produces them, so both backends return
+# byte-identical records (and the contract suite compares them). Tenant ids sort
+# byte-wise (COLLATE "C"), as in SQLite and Python, whatever the database's locale, so
+# list_tenants pages identically on both. Each step is SQL run in the migration transaction.
+POSTGRES_MIGRATIONS: list[tuple[int, str, str]] = [
+    (1, "tenant configs, history, audit log", """
+        CREATE TABLE tenant_configs (
+            tenant_id  text COLLATE "C" PRIMARY KEY,
+            config     jsonb NOT NULL,
+            version    integer NOT NULL,
+            updated_at text NOT NULL,
+            updated_by text NOT NULL
+        );
+        CREATE TABLE config_history (
+            tenant_id  text COLLATE "C" NOT NULL,
+            version    integer NOT NULL,
+            config     jsonb NOT NULL,
+            created_at text NOT NULL,
+            created_by text NOT NULL,
+            action     text NOT NULL,
+            PRIMARY KEY (tenant_id, version)
+        );
+        CREATE TABLE audit_log (
+            id        bigserial PRIMARY KEY,
+            at        text NOT NULL,
+            actor     text NOT NULL,
+            role      text NOT NULL,
+            tenant_id text COLLATE "C" NOT NULL,
+            action    text NOT NULL,
+            version   integer,
+            diff      jsonb NOT NULL,
+            reason    text
+        );
+        CREATE INDEX audit_log_tenant_id ON audit_log (tenant_id, id);
+    """),
+    (2, "daily usage ledger", """
+        CREATE TABLE usage_daily (
+            tenant_id         text COLLATE "C" NOT NULL,
+            day               date NOT NULL,
+            queries           integer NOT NULL,
+            prompt_tokens     bigint NOT NULL,
+            completion_tokens bigint NOT NULL,
+            cost_usd          double precision NOT NULL,
+            PRIMARY KEY (tenant_id, day)
+        );
+    """),
+]

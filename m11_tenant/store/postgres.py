@@ -1,0 +1,277 @@
+"""The server store: PostgreSQL through psycopg 3, configs as JSONB.
+
+It implements the primitives of :class:`~m11_tenant.store.base.TransactionalStore`, so the
+write algorithm (version check, numbering, history trim, audit line) is the one SQLite
+runs. Two writers of one tenant are serialised by a transaction-scoped advisory lock on
+the tenant id, taken before the current row is read ``FOR UPDATE``: the row lock alone
+cannot protect a tenant's *first* write, when there is no row to lock yet.
+
+One connection per store, guarded by a lock (psycopg connections are thread-safe but run
+one statement at a time, and a transaction must not interleave with another thread's
+statements). Reads are rare once the near cache and Redis answer, so a pool would buy
+little. A lost connection is reopened on the next call; after a failed connect the store
+answers "unavailable" at once for ``retry_after`` seconds, so an outage costs one connect
+timeout per pause instead of one per request (reads then fall back to the last known good
+copy without waiting).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from m11_tenant.errors import StoreUnavailableError
+from m11_tenant.store.base import (
+    AuditEntry,
+    Change,
+    Clock,
+    ConfigRecord,
+    HistoryEntry,
+    TransactionalStore,
+    UsageTotals,
+)
+from m11_tenant.store.migrations import POSTGRES_MIGRATIONS
+
+# Any key serialises concurrent migrations of one database; this one spells "m11migr".
+MIGRATION_LOCK_KEY = 0x6D31316D696772
+CONNECT_OPTIONS = {
+    "connect_timeout": 3,      # seconds to give up on an unreachable server
+    "tcp_user_timeout": 5000,  # ms of unacknowledged data before a dead peer is dropped
+    "keepalives": 1,
+    "application_name": "m11_tenant",
+}
+_LOST = (psycopg.OperationalError, psycopg.InterfaceError)
+_CURRENT = "SELECT tenant_id, config, version, updated_at, updated_by FROM tenant_configs"
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _where(url: str) -> str:
+    """The server part of a URL, for messages (never the password)."""
+    return url.split("@", 1)[-1].split("?", 1)[0] if "@" in url else url.split("?", 1)[0]
+
+
+class PostgresStore(TransactionalStore):
+    """Tenant configs, history, audit log and usage in PostgreSQL.
+
+    Args:
+        url: ``postgresql://user@host:port/db``; libpq parameters in the query string are
+            honoured (``?options=-csearch_path%3Dmy_schema`` puts the tables in a schema).
+        history_limit: versions kept per tenant, the current one included.
+        clock: returns an aware ``datetime``; stored times come from it.
+        retry_after: seconds to answer "unavailable" without reconnecting after a failure.
+
+    Raises:
+        StoreUnavailableError: the server cannot be reached or migrated at open.
+    """
+
+    def __init__(self, url: str, *, history_limit: int = 10, clock: Clock = _utcnow,
+                 retry_after: float = 1.0):
+        self.url, self.history_limit, self.clock = url, history_limit, clock
+        self.retry_after = retry_after
+        self._lock = threading.RLock()
+        self._conn: psycopg.Connection[Any] | None = None
+        self._down_until = 0.0
+        self._last_error = ""
+        self._in_transaction = False
+        self._migrate()
+
+    # ---- connection ----------------------------------------------------------------------
+    def _connection(self) -> psycopg.Connection[Any]:
+        """The open connection, reopened if it was lost (call with the lock held)."""
+        if self._conn is not None and not self._conn.closed:
+            return self._conn
+        if time.monotonic() < self._down_until:
+            raise StoreUnavailableError(
+                f"PostgreSQL at {_where(self.url)} is unreachable ({self._last_error}); "
+                f"retrying in at most {self.retry_after:g} s"
+            )
+        try:
+            self._conn = psycopg.connect(self.url, autocommit=True, **CONNECT_OPTIONS)
+        except psycopg.Error as exc:
+            raise self._unavailable(exc, "cannot connect to") from exc
+        self._down_until = 0.0
+        return self._conn
+
+    def _unavailable(self, exc: BaseException, doing: str) -> StoreUnavailableError:
+        """Forget the broken connection, start the pause, and say what happened."""
+        if self._conn is not None:
+            self._conn.close()
+        self._conn = None
+        self._last_error = " ".join(str(exc).split()) or type(exc).__name__
+        self._down_until = time.monotonic() + self.retry_after
+        return StoreUnavailableError(
+            f"PostgreSQL at {_where(self.url)}: {doing} the database failed "
+            f"({self._last_error})"
+        )
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        with self._lock:
+            conn = self._connection()
+            self._in_transaction = True
+            try:
+                with conn.transaction():
+                    yield
+            except _LOST as exc:
+                raise self._unavailable(exc, "a write to") from exc
+            finally:
+                self._in_transaction = False
+
+    def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Run one statement and fetch its rows (inside a transaction, or autocommit)."""
+        with self._lock:
+            conn = self._connection()
+            try:
+                cur = conn.execute(sql, params)
+                return cur.fetchall() if cur.description else []
+            except _LOST as exc:
+                if self._in_transaction:  # the transaction reports it once, after rollback
+                    raise
+                raise self._unavailable(exc, "a read from") from exc
+
+    def _migrate(self) -> None:
+        with self._transaction():
+            self._rows("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
+            self._rows("CREATE TABLE IF NOT EXISTS schema_migrations ("
+                       "version integer PRIMARY KEY, name text NOT NULL, "
+                       "applied_at text NOT NULL)")
+            done = {row[0] for row in self._rows("SELECT version FROM schema_migrations")}
+            for version, name, sql in POSTGRES_MIGRATIONS:
+                if version not in done:
+                    self._rows(sql)
+                    self._rows("INSERT INTO schema_migrations VALUES (%s, %s, %s)",
+                               (version, name, self._now()))
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._rows("SELECT coalesce(max(version), 0) FROM schema_migrations")[0][0])
+
+    def ping(self) -> None:
+        """Ask the server now, even during the pause after a failure."""
+        with self._lock:
+            self._down_until = 0.0
+            self._rows("SELECT 1")
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+            self._conn = None
+
+    # ---- primitives of the shared write algorithm ---------------------------------------
+    def _read_current(self, tenant_id: str) -> ConfigRecord | None:
+        # The advisory lock serialises every writer of this tenant until commit, even when
+        # no row exists yet; FOR UPDATE then reads the row no one else can change.
+        self._rows("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (tenant_id,))
+        rows = self._rows(f"{_CURRENT} WHERE tenant_id = %s FOR UPDATE", (tenant_id,))
+        return ConfigRecord(*rows[0]) if rows else None
+
+    def _max_history_version(self, tenant_id: str) -> int:
+        rows = self._rows("SELECT coalesce(max(version), 0) FROM config_history "
+                          "WHERE tenant_id = %s", (tenant_id,))
+        return int(rows[0][0])
+
+    def _put_current(self, record: ConfigRecord) -> None:
+        self._rows(
+            "INSERT INTO tenant_configs (tenant_id, config, version, updated_at, updated_by) "
+            "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (tenant_id) DO UPDATE SET "
+            "config = excluded.config, version = excluded.version, "
+            "updated_at = excluded.updated_at, updated_by = excluded.updated_by",
+            (record.tenant_id, Jsonb(record.config), record.version, record.updated_at,
+             record.updated_by),
+        )
+
+    def _delete_current(self, tenant_id: str) -> None:
+        self._rows("DELETE FROM tenant_configs WHERE tenant_id = %s", (tenant_id,))
+
+    def _append_history(self, entry: HistoryEntry) -> None:
+        self._rows(
+            "INSERT INTO config_history (tenant_id, version, config, created_at, created_by, "
+            "action) VALUES (%s, %s, %s, %s, %s, %s)",
+            (entry.tenant_id, entry.version, Jsonb(entry.config), entry.created_at,
+             entry.created_by, entry.action),
+        )
+
+    def _trim_history(self, tenant_id: str, keep_from_version: int) -> None:
+        self._rows("DELETE FROM config_history WHERE tenant_id = %s AND version < %s",
+                   (tenant_id, keep_from_version))
+
+    def _append_audit(self, at: str, tenant_id: str, change: Change, version: int | None,
+                      diff: dict[str, Any]) -> None:
+        self._rows(
+            "INSERT INTO audit_log (at, actor, role, tenant_id, action, version, diff, reason) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            (at, change.actor, change.role, tenant_id, change.action, version, Jsonb(diff),
+             change.reason),
+        )
+
+    # ---- reads ----------------------------------------------------------------------------
+    def get(self, tenant_id: str) -> ConfigRecord | None:
+        rows = self._rows(f"{_CURRENT} WHERE tenant_id = %s", (tenant_id,))
+        return ConfigRecord(*rows[0]) if rows else None
+
+    def get_many(self, tenant_ids: list[str] | None = None) -> list[ConfigRecord]:
+        if tenant_ids is None:
+            rows = self._rows(f"{_CURRENT} ORDER BY tenant_id")
+        else:
+            rows = self._rows(f"{_CURRENT} WHERE tenant_id = ANY(%s) ORDER BY tenant_id",
+                              (list(tenant_ids),))
+        return [ConfigRecord(*row) for row in rows]
+
+    def list_tenants(self, limit: int = 100, offset: int = 0) -> list[str]:
+        rows = self._rows("SELECT tenant_id FROM tenant_configs ORDER BY tenant_id "
+                          "LIMIT %s OFFSET %s", (limit, offset))
+        return [row[0] for row in rows]
+
+    def count_tenants(self) -> int:
+        return int(self._rows("SELECT count(*) FROM tenant_configs")[0][0])
+
+    def history(self, tenant_id: str) -> list[HistoryEntry]:
+        rows = self._rows("SELECT tenant_id, version, config, created_at, created_by, action "
+                          "FROM config_history WHERE tenant_id = %s ORDER BY version DESC",
+                          (tenant_id,))
+        return [HistoryEntry(*row) for row in rows]
+
+    def audit(self, tenant_id: str | None = None, limit: int = 100,
+              offset: int = 0) -> list[AuditEntry]:
+        where, params = ("WHERE tenant_id = %s", (tenant_id,)) if tenant_id else ("", ())
+        rows = self._rows("SELECT id, at, actor, role, tenant_id, action, version, diff, reason "
+                          f"FROM audit_log {where} ORDER BY id DESC LIMIT %s OFFSET %s",
+                          (*params, limit, offset))
+        return [AuditEntry(*row) for row in rows]
+
+    # ---- usage ledger -------------------------------------------------------------------
+    def record_usage(self, tenant_id: str, day: date, *, queries: int, prompt_tokens: int,
+                     completion_tokens: int, cost_usd: float) -> None:
+        with self._transaction():
+            self._rows(
+                "INSERT INTO usage_daily AS u (tenant_id, day, queries, prompt_tokens, "
+                "completion_tokens, cost_usd) VALUES (%s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (tenant_id, day) DO UPDATE SET "
+                "queries = u.queries + excluded.queries, "
+                "prompt_tokens = u.prompt_tokens + excluded.prompt_tokens, "
+                "completion_tokens = u.completion_tokens + excluded.completion_tokens, "
+                "cost_usd = u.cost_usd + excluded.cost_usd",
+                (tenant_id, day, queries, prompt_tokens, completion_tokens, cost_usd),
+            )
+
+    def usage_totals(self, tenant_id: str, day: date) -> UsageTotals:
+        today = self._rows("SELECT queries, prompt_tokens + completion_tokens, cost_usd "
+                           "FROM usage_daily WHERE tenant_id = %s AND day = %s",
+                           (tenant_id, day))
+        month = self._rows("SELECT coalesce(sum(cost_usd), 0) FROM usage_daily "
+                           "WHERE tenant_id = %s AND day >= %s AND day <= %s",
+                           (tenant_id, day.replace(day=1), day))
+        queries, tokens, cost = today[0] if today else (0, 0, 0.0)
+        return UsageTotals(queries_today=int(queries), cost_today_usd=float(cost),
+                           cost_month_usd=float(month[0][0]), tokens_today=int(tokens))
