@@ -24,6 +24,7 @@ from typing import Any
 import fakeredis
 from pydantic import BaseModel
 
+from m11_tenant.cache import NearCache
 from m11_tenant.repository import ResolvedConfig, TenantConfigRepository
 from m11_tenant.schema import validate_config
 from m11_tenant.seed import seed_tenants
@@ -92,6 +93,7 @@ class Sandbox:
     rng: random.Random
     repo: TenantConfigRepository = dataclasses.field(init=False)
     _repos: list[TenantConfigRepository] = dataclasses.field(default_factory=list, repr=False)
+    _servers: list[fakeredis.FakeServer] = dataclasses.field(default_factory=list, repr=False)
     _cleanup: Callable[[], None] = dataclasses.field(init=False, repr=False)
 
     @property
@@ -103,11 +105,14 @@ class Sandbox:
         return fakeredis.FakeRedis(server=server or self.server)
 
     def open_repository(self, *, database: str = "shared", redis: str = "shared",
-                        ttl: int | None = None) -> TenantConfigRepository:
+                        ttl: int | None = None, near: str = "pubsub") -> TenantConfigRepository:
         """Another repository: ``database``/``redis`` are ``"shared"`` or ``"own"``.
 
         ``"own"`` database means a second SQLite file in the sandbox; ``"own"`` Redis a
         fresh ``FakeServer`` that nothing else talks to; ``redis="none"`` no cache at all.
+        ``near`` is the in-process near cache: ``"pubsub"`` (kept fresh by invalidations
+        published on Redis, the default), ``"no-pubsub"`` (a near cache that hears of no
+        other process's writes: failure mode 3) or ``"off"``. ``ttl`` sets both caches' TTL.
         """
         from m11_tenant import open_repository
 
@@ -115,19 +120,41 @@ class Sandbox:
             url = self.database_url
         else:
             url = f"sqlite:///{self.directory / f'tenants-{self.rng.getrandbits(32):08x}.db'}"
-        if redis == "none":
-            client, redis_url = None, ""
-        else:
-            client = self.redis_client(self.server if redis == "shared"
-                                       else fakeredis.FakeServer())
-            redis_url = None
-        settings = self.settings if ttl is None else self.settings.model_copy(
-            update={"redis_ttl": ttl})
+        server = self.server if redis == "shared" else fakeredis.FakeServer()
+        client = None if redis == "none" else self.redis_client(server)
+        update: dict[str, Any] = {} if ttl is None else {"redis_ttl": ttl, "near_cache_ttl": ttl}
+        if near != "pubsub":
+            update["near_cache_size"] = 0
+        settings = self.settings.model_copy(update=update)
         with self.clock.frozen():
-            repo = open_repository(url, redis_url, redis_client=client, settings=settings,
-                                   clock=self.clock)
+            repo = open_repository(url, "" if client is None else None, redis_client=client,
+                                   settings=settings, clock=self.clock)
+        if near == "no-pubsub" and client is not None:
+            cache = NearCache(self.settings.near_cache_size, settings.near_cache_ttl)
+            cache.enable()  # no listener will ever switch it on, nor tell it of writes
+            repo = TenantConfigRepository(repo.store, repo.cache, near=cache)
         self._repos.append(repo)
+        self._servers.append(server)
         return repo
+
+    def _listening(self, server: fakeredis.FakeServer | None = None
+                   ) -> list[TenantConfigRepository]:
+        return [repo for repo, on in zip(self._repos, self._servers, strict=True)
+                if repo.listener is not None and on is (server or self.server)]
+
+    def wait_for_invalidation(self, tenant_id: str, version: int) -> None:
+        """Wait until every listening repository on this sandbox's Redis has heard that
+        ``tenant_id`` reached ``version`` (pub/sub is asynchronous: milliseconds here)."""
+        _wait(lambda: all(repo.near.newest_version(tenant_id) >= version
+                          for repo in self._listening()),
+              f"invalidation of {tenant_id} v{version}")
+
+    def expire(self, repo: TenantConfigRepository, tenant_id: str) -> None:
+        """Drop ``tenant_id`` from ``repo``'s near cache and from Redis, as a TTL would."""
+        if repo.near is not None:
+            repo.near.invalidate(tenant_id)
+        if repo.cache.client is not None:
+            repo.cache.client.delete(repo.cache.key(tenant_id))
 
     def pipeline(self, repo: TenantConfigRepository | None = None, ledger: Any = None) -> Any:
         """An offline RAG pipeline over ``repo`` (default the sandbox's), with a fixed date.
@@ -162,14 +189,21 @@ class Sandbox:
         return f"{prefix}-{self.rng.getrandbits(32):08x}"
 
     def redis_down(self) -> None:
-        """Every client of this sandbox's fake Redis now gets ``ConnectionError``."""
+        """Every client of this sandbox's fake Redis now gets ``ConnectionError``; returns
+        once every listening repository has noticed (its near cache is then off)."""
+        listening = self._listening()
         self.server.connected = False
+        _wait(lambda: all(repo.listener.status != "ok" for repo in listening),
+              "the listeners to notice Redis is down")
 
     def redis_up(self) -> None:
-        """Redis answers again; each repository notices at its next health check."""
+        """Redis answers again; returns once every repository has reconnected."""
         self.server.connected = True
-        for repo in self._repos:
-            repo.cache.ping()
+        for repo, server in zip(self._repos, self._servers, strict=True):
+            if server is self.server:
+                repo.cache.ping()
+        _wait(lambda: all(repo.listener.status == "ok" for repo in self._listening()),
+              "the listeners to resubscribe")
 
     @staticmethod
     def database_down(repo: TenantConfigRepository) -> None:
@@ -179,6 +213,14 @@ class Sandbox:
     def close(self) -> None:
         """Close every repository of the sandbox and delete its temporary directory."""
         self._cleanup()
+
+
+def _wait(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"gave up after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.005)
 
 
 def _remove(repos: list[TenantConfigRepository], tmp: tempfile.TemporaryDirectory[str]) -> None:
@@ -196,8 +238,9 @@ def open_sandbox(*, seed: bool = True, ttl: int = 300, history_limit: int = 10,
     """
     tmp = tempfile.TemporaryDirectory(prefix="m11-notebook-")
     settings = Settings(database_url="sqlite:///unused.db", redis_url=None, redis_ttl=ttl,
-                        history_limit=history_limit, m11_admin_key=None, openai_api_key=None,
-                        _env_file=None)
+                        history_limit=history_limit, near_cache_size=10_000,
+                        near_cache_ttl=float(ttl), warm_start=False, m11_admin_key=None,
+                        openai_api_key=None, _env_file=None)
     box = Sandbox(Path(tmp.name), fakeredis.FakeServer(), StepClock(), settings,
                   random.Random(random_seed))
     box.repo = box.open_repository()
@@ -288,10 +331,11 @@ def scaling_run(tenant_counts: Sequence[int] = (10, 100, 500), reads: int = 400,
                 by_source.setdefault(record.source, []).append(
                     (time.perf_counter() - started) * 1e6)
             stats = box.repo.get_stats()
+            sources = stats["sources"]
             results.append({
                 "tenants": count, "reads": reads,
-                "hits": stats["cache"]["hits"], "misses": stats["cache"]["misses"],
-                "hit_rate": stats["cache_hit_rate"],
+                "hits": sources.get("near", 0) + sources.get("cache", 0),
+                "misses": sources.get("database", 0), "hit_rate": stats["cache_hit_rate"],
                 "latency_us": {source: summarize(values)
                                for source, values in sorted(by_source.items())},
             })
@@ -313,11 +357,12 @@ def measure_paths(tenant_id: str = "enterprise-corp", repeat: int = 300,
                   redis_url: str | None = None) -> dict[str, dict[str, float]]:
     """Time each step of a config read on this machine: p50/p95/p99 in µs per path.
 
-    ``dict_hit`` is what an in-process near cache costs (a validated object in a dict);
-    ``repository_cache_hit`` is the whole ``get_record`` on a warm Redis entry, which is a
-    Redis GET plus ``json_parse`` plus ``validate`` (the injection guard included);
-    ``sqlite_read`` is the database row read a miss adds. With ``redis_url`` (e.g.
-    ``redis://127.0.0.1:6379/15``) a GET on that real Redis is timed too.
+    ``near_cache_hit`` is a whole ``get_record`` answered by the in-process near cache (a
+    validated object in a dict); ``redis_hit`` the same with the near cache off, answered
+    from a warm (fake) Redis entry: a Redis GET plus ``json_parse`` plus ``validate`` (the
+    injection guard included); ``sqlite_read`` is the database row read a miss adds.
+    With ``redis_url`` (e.g. ``redis://127.0.0.1:6379/15``) a GET on that real Redis is
+    timed too.
     Reproduce: ``python -c "from m11_tenant.workbook import measure_paths, show;
     show(measure_paths())"``.
     """
@@ -325,18 +370,17 @@ def measure_paths(tenant_id: str = "enterprise-corp", repeat: int = 300,
 
     box = open_sandbox()
     try:
-        repo = box.repo
-        record = repo.get_record(tenant_id)
-        raw = json_module.dumps(record.config.model_dump())
-        near = {tenant_id: record.config}
+        repo, no_near = box.repo, box.open_repository(near="off")
+        raw = json_module.dumps(repo.get_record(tenant_id).config.model_dump())
+        no_near.get_record(tenant_id)
         client = box.redis_client()
         client.set("bench:payload", raw)
         results = {
-            "dict_hit": _time_us(lambda: near[tenant_id], repeat * 10),
+            "near_cache_hit": _time_us(lambda: repo.get_record(tenant_id), repeat * 10),
+            "redis_hit": _time_us(lambda: no_near.get_record(tenant_id), repeat),
             "fakeredis_get": _time_us(lambda: client.get("bench:payload"), repeat),
             "json_parse": _time_us(lambda: json_module.loads(raw), repeat),
             "validate": _time_us(lambda: validate_config(json_module.loads(raw)), repeat),
-            "repository_cache_hit": _time_us(lambda: repo.get_record(tenant_id), repeat),
             "sqlite_read": _time_us(lambda: repo.store.get(tenant_id), repeat),
         }
         if redis_url:
@@ -361,7 +405,7 @@ def plot_scaling(results: Sequence[dict[str, Any]]) -> Any:
 
     counts = [r["tenants"] for r in results]
     fig, (lat, hit) = plt.subplots(1, 2, figsize=(11, 4))
-    for source, style in (("cache", "-"), ("database", "--")):
+    for source, style in (("near", ":"), ("cache", "-"), ("database", "--")):
         for pct, marker in (("p50_us", "o"), ("p95_us", "s"), ("p99_us", "^")):
             values = [r["latency_us"].get(source, {}).get(pct) for r in results]
             if any(v is not None for v in values):

@@ -89,8 +89,8 @@ def test_scaling_run_counts_are_exact_and_repeatable():
 
 def test_measure_paths_times_every_step():
     paths = measure_paths(repeat=5)
-    assert set(paths) == {"dict_hit", "fakeredis_get", "json_parse", "validate",
-                          "repository_cache_hit", "sqlite_read"}
+    assert set(paths) == {"near_cache_hit", "redis_hit", "fakeredis_get", "json_parse",
+                          "validate", "sqlite_read"}
     assert all(p["samples"] >= 5 for p in paths.values())
 
 
