@@ -104,3 +104,33 @@ def test_opening_a_repository_does_not_move_the_clock():
         assert box.repo.get_record("acme").updated_at == "2026-01-05T09:00:00+00:00"
     finally:
         box.close()
+
+
+def test_near_cache_modes_show_staleness_and_its_fix():
+    box = open_sandbox()
+    try:
+        deaf_a, deaf_b = (box.open_repository(near="no-pubsub") for _ in range(2))
+        deaf_a.get_record("budget-saas")
+        deaf_b.update_config("budget-saas", {"top_k": 7})
+        assert deaf_a.get_record("budget-saas").source == "near"  # stale on purpose
+        assert deaf_a.get_config("budget-saas").top_k != 7
+
+        a, b = box.open_repository(), box.open_repository()
+        a.get_record("budget-saas")
+        assert a.get_record("budget-saas").source == "near"
+        written = b.update_config("budget-saas", {"top_k": 4})
+        box.wait_for_invalidation("budget-saas", written.version)
+        assert a.get_config("budget-saas").top_k == 4
+        assert box.open_repository(near="off").near is None
+    finally:
+        box.close()
+
+
+def test_expire_drops_both_tiers():
+    box = open_sandbox()
+    try:
+        box.repo.get_record("startup-co")
+        box.expire(box.repo, "startup-co")
+        assert box.repo.get_record("startup-co").source == "database"
+    finally:
+        box.close()
