@@ -191,6 +191,12 @@ def main() -> None:
                 proc.terminate()
                 proc.wait(timeout=30)
 
+    if args.redis_url:  # leave the shared Redis as we found it
+        import redis
+
+        client = redis.Redis.from_url(args.redis_url)
+        for key in client.scan_iter("m11:*bench-*"):
+            client.delete(key)
     cache = f"Redis {args.redis_url}" if args.redis_url else "fakeredis (1 worker) / no cache (2+)"
     print(f"m11_tenant HTTP load, {TENANTS} tenants, SQLite, {cache}, "
           f"{args.concurrency} keep-alive connections, {os.cpu_count()} CPUs")

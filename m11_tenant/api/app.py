@@ -14,6 +14,7 @@ from typing import Any
 import fakeredis
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi_offline import FastAPIOffline
 
 from m11_tenant.api import routes_admin, routes_config
 from m11_tenant.api.auth import Authenticator, new_admin_key
@@ -23,6 +24,7 @@ from m11_tenant.api.metrics import ApiMetrics
 from m11_tenant.api.models import REQUEST_MODELS
 from m11_tenant.api.ratelimit import RateLimiter
 from m11_tenant.api.settings import ApiSettings, api_settings
+from m11_tenant.console import install_console
 from m11_tenant.repository import TenantConfigRepository
 from m11_tenant.settings import Settings
 
@@ -89,13 +91,15 @@ def create_app(repo: TenantConfigRepository | None = None, *,
         if owns_repo:
             repo.close()
 
-    app = FastAPI(title="m11_tenant management API", version="1.0.0",
-                  description=DESCRIPTION, lifespan=lifespan)
+    # Swagger UI and ReDoc from the package's own files: /docs works on an offline laptop.
+    app = FastAPIOffline(title="m11_tenant management API", version="1.0.0",
+                         description=DESCRIPTION, lifespan=lifespan)
     app.state.ctx = ctx
     app.state.metrics = ctx.metrics
     install_error_handlers(app)
     app.include_router(routes_admin.router)
     app.include_router(routes_config.router)
+    install_console(app, admin_key)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

@@ -12,7 +12,7 @@ from fastapi import Depends, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBearer
 
-from m11_tenant.api.auth import Authenticator, Principal
+from m11_tenant.api.auth import Authenticator, Principal, authorize_tenant
 from m11_tenant.api.errors import HttpError
 from m11_tenant.api.metrics import ApiMetrics
 from m11_tenant.api.ratelimit import RateLimiter
@@ -60,6 +60,12 @@ class ApiContext:
         except HttpError:
             self.metrics.rate_limited.labels(kind).inc()
             raise
+
+    def tenant(self, caller: Principal, tenant_id: str, what: str) -> str:
+        """The path's tenant id, checked (400) and allowed for the caller (403, audited)."""
+        tid = path_tenant(tenant_id)
+        authorize_tenant(self.repo.store, caller, tid, what)
+        return tid
 
     @property
     def pipeline(self) -> Any:

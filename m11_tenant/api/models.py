@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from m11_tenant.schema import TenantConfig
+from m11_tenant.store import AuditEntry
 
 # The tenant-id pattern, documented on path parameters (it guides fuzzers too) but enforced
 # by validate_tenant_id, whose 400 names the rule and also refuses the reserved ids.
@@ -139,20 +140,8 @@ class HistoryResponse(BaseModel):
     versions: list[HistoryItem] = Field(description="newest first, the current one included")
 
 
-class AuditItem(BaseModel):
-    id: int
-    at: str
-    actor: str
-    role: str
-    tenant_id: str
-    action: str
-    version: int | None
-    diff: dict[str, Any] = Field(description='{"field": [old, new]}')
-    reason: str | None
-
-
 class AuditResponse(BaseModel):
-    entries: list[AuditItem]
+    entries: list[AuditEntry] = Field(description='newest first; diff is {"field": [old, new]}')
     limit: int
     offset: int
 

@@ -17,7 +17,6 @@ from m11_tenant.api.context import (
     body_tenant,
     config_response,
     parse_if_match,
-    path_tenant,
     reason_of,
 )
 from m11_tenant.api.errors import to_http
@@ -57,8 +56,7 @@ UPDATE_FIELDS = {"config": (dict,), "merge": (bool,), "reason": (str, type(None)
             responses=error_docs(400, 403),
             summary="Effective config (the defaults if none is stored), ETag = version")
 def get_config(tenant_id: TenantId, ctx: Ctx, caller: Caller) -> JSONResponse:
-    tid = path_tenant(tenant_id)
-    authorize_tenant(ctx.repo.store, caller, tid, "read the config")
+    tid = ctx.tenant(caller, tenant_id, "read the config")
     started = time.perf_counter()
     resolved = ctx.repo.get_record(tid)
     ctx.metrics.config_load.labels(resolved.source).observe(time.perf_counter() - started)
@@ -71,8 +69,7 @@ def get_config(tenant_id: TenantId, ctx: Ctx, caller: Caller) -> JSONResponse:
              summary="Change the config: merge=true changes only the given fields")
 async def update_config(tenant_id: TenantId, request: Request, ctx: Ctx, caller: Caller,
                         if_match: IfMatch = None) -> JSONResponse:
-    tid = path_tenant(tenant_id)
-    authorize_tenant(ctx.repo.store, caller, tid, "change the config")
+    tid = ctx.tenant(caller, tenant_id, "change the config")
     expected = parse_if_match(if_match)
     if not caller.is_admin:
         ctx.limit("config_write", tid, ctx.write_rate)
@@ -92,8 +89,7 @@ async def update_config(tenant_id: TenantId, request: Request, ctx: Ctx, caller:
                summary="Drop the stored config: the tenant runs on the defaults again")
 def delete_config(tenant_id: TenantId, ctx: Ctx, caller: Caller, if_match: IfMatch = None,
                   reason: Reason = None) -> JSONResponse:
-    tid = path_tenant(tenant_id)
-    authorize_tenant(ctx.repo.store, caller, tid, "delete the config")
+    tid = ctx.tenant(caller, tenant_id, "delete the config")
     expected = parse_if_match(if_match)
     if not caller.is_admin:
         ctx.limit("config_write", tid, ctx.write_rate)
@@ -107,8 +103,7 @@ def delete_config(tenant_id: TenantId, ctx: Ctx, caller: Caller, if_match: IfMat
 @router.get("/config/{tenant_id}/history", response_model=HistoryResponse, tags=["history"],
             responses=error_docs(400, 403), summary="Kept versions, newest first")
 def get_history(tenant_id: TenantId, ctx: Ctx, caller: Caller) -> JSONResponse:
-    tid = path_tenant(tenant_id)
-    authorize_tenant(ctx.repo.store, caller, tid, "read the history")
+    tid = ctx.tenant(caller, tenant_id, "read the history")
     versions = [{"version": h.version, "config": h.config, "created_at": h.created_at,
                  "created_by": h.created_by, "action": h.action}
                 for h in ctx.repo.get_history(tid)]
@@ -122,8 +117,7 @@ def rollback(tenant_id: TenantId, ctx: Ctx, caller: Caller,
              version: Annotated[int, Query(ge=1, le=10**12,
                                            description="a version from /history")],
              if_match: IfMatch = None, reason: Reason = None) -> JSONResponse:
-    tid = path_tenant(tenant_id)
-    authorize_tenant(ctx.repo.store, caller, tid, "roll back the config")
+    tid = ctx.tenant(caller, tenant_id, "roll back the config")
     expected = parse_if_match(if_match)
     if not caller.is_admin:
         ctx.limit("config_write", tid, ctx.write_rate)
@@ -139,8 +133,7 @@ def rollback(tenant_id: TenantId, ctx: Ctx, caller: Caller,
              summary="Validate a proposed change and run a sample query with it; writes nothing")
 async def preview(tenant_id: TenantId, request: Request, ctx: Ctx,
                   caller: Caller) -> JSONResponse:
-    tid = path_tenant(tenant_id)
-    authorize_tenant(ctx.repo.store, caller, tid, "preview a config")
+    tid = ctx.tenant(caller, tenant_id, "preview a config")
     if not caller.is_admin:
         ctx.limit("preview", tid, ctx.preview_rate)
     body = envelope(await read_json(request, ctx.settings.m11_max_body_bytes),
@@ -165,8 +158,7 @@ async def preview(tenant_id: TenantId, request: Request, ctx: Ctx,
             responses=error_docs(400, 403),
             summary="Whether the tenant is locked against platform bulk changes")
 def get_lock(tenant_id: TenantId, ctx: Ctx, caller: Caller) -> JSONResponse:
-    tid = path_tenant(tenant_id)
-    authorize_tenant(ctx.repo.store, caller, tid, "read the lock")
+    tid = ctx.tenant(caller, tenant_id, "read the lock")
     return JSONResponse({"tenant_id": tid, "locked": ctx.repo.store.is_locked(tid),
                          "changed": False})
 
@@ -177,8 +169,7 @@ def get_lock(tenant_id: TenantId, ctx: Ctx, caller: Caller) -> JSONResponse:
             summary="Lock (or unlock) the config against platform bulk changes")
 async def set_lock(tenant_id: TenantId, request: Request, ctx: Ctx,
                    caller: Caller) -> JSONResponse:
-    tid = path_tenant(tenant_id)
-    authorize_tenant(ctx.repo.store, caller, tid, "lock the config")
+    tid = ctx.tenant(caller, tenant_id, "lock the config")
     body = envelope(await read_json(request, ctx.settings.m11_max_body_bytes),
                     {"locked": (bool,), "reason": (str, type(None))}, required=("locked",))
     locked = body["locked"]

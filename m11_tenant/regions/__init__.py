@@ -1,0 +1,47 @@
+"""Multi-region replication of tenant configs, with conflict resolution and lag monitoring.
+
+>>> import tempfile
+>>> from m11_tenant.regions import open_cluster
+>>> cluster = open_cluster(["us", "eu", "ap"], base_dir=tempfile.mkdtemp())
+>>> _ = cluster.region("us").update_config("acme", {"temperature": 0.2})
+>>> cluster.sync()
+2
+>>> cluster.region("ap").get_config("acme").temperature
+0.2
+
+Pieces: :mod:`.clock` (hybrid logical clocks), :mod:`.merge` (the pure conflict
+resolution), :mod:`.transport` (Redis Streams), :mod:`.store` (per-region SQLite with
+replica state and outbox), :mod:`.lag` (lag figures), :mod:`.cluster` (the surface).
+"""
+
+from __future__ import annotations
+
+from m11_tenant.regions.clock import HybridLogicalClock, ManualClock, Stamp
+from m11_tenant.regions.cluster import Cluster, Region, RegionRepository, open_cluster
+from m11_tenant.regions.lag import LagMonitor, PairLag
+from m11_tenant.regions.merge import (
+    STRATEGIES,
+    ChangeEvent,
+    Conflict,
+    ReplicaState,
+    apply_event,
+    resolve,
+)
+
+__all__ = [
+    "STRATEGIES",
+    "ChangeEvent",
+    "Cluster",
+    "Conflict",
+    "HybridLogicalClock",
+    "LagMonitor",
+    "ManualClock",
+    "PairLag",
+    "Region",
+    "RegionRepository",
+    "ReplicaState",
+    "Stamp",
+    "apply_event",
+    "open_cluster",
+    "resolve",
+]

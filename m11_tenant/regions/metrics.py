@@ -1,0 +1,70 @@
+"""Replication lag for Prometheus: a collector an API registers, read at scrape time.
+
+Kept apart from the rest of the package so that only a process serving ``/metrics`` needs
+``prometheus_client``::
+
+    from m11_tenant.regions.metrics import ReplicationCollector
+    registry.register(ReplicationCollector(cluster))          # every pair
+    registry.register(ReplicationCollector(cluster.region("eu")))  # pairs into eu only
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Protocol
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from m11_tenant.regions.lag import PairLag
+
+
+class LagSource(Protocol):
+    """A cluster or a region repository: both know their pairs' lag and the threshold."""
+
+    lag_alert_ms: float | None
+
+    def lag(self) -> dict[str, PairLag]: ...
+
+
+class ReplicationCollector(Collector):
+    """Yields the lag figures of every pair of ``source`` whenever Prometheus scrapes."""
+
+    def __init__(self, source: LagSource):
+        self.source = source
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        pairs = list(self.source.lag().values())
+        labels = ["source", "target"]
+        lag = GaugeMetricFamily("m11_replication_lag_ms",
+                                "Commit-to-apply time of replicated config changes (recent "
+                                "window)", labels=[*labels, "quantile"])
+        for pair in pairs:
+            for quantile, value in (("0.5", pair.p50_ms), ("0.95", pair.p95_ms),
+                                    ("0.99", pair.p99_ms), ("1", pair.max_ms)):
+                lag.add_metric([pair.source, pair.target, quantile], value)
+        yield lag
+        for name, doc, attribute in (
+            ("m11_replication_lag_samples", "Changes in the lag window", "samples"),
+            ("m11_replication_backlog", "Changes committed at source not yet applied at target",
+             "backlog"),
+            ("m11_replication_oldest_unapplied_ms", "Age of the oldest change not yet applied",
+             "oldest_unapplied_ms"),
+            ("m11_replication_lag_alert", "1 when the pair's lag is above the alert threshold",
+             "alert"),
+        ):
+            family = GaugeMetricFamily(name, doc, labels=labels)
+            for pair in pairs:
+                family.add_metric([pair.source, pair.target], float(getattr(pair, attribute)))
+            yield family
+        if self.source.lag_alert_ms is not None:
+            yield GaugeMetricFamily("m11_replication_lag_alert_threshold_ms",
+                                    "The lag alert threshold", value=self.source.lag_alert_ms)
+
+
+def metrics_text(source: LagSource) -> str:
+    """The figures of ``source`` in Prometheus' text format, on their own."""
+    registry = CollectorRegistry()
+    registry.register(ReplicationCollector(source))
+    return generate_latest(registry).decode()
