@@ -1,0 +1,230 @@
+"""Check cells for the practathon exercises (notebook 10), and one reference solution each.
+
+A check never raises on a wrong answer: it returns a :class:`CheckReport` that prints one
+line per requirement, ✓ or ✗, so a learner sees what is left to do. The reference
+solutions are here so the checks themselves are tested (a check that no answer can pass,
+or that every answer passes, would teach nothing).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import Field, ValidationError
+
+from m11_tenant.errors import ConfigValidationError, TenantConfigError
+from m11_tenant.repository import ResolvedConfig, TenantConfigRepository
+from m11_tenant.schema import TenantConfig
+from m11_tenant.workbook import open_sandbox
+
+__all__ = ["CheckReport", "RetryBackoffConfig", "check_replication", "check_retry_field",
+           "check_safe_update", "quality_probe", "reference_replicate",
+           "reference_safe_update"]
+
+
+@dataclass
+class CheckReport:
+    """The outcome of one exercise check: each requirement with a pass/fail mark."""
+
+    exercise: str
+    results: list[tuple[str, bool]] = field(default_factory=list)
+
+    def require(self, requirement: str, passed: bool) -> bool:
+        self.results.append((requirement, bool(passed)))
+        return bool(passed)
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.results) and all(ok for _, ok in self.results)
+
+    def __str__(self) -> str:
+        done = sum(ok for _, ok in self.results)
+        head = (f"{self.exercise}: all {done} checks pass" if self.passed
+                else f"{self.exercise}: {done} of {len(self.results)} checks pass")
+        return "\n".join([head, *(f"  {'✓' if ok else '✗'} {text}"
+                                  for text, ok in self.results)])
+
+    def _repr_pretty_(self, printer: Any, _cycle: bool) -> None:
+        printer.text(str(self))
+
+
+# --------------------------------------------------------------------------- easy
+
+
+def _refused(config_cls: type[TenantConfig], data: Mapping[str, Any]) -> bool:
+    try:
+        config_cls.model_validate(dict(data))
+    except ValidationError:
+        return True
+    return False
+
+
+def check_retry_field(config_cls: type[TenantConfig], name: str = "retry_backoff_s") -> CheckReport:
+    """Easy: a new bounded field, declared like ``max_retries``, on a ``TenantConfig`` subclass."""
+    report = CheckReport(f"easy: the {name} field")
+    declared = report.require(f"{config_cls.__name__} declares {name}",
+                              name in config_cls.model_fields)
+    try:
+        default = getattr(config_cls(), name, None)
+    except ValidationError:
+        default = None
+    report.require("the default config is valid and the default is >= 0",
+                   isinstance(default, int | float) and default >= 0)
+    report.require("a negative value is refused",
+                   declared and _refused(config_cls, {name: -1}))
+    report.require("0 is accepted", declared and not _refused(config_cls, {name: 0}))
+    report.require("an absurdly large value (1,000,000) is refused",
+                   declared and _refused(config_cls, {name: 1_000_000}))
+    report.require('a string such as "2" is refused (strict types)',
+                   declared and _refused(config_cls, {name: "2"}))
+    report.require("the other fields are still validated (temperature 3.5 refused)",
+                   _refused(config_cls, {"temperature": 3.5}))
+    return report
+
+
+class RetryBackoffConfig(TenantConfig):
+    """Reference solution (easy): seconds to wait between retries, bounded like max_retries."""
+
+    retry_backoff_s: float = Field(1.0, ge=0.0, le=60.0,
+                                   description="seconds between retries (0-60)")
+
+
+# --------------------------------------------------------------------------- medium
+
+
+def quality_probe(config: TenantConfig) -> list[str]:
+    """Problems that make a *valid* config answer badly (empty list: looks fine)."""
+    problems = []
+    if config.top_k < 3:
+        problems.append(f"top_k {config.top_k} retrieves too little context (use 3 or more)")
+    if config.temperature > 1.5:
+        problems.append(f"temperature {config.temperature} is too random for grounded answers")
+    template = config.prompt_template
+    if "{context}" in template and template.index("{context}") > template.index("{query}"):
+        problems.append("the template puts the context after the question")
+    return problems
+
+
+SafeUpdate = Callable[..., ResolvedConfig]
+
+
+def check_safe_update(safe_update: SafeUpdate) -> CheckReport:
+    """Medium: ``safe_update(repo, tenant_id, updates, probe, actor=...)`` keeps good changes
+    and rolls harmful ones back automatically, leaving a readable history."""
+    report = CheckReport("medium: update with automatic rollback")
+    box = open_sandbox()
+    try:
+        repo, tenant = box.repo, "startup-co"
+        before = repo.get_record(tenant)
+        try:
+            kept = safe_update(repo, tenant, {"top_k": 6}, quality_probe, actor="practathon")
+        except TenantConfigError as exc:
+            report.require(f"a good update is kept (it raised {type(exc).__name__})", False)
+            return report
+        now = repo.get_record(tenant)
+        report.require("a good update is kept as one new version",
+                       (now.config.top_k, now.version) == (6, before.version + 1)
+                       and kept.version == now.version)
+        try:
+            safe_update(repo, tenant, {"top_k": 1, "temperature": 1.9}, quality_probe,
+                        actor="practathon")
+        except TenantConfigError as exc:
+            report.require(f"a harmful update runs, then is undone (it raised "
+                           f"{type(exc).__name__})", False)
+            return report
+        after = repo.get_record(tenant)
+        report.require("a harmful update is undone: the config is back to the good one",
+                       after.config == now.config)
+        history = repo.get_history(tenant)
+        report.require("the undo is a rollback, recorded as a new version",
+                       history[0].action == "rollback" and after.version == now.version + 2)
+        reason = repo.get_audit_log(tenant, limit=1)[0].reason or ""
+        report.require("the rollback's audit reason names the probe's problem",
+                       "top_k" in reason or "temperature" in reason)
+        refused = False
+        try:
+            safe_update(repo, tenant, {"top_k": 99}, quality_probe, actor="practathon")
+        except ConfigValidationError:
+            refused = True
+        report.require("an invalid update raises ConfigValidationError and stores nothing",
+                       refused and repo.get_record(tenant).version == after.version)
+    finally:
+        box.close()
+    return report
+
+
+def reference_safe_update(repo: TenantConfigRepository, tenant_id: str,
+                          updates: Mapping[str, Any],
+                          probe: Callable[[TenantConfig], list[str]], *,
+                          actor: str = "system") -> ResolvedConfig:
+    """Reference solution (medium): write, probe the stored result, roll back on problems."""
+    before = repo.get_record(tenant_id)
+    after = repo.update_config(tenant_id, updates, expected_version=before.version, actor=actor)
+    problems = probe(after.config)
+    if not problems:
+        return after
+    reason = "automatic rollback: " + "; ".join(problems)
+    if before.version == 0:  # nothing to go back to: back to the defaults
+        repo.delete_config(tenant_id, expected_version=after.version, actor=actor,
+                           reason=reason)
+        return repo.get_record(tenant_id)
+    return repo.rollback(tenant_id, before.version, expected_version=after.version,
+                         actor=actor, reason=reason)
+
+
+# --------------------------------------------------------------------------- hard
+
+Regions = Mapping[str, TenantConfigRepository]
+
+
+def check_replication(replicate: Callable[[Regions], None]) -> CheckReport:
+    """Hard: ``replicate(regions)`` makes every region hold the last-written config of every
+    tenant (last write wins by ``updated_at``, ties to the region name), and does nothing
+    when they already agree."""
+    report = CheckReport("hard: multi-region replication, last write wins")
+    box = open_sandbox(seed=False)
+    try:
+        regions = {name: box.open_repository(database="own", redis="own")
+                   for name in ("ap", "eu", "us")}
+        regions["us"].update_config("acme", {"top_k": 4}, actor="us-admin")
+        regions["eu"].update_config("globex", {"plan": "pro", "model": "gpt-4"},
+                                    actor="eu-admin")
+        replicate(regions)
+        report.require("a tenant written in one region reaches every region",
+                       all(r.get_config("acme").top_k == 4 for r in regions.values())
+                       and all(r.get_config("globex").model == "gpt-4"
+                               for r in regions.values()))
+        # Concurrent writes (no sync in between): eu first, then ap a minute later.
+        regions["eu"].update_config("acme", {"temperature": 0.2}, actor="eu-admin")
+        regions["ap"].update_config("acme", {"top_k": 9}, actor="ap-admin")
+        replicate(regions)
+        configs = [r.get_config("acme") for r in regions.values()]
+        report.require("after concurrent writes all regions agree",
+                       all(c == configs[0] for c in configs))
+        report.require("the later write (ap: top_k 9) wins everywhere",
+                       all((c.top_k, c.temperature) == (9, 0.7) for c in configs))
+        versions = {name: r.get_record("acme").version for name, r in regions.items()}
+        replicate(regions)
+        agreed = all(c == configs[0] for c in configs)
+        report.require("replicating again when regions agree writes nothing",
+                       agreed and versions == {name: r.get_record("acme").version
+                                               for name, r in regions.items()})
+    finally:
+        box.close()
+    return report
+
+
+def reference_replicate(regions: Regions) -> None:
+    """Reference solution (hard): whole-config last-write-wins across every region."""
+    tenants = sorted(set().union(*(r.list_tenants(limit=10_000) for r in regions.values())))
+    for tenant_id in tenants:
+        records = {name: repo.get_record(tenant_id) for name, repo in regions.items()}
+        stored = [(rec.updated_at or "", name) for name, rec in records.items() if rec.version]
+        _, source = max(stored)
+        winner = records[source].config
+        for name, repo in regions.items():
+            if records[name].config != winner or records[name].version == 0:
+                repo.update_config(tenant_id, winner, merge=False, actor="replicator",
+                                   reason=f"replicated from {source}")

@@ -1,0 +1,67 @@
+"""The practathon checks: the reference solutions pass, the starting points do not."""
+
+from __future__ import annotations
+
+from m11_tenant.practathon import (
+    RetryBackoffConfig,
+    check_replication,
+    check_retry_field,
+    check_safe_update,
+    quality_probe,
+    reference_replicate,
+    reference_safe_update,
+)
+from m11_tenant.schema import TenantConfig
+
+
+def test_retry_field_check():
+    class Missing(TenantConfig):
+        pass
+
+    assert check_retry_field(RetryBackoffConfig).passed
+    report = check_retry_field(Missing)
+    assert not report.passed
+    assert str(report).splitlines()[1] == "  ✗ Missing declares retry_backoff_s"
+
+
+def test_retry_field_check_catches_a_missing_bound():
+    from pydantic import Field
+
+    class Unbounded(TenantConfig):
+        retry_backoff_s: float = Field(1.0, ge=0.0)
+
+    failed = [text for text, ok in check_retry_field(Unbounded).results if not ok]
+    assert failed == ["an absurdly large value (1,000,000) is refused"]
+
+
+def test_safe_update_check():
+    def naive(repo, tenant_id, updates, probe, *, actor="system"):
+        return repo.update_config(tenant_id, updates, actor=actor)
+
+    assert check_safe_update(reference_safe_update).passed
+    assert not check_safe_update(naive).passed
+
+
+def test_reference_safe_update_on_a_new_tenant_goes_back_to_defaults(sqlite_repo, tenant_id):
+    record = reference_safe_update(sqlite_repo, tenant_id, {"top_k": 1}, quality_probe)
+    assert record.version == 0 and record.source in {"database", "defaults"}
+
+
+def test_replication_check():
+    def nothing(regions):
+        return None
+
+    def copy_without_lww(regions):  # copies in name order: the first region's config wins
+        for tenant_id in sorted({t for r in regions.values() for t in r.list_tenants()}):
+            first = next(r for r in regions.values() if r.get_record(tenant_id).version)
+            for repo in regions.values():
+                repo.update_config(tenant_id, first.get_config(tenant_id), merge=False)
+
+    assert check_replication(reference_replicate).passed
+    assert not check_replication(nothing).passed
+    assert not check_replication(copy_without_lww).passed
+
+
+def test_quality_probe():
+    assert quality_probe(TenantConfig()) == []
+    assert len(quality_probe(TenantConfig(top_k=1, temperature=1.9))) == 2
