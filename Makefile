@@ -21,9 +21,11 @@ $(STAMP): requirements.txt pyproject.toml
 demo: setup
 	$(BIN)/python -m m11_tenant demo
 
-## Every test: the package suites, then the notebooks under nbval.
+## Every test: the package suites, the notebooks under nbval (strict), then lint.
 test: setup
 	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --nbval --nbval-current-env \
+	    --nbval-sanitize-with notebooks/nbval_sanitize.cfg notebooks/
 	$(BIN)/python -m ruff check m11_tenant tests bench
 
 ## Open the workbook.
