@@ -132,7 +132,7 @@ class TenantConfigRepository:
         if payload is None or payload["config"] is None:
             return ResolvedConfig(tenant_id, DEFAULT_CONFIG, 0, "defaults", degraded)
         try:
-            config = validate_config(payload["config"])
+            config = validate_config(payload["config"], stored=True)
         except ConfigValidationError as exc:
             raise ConfigValidationError(
                 exc.errors,
@@ -179,7 +179,8 @@ class TenantConfigRepository:
         action = "update" if merge else "replace"
 
         def build(current: ConfigRecord | None) -> dict[str, Any]:
-            base = DEFAULT_CONFIG if current is None else validate_config(current.config)
+            base = DEFAULT_CONFIG if current is None else validate_config(current.config,
+                                                                          stored=True)
             return self._validated(
                 tenant_id, lambda: apply_update(base, updates, merge=merge)
             ).model_dump()
@@ -290,7 +291,8 @@ class TenantConfigRepository:
 
 
 def _written(record: ConfigRecord) -> ResolvedConfig:
-    return ResolvedConfig(record.tenant_id, validate_config(record.config), record.version,
+    return ResolvedConfig(record.tenant_id, validate_config(record.config, stored=True),
+                          record.version,
                           "database", False, record.updated_at, record.updated_by)
 
 

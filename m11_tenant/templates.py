@@ -196,12 +196,15 @@ def _read_field(template: str, start: int) -> tuple[str, int]:
                 f"(found {nxt!r} after {name!r})", "template_syntax")
 
 
-def validate_template(template: str, variables: Iterable[str] = ()) -> ParsedTemplate:
+def validate_template(template: str, variables: Iterable[str] = (), *,
+                      guard: bool = True) -> ParsedTemplate:
     """Check a template before it is stored, and return it parsed.
 
     Args:
         template: the tenant's template text.
         variables: the names the tenant declared in ``prompt_variables``.
+        guard: run the injection guard (the costly part). Only configs read back from the
+            store, which passed it when they were written, skip it.
 
     Raises:
         TemplateError: over :data:`MAX_TEMPLATE_CHARS` or :data:`MAX_PLACEHOLDERS`, a
@@ -231,14 +234,17 @@ def validate_template(template: str, variables: Iterable[str] = ()) -> ParsedTem
         names = ", ".join("{" + name + "}" for name in unknown)
         raise _fail(f"unknown placeholder {names}: declare it in prompt_variables, or use "
                     "{query} or {context}", "unknown_placeholder")
-    finding = check_injection(template, template=True)
+    finding = check_injection(template, template=True) if guard else None
     if finding is not None:
         raise _fail(f"the template contains {finding.reason}: {finding.advice}", "injection")
     return parsed
 
 
-def validate_prompt_variables(variables: Mapping[str, str]) -> dict[str, str]:
+def validate_prompt_variables(variables: Mapping[str, str], *,
+                              guard: bool = True) -> dict[str, str]:
     """Check a tenant's prompt variables before they are stored; return a plain copy.
+
+    ``guard=False`` skips the injection guard, as for :func:`validate_template`.
 
     Keys are ASCII identifiers of at most :data:`MAX_VARIABLE_NAME_CHARS` characters, not
     starting with ``_`` and never ``query`` or ``context``. Values are plain strings of at
@@ -268,7 +274,7 @@ def validate_prompt_variables(variables: Mapping[str, str]) -> dict[str, str]:
         if bad_char:
             raise _fail(f"the value of {key!r} contains {bad_char}",
                         "forbidden_character", field)
-        finding = check_injection(value)
+        finding = check_injection(value) if guard else None
         if finding is not None:
             raise _fail(f"the value of {key!r} contains {finding.reason}: {finding.advice}",
                         "injection", field)

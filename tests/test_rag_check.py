@@ -44,9 +44,11 @@ def test_broken_tenants_are_each_reported_with_the_reason():
     assert report.failing == ["bad-template", "gone", "over-cap", "wrong-model"]
     by_id = {t.tenant_id: t for t in report.tenants}
     assert "cap of 1000" in by_id["over-cap"].problems[0]
-    assert "not allowed on the 'starter' plan" in by_id["wrong-model"].problems[0]
+    assert "'gpt-4' is not allowed on the starter plan" in by_id["wrong-model"].problems[0]
     assert "config does not load" in by_id["gone"].problems[0]
-    assert len(by_id["bad-template"].problems) == 2  # one per question
+    # Re-validation (with the injection guard) reports the template once, before any question.
+    assert by_id["bad-template"].questions_run == 0
+    assert "unknown placeholder {company}" in by_id["bad-template"].problems[0]
     assert "FAIL wrong-model" in report.text()
 
 

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict
 from m11_tenant.errors import ConfigValidationError, TenantConfigError
 from m11_tenant.rag.pipeline import RagPipeline
 from m11_tenant.rag.plans import check_static_limits
+from m11_tenant.schema import validate_config
 
 
 class TenantLister(Protocol):
@@ -108,7 +109,9 @@ def check_tenants(source: TenantLister, pipeline: RagPipeline, questions: Sequen
         problems: list[str] = []
         ran = 0
         try:
-            config = source.get_config(tid)
+            # Loading skips the injection guard (the config passed it when written);
+            # validating again with the guard catches texts a newer guard refuses.
+            config = validate_config(source.get_config(tid).model_dump())
         except Exception as exc:
             checks.append(TenantCheck(tenant_id=tid, ok=False, questions_run=0,
                                       problems=[f"config does not load: {_short(exc)}"]))
