@@ -33,7 +33,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from unittest import mock
 
 import fakeredis
 import psycopg
@@ -369,45 +368,11 @@ def run_size(n: int, args: argparse.Namespace, tmp: Path) -> None:
               f"{writes} writes -> {db_reads} database reads = {share:.4%} of reads")
         repo.listener.stop()  # the stores stay open for the next step
 
-        if args.what_if_trusted:
-            what_if_trusted(source_store, bus, n, ids, args)
         sqlite_store.close()
         if pg_store is not None:
             pg_store.close()
         if real is not None:
             drop_prefix(real, prefix)
-
-
-@contextmanager
-def guard_skipped() -> Iterator[None]:
-    """The prompt-injection guard switched off: for the what-if figures only."""
-    def clean(*_args: object, **_kwargs: object) -> None:
-        return None  # a plain function: a Mock would add its own bookkeeping to the figures
-
-    with mock.patch("m11_tenant.templates.check_injection", new=clean), \
-            mock.patch("m11_tenant.templates.find_forbidden_character", new=clean):
-        yield
-
-
-def what_if_trusted(store: ConfigStore, bus: redis.Redis, n: int, ids: list[str],
-                    args: argparse.Namespace) -> None:
-    """What a warm start of all ``n`` would cost if loads skipped the guard (NOT the product).
-
-    Every stored config passed the guard when it was written; only the structural and
-    catalog checks could change their verdict later. This measures that option, so the
-    decision can be made on figures; the product still runs the guard on every load.
-    """
-    prefix = f"bench-{uuid.uuid4().hex[:8]}:"
-    with guard_skipped():
-        repo = near_repo(store, bus, prefix, n)
-        started, cpu = time.perf_counter(), time.thread_time()
-        loaded = repo.warm_start()
-        warm, cpu = time.perf_counter() - started, time.thread_time() - cpu
-    print(f"  [what-if, guard skipped on load] warm start: {loaded:,} tenants in {warm:.2f} s "
-          f"({cpu:.2f} CPU-s)")
-    print(row(f"[what-if] near-cache hit ({loaded:,} cached)",
-              measure(repo.get_config, ids, args.reads, args.budget)))
-    repo.listener.stop()
 
 
 @contextmanager
@@ -426,9 +391,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warm-cap", type=int, default=100_000,
                         help="warm-load at most this many tenants (the rest is extrapolated)")
     parser.add_argument("--memory-sample", type=int, default=2_000)
-    parser.add_argument("--what-if-trusted", action=argparse.BooleanOptionalAction,
-                        default=True, help="also time a full warm start with the guard "
-                        "skipped on load (labelled what-if; not what the product does)")
     parser.add_argument("--steady-reads", type=int, default=1_000_000)
     parser.add_argument("--write-every", type=int, default=10_000,
                         help="one write per this many reads in the steady load")
