@@ -17,23 +17,27 @@ from hypothesis import strategies as st
 from m11_tenant.cache import make_redis_client
 from m11_tenant.errors import ConfigValidationError
 from m11_tenant.regions import ManualClock, open_cluster
-from tests.conftest import REAL_REDIS_URL
+from tests.conftest import REAL_DATABASE_URL, REAL_REDIS_URL
 
-REDISES = ["fakeredis"] + (["redis"] if REAL_REDIS_URL else [])
+# (transport, stores): every backend this run can reach; real ones fail, never skip.
+BACKENDS = [("fakeredis", "sqlite")] + ([("redis", "sqlite")] if REAL_REDIS_URL else []) + (
+    [("redis" if REAL_REDIS_URL else "fakeredis", "postgresql")] if REAL_DATABASE_URL else [])
 
 
 class Harness:
-    """Opens (and reopens) clusters on one Redis, one directory and one key namespace."""
+    """Opens (and reopens) clusters on one Redis, one set of stores and one key namespace."""
 
-    def __init__(self, client, base_dir: Path):
-        self.client, self.base_dir = client, base_dir
-        self.namespace = f"test-regions-{uuid.uuid4().hex[:10]}"
+    def __init__(self, client, base_dir: Path, database_url: str | None):
+        self.client, self.base_dir, self.database_url = client, base_dir, database_url
+        suffix = uuid.uuid4().hex[:10]
+        self.namespace, self.schema_prefix = f"test-regions-{suffix}", f"m11_test_{suffix}"
         self.clock = ManualClock()
         self.opened = []
 
     def open(self, strategy="field-merge", regions=("us", "eu", "ap"), **kwargs):
         cluster = open_cluster(list(regions), strategy, redis_client=self.client,
-                               base_dir=self.base_dir, namespace=self.namespace,
+                               base_dir=self.base_dir, database_url=self.database_url,
+                               schema_prefix=self.schema_prefix, namespace=self.namespace,
                                clock_ms=self.clock, **kwargs)
         self.opened.append(cluster)
         return cluster
@@ -43,16 +47,21 @@ class Harness:
             cluster.close()
         for key in self.client.scan_iter(match=f"{self.namespace}*"):
             self.client.delete(key)
+        if self.database_url:
+            from m11_tenant.regions.postgres import drop_region_schemas
+
+            drop_region_schemas(self.database_url, self.schema_prefix, ["us", "eu", "ap"])
 
 
-@pytest.fixture(params=REDISES)
+@pytest.fixture(params=BACKENDS, ids="-".join)
 def harness(request, tmp_path):
-    if request.param == "fakeredis":
+    transport, stores = request.param
+    if transport == "fakeredis":
         client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
     else:
         client = make_redis_client(REAL_REDIS_URL)
         client.ping()  # unreachable in CI -> the test errors out instead of skipping
-    h = Harness(client, tmp_path)
+    h = Harness(client, tmp_path, REAL_DATABASE_URL if stores == "postgresql" else None)
     yield h
     h.cleanup()
 

@@ -30,7 +30,7 @@ from m11_tenant.regions.merge import (
     Strategy,
     check_strategy,
 )
-from m11_tenant.regions.store import ReplicaJournal, ReplicaSQLiteStore
+from m11_tenant.regions.store import ReplicaJournal, open_replica_store
 from m11_tenant.regions.transport import Delivery, StreamTransport
 from m11_tenant.repository import TenantConfigRepository
 from m11_tenant.store import Change
@@ -123,17 +123,18 @@ class RegionRepository(TenantConfigRepository):
 
 
 class Region:
-    """One region: a SQLite store, a cache, a clock, and its end of the transport."""
+    """One region: a store (SQLite file or PostgreSQL schema), a cache, a clock, and its
+    end of the transport."""
 
-    def __init__(self, name: str, *, base_dir: Path, transport: StreamTransport,
+    def __init__(self, name: str, *, database_url: str, transport: StreamTransport,
                  cache_client: redis.Redis, cache_prefix: str, strategy: Strategy,
                  clock_ms: Callable[[], int], lag: LagMonitor, history_limit: int = 10):
         self.name, self.transport, self.strategy = name, transport, strategy
         self.clock_ms, self.lag_monitor = clock_ms, lag
         self.connected = True
         self.hlc = HybridLogicalClock(name)
-        self.store = ReplicaSQLiteStore(f"sqlite:///{base_dir / f'{name}.db'}", region=name,
-                                  hlc=self.hlc, clock_ms=clock_ms, history_limit=history_limit)
+        self.store = open_replica_store(database_url, region=name, hlc=self.hlc,
+                                        clock_ms=clock_ms, history_limit=history_limit)
         cache = ConfigCache(cache_client, prefix=f"{cache_prefix}{name}:")
         self.repository = RegionRepository(self.store, cache, self)
         self.store.after_commit = self.publish_quietly
@@ -239,10 +240,11 @@ class Region:
 class Cluster:
     """Several regions replicating one set of tenant configs; see :func:`open_cluster`."""
 
-    def __init__(self, names: Sequence[str], *, base_dir: Path, client: redis.Redis,
+    def __init__(self, names: Sequence[str], *, database_urls: dict[str, str],
+                 client: redis.Redis,
                  namespace: str, strategy: Strategy, clock_ms: Callable[[], int],
                  lag_alert_ms: float | None, history_limit: int):
-        self.names, self.base_dir, self.namespace = tuple(names), base_dir, namespace
+        self.names, self.database_urls, self.namespace = tuple(names), database_urls, namespace
         self.strategy, self.clock_ms, self.client = strategy, clock_ms, client
         self.lag_monitor = LagMonitor(alert_ms=lag_alert_ms)
         self.transport = StreamTransport(client, namespace, names)
@@ -253,7 +255,7 @@ class Cluster:
         self._stop = threading.Event()
 
     def _open(self, name: str) -> Region:
-        return Region(name, base_dir=self.base_dir, transport=self.transport,
+        return Region(name, database_url=self.database_urls[name], transport=self.transport,
                       cache_client=self.client, cache_prefix=f"{self.namespace}:cache:",
                       strategy=self.strategy, clock_ms=self.clock_ms, lag=self.lag_monitor,
                       history_limit=self._history_limit)
@@ -415,6 +417,7 @@ class Cluster:
 
 def open_cluster(regions: Sequence[str], strategy: str = "field-merge", *,
                  redis_url: str | None = None, base_dir: str | Path | None = None,
+                 database_url: str | None = None, schema_prefix: str = "m11_region",
                  namespace: str = "m11:regions", redis_client: redis.Redis | None = None,
                  clock_ms: Callable[[], int] | None = None,
                  lag_alert_ms: float | None = 5_000.0, history_limit: int = 10) -> Cluster:
@@ -427,6 +430,10 @@ def open_cluster(regions: Sequence[str], strategy: str = "field-merge", *,
             ``None``: a private in-process fakeredis.
         base_dir: where each region keeps its SQLite file (``<region>.db``); default
             ``.m11/regions``. Reopening the same directory resumes where it stopped.
+        database_url: ``postgresql://…`` to keep each region in a schema of its own,
+            ``<schema_prefix>_<region>``, of that database (created if missing) instead
+            of SQLite files.
+        schema_prefix: see ``database_url``; give each cluster sharing a database its own.
         namespace: prefix of every Redis key; give each cluster sharing a Redis its own.
         redis_client: an existing client (wins over ``redis_url``), e.g. to reopen a cluster
             on the same fakeredis server.
@@ -455,8 +462,14 @@ def open_cluster(regions: Sequence[str], strategy: str = "field-merge", *,
         redis_client = (fakeredis.FakeRedis(server=fakeredis.FakeServer()) if redis_url is None
                         else redis.Redis.from_url(redis_url, socket_connect_timeout=2,
                                                   socket_timeout=10))
-    directory = Path(base_dir) if base_dir is not None else Path(".m11/regions")
-    directory.mkdir(parents=True, exist_ok=True)
-    return Cluster(names, base_dir=directory, client=redis_client, namespace=namespace,
+    if database_url:
+        from m11_tenant.regions.postgres import region_urls
+
+        urls = region_urls(database_url, schema_prefix, names)
+    else:
+        directory = Path(base_dir) if base_dir is not None else Path(".m11/regions")
+        directory.mkdir(parents=True, exist_ok=True)
+        urls = {name: f"sqlite:///{directory / f'{name}.db'}" for name in names}
+    return Cluster(names, database_urls=urls, client=redis_client, namespace=namespace,
                    strategy=chosen, clock_ms=clock_ms or wall_clock_ms,
                    lag_alert_ms=lag_alert_ms, history_limit=history_limit)

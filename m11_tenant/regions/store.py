@@ -251,3 +251,15 @@ class ReplicaSQLiteStore(ReplicaJournal, SQLiteStore):
                 return cursor.fetchall() if cursor.description else []
             except sqlite3.Error as exc:
                 raise StoreUnavailableError(f"SQLite replica bookkeeping failed: {exc}") from exc
+
+
+def open_replica_store(url: str, *, region: str, hlc: HybridLogicalClock,
+                       clock_ms: Callable[[], int], history_limit: int = 10) -> ReplicaJournal:
+    """A region's store for a URL: ``sqlite:///path.db`` or ``postgresql://…`` (one schema)."""
+    if url.startswith(("postgresql://", "postgres://")):
+        from m11_tenant.regions.postgres import ReplicaPostgresStore
+
+        return ReplicaPostgresStore(url, region=region, hlc=hlc, clock_ms=clock_ms,
+                                    history_limit=history_limit)
+    return ReplicaSQLiteStore(url, region=region, hlc=hlc, clock_ms=clock_ms,
+                              history_limit=history_limit)
