@@ -12,6 +12,8 @@
 
 Reproduce:  python bench/replication.py                       (fakeredis, in process)
             python bench/replication.py --redis-url redis://127.0.0.1:6379/15
+            python bench/replication.py --redis-url redis://127.0.0.1:6379/15 \
+                --database-url postgresql://postgres@127.0.0.1:5432/test
 """
 
 from __future__ import annotations
@@ -28,15 +30,25 @@ from m11_tenant.stats import percentile
 REGIONS = ["us", "eu", "ap"]
 
 
+DATABASE_URL: str | None = None  # --database-url: regions in PostgreSQL schemas
+
+
 def _cluster(base_dir: str, redis_url: str | None):
+    suffix = uuid.uuid4().hex[:8]
     return open_cluster(REGIONS, "field-merge", redis_url=redis_url, base_dir=base_dir,
-                        namespace=f"bench-regions-{uuid.uuid4().hex[:8]}", lag_alert_ms=None)
+                        database_url=DATABASE_URL, schema_prefix=f"m11_bench_{suffix}",
+                        namespace=f"bench-regions-{suffix}", lag_alert_ms=None)
 
 
 def _cleanup(cluster) -> None:
     cluster.close()
     for key in cluster.client.scan_iter(match=f"{cluster.namespace}*"):
         cluster.client.delete(key)
+    if DATABASE_URL:
+        from m11_tenant.regions.postgres import drop_region_schemas
+
+        prefix = cluster.namespace.replace("bench-regions-", "m11_bench_")
+        drop_region_schemas(DATABASE_URL, prefix, REGIONS)
 
 
 def burst(writes: int, writers: int, redis_url: str | None) -> dict[str, float]:
@@ -102,10 +114,15 @@ def main() -> None:
     parser.add_argument("--writers", type=int, default=1, help="concurrent writer threads")
     parser.add_argument("--apply", type=int, default=2000, help="changes for the apply loop")
     parser.add_argument("--redis-url", default=None, help="real Redis (default: fakeredis)")
+    parser.add_argument("--database-url", default=None,
+                        help="postgresql://… : one schema per region (default: SQLite files)")
     args = parser.parse_args()
+    global DATABASE_URL
+    DATABASE_URL = args.database_url
     transport = args.redis_url or "fakeredis (in process)"
     b = burst(args.writes, args.writers, args.redis_url)
-    print(f"transport: {transport}; 3 regions, field-merge, SQLite per region")
+    stores = "a PostgreSQL schema" if args.database_url else "SQLite"
+    print(f"transport: {transport}; 3 regions, field-merge, {stores} per region")
     print(f"burst: {b['writes']} writes by {args.writers} writer thread(s) committed in "
           f"{b['commit_s']:.2f} s, all applied in every region after {b['drain_s']:.2f} s")
     print(f"  commit-to-apply lag over {b['samples']} (origin, target) samples: "
@@ -115,6 +132,7 @@ def main() -> None:
         print(f"apply loop: {a['changes']} changes to {tenants} tenants caught up by one region "
               f"in {a['seconds']:.2f} s = {a['per_second']:.0f} changes/s")
     url = f" --redis-url {args.redis_url}" if args.redis_url else ""
+    url += f" --database-url {args.database_url}" if args.database_url else ""
     print(f"reproduce: python bench/replication.py --writes {args.writes} "
           f"--writers {args.writers} --apply {args.apply}{url}")
 

@@ -10,8 +10,10 @@
 0.2
 
 Pieces: :mod:`.clock` (hybrid logical clocks), :mod:`.merge` (the pure conflict
-resolution), :mod:`.transport` (Redis Streams), :mod:`.store` (per-region SQLite with
-replica state and outbox), :mod:`.lag` (lag figures), :mod:`.cluster` (the surface).
+resolution), :mod:`.transport` (Redis Streams), :mod:`.store` (a region's store -- a SQLite
+file, or a PostgreSQL schema via :mod:`.postgres` -- with replica state and outbox),
+:mod:`.lag` (lag figures), :mod:`.metrics` (the Prometheus collector), :mod:`.cluster`
+(the surface).
 """
 
 from __future__ import annotations
