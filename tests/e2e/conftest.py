@@ -99,7 +99,8 @@ def page(browser, live_server: LiveServer) -> Iterator:
     """A fresh browser context (no cookies) at desktop size; every request it makes is
     recorded in ``page.requested`` so tests can check nothing leaves the machine."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(10_000)
+    # Generous: a wait limit, not a speed check (CI machines run other jobs at the same time).
+    context.set_default_timeout(30_000)
     tab = context.new_page()
     tab.requested = []
     tab.on("request", lambda request: tab.requested.append(request.url))

@@ -66,13 +66,15 @@ def test_sign_in_search_and_open_a_tenant(page, live_server, artifacts):
     sign_in(page, live_server)
     page.fill("#q", tid[:-2])
     page.select_option("#plan", "pro")
-    page.click("button:has-text('Search')")
+    with page.expect_navigation():  # count() does not wait: be on the results page first
+        page.click("button:has-text('Search')")
     rows = page.locator("table.list tbody tr")
     assert rows.count() == 1
     assert "gpt-4" in rows.first.inner_text()
     page.fill("#q", "e2e-")
     page.select_option("#plan", "")
-    page.click("button:has-text('Search')")
+    with page.expect_navigation():
+        page.click("button:has-text('Search')")
     shoot(page, artifacts, "02-tenant-list")
     page.set_viewport_size(NARROW)
     shoot(page, artifacts, "02-tenant-list-narrow")
