@@ -214,11 +214,9 @@ def test_no_cache_at_all_works(store, tenant_id):
 
 
 def _take_database_down(repo: TenantConfigRepository) -> None:
-    """Make every database call fail the way a lost connection does."""
-    if hasattr(repo.store, "db"):
-        repo.store.db.close()  # SQLite: the connection is gone
-    else:
-        repo.store.simulate_outage()
+    """Make every SQLite call fail the way a lost connection does (PostgreSQL's real outage
+    is in tests/test_services.py)."""
+    repo.store.db.close()
 
 
 def test_database_down_serves_last_known_good_and_refuses_writes(sqlite_repo, tenant_id):
