@@ -66,7 +66,10 @@ def run_tour(repo: TenantConfigRepository, say: Callable[[str], None] = print) -
     say("")
 
     stats = repo.get_stats()
-    say(f"Cache: {stats['cache']['hits']} hits, {stats['cache']['misses']} misses; "
+    where = {"near": "the near cache", "cache": "Redis", "database": "the database",
+             "last_known_good": "the last-known-good copy"}
+    sources = ", ".join(f"{n} from {where.get(k, k)}" for k, n in stats["sources"].items())
+    say(f"Config reads: {sources} (hit rate {stats['cache_hit_rate']:.0%}); "
         f"health: {repo.health()['status']}")
 
 
