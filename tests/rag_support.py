@@ -103,7 +103,7 @@ class SqliteLedger:
             "SELECT COALESCE(SUM(cost_usd), 0) FROM usage WHERE tenant_id = ? "
             "AND day >= ? AND day <= ?",
             [tenant_id, day.replace(day=1).isoformat(), day.isoformat()]).fetchone()
-        return UsageTotals(today[0] if today else 0, float(month[0]))
+        return UsageTotals(queries_today=today[0] if today else 0, cost_month_usd=float(month[0]))
 
 
 # --- a fake OpenAI-compatible client ------------------------------------------------------

@@ -24,7 +24,7 @@ from m11_tenant.errors import (
     QueryRefusedError,
     QuotaExceededError,
 )
-from m11_tenant.rag.ledger import InMemoryLedger, UsageTotals
+from m11_tenant.rag.ledger import InMemoryLedger
 from m11_tenant.rag.pipeline import RagPipeline
 from m11_tenant.rag.tokens import count_tokens
 
@@ -124,7 +124,7 @@ def test_query_records_usage_and_run_records_nothing():
     r = p.query("acme", Q)
     assert r.recorded
     totals = ledger.usage_totals("acme", FIXED_NOW.date())
-    assert totals == UsageTotals(1, pytest.approx(r.cost_usd))
+    assert (totals.queries_today, totals.cost_month_usd) == (1, pytest.approx(r.cost_usd))
     row = ledger.rows[("acme", FIXED_NOW.date())]
     assert row["prompt_tokens"] == r.usage.prompt_tokens
 

@@ -27,18 +27,18 @@ def test_reset_times():
 
 
 def test_under_the_limits_passes():
-    check_usage_limits("acme", PLAN, UsageTotals(2, 0.99), NOW)
+    check_usage_limits("acme", PLAN, UsageTotals(queries_today=2, cost_month_usd=0.99), NOW)
 
 
 def test_quota_refusal_says_when_it_resets():
     with pytest.raises(QuotaExceededError, match="used its 3 queries") as info:
-        check_usage_limits("acme", PLAN, UsageTotals(3, 0.0), NOW)
+        check_usage_limits("acme", PLAN, UsageTotals(queries_today=3, cost_month_usd=0.0), NOW)
     assert info.value.retry_after == 3600
 
 
 def test_budget_refusal_says_when_it_resets():
     with pytest.raises(BudgetExceededError, match=r"spent \$1.00 of its \$1.00") as info:
-        check_usage_limits("acme", PLAN, UsageTotals(0, 1.0), NOW)
+        check_usage_limits("acme", PLAN, UsageTotals(queries_today=0, cost_month_usd=1.0), NOW)
     assert info.value.retry_after == 3600
 
 

@@ -11,17 +11,12 @@ atomic in a real database (one ``INSERT … ON CONFLICT DO UPDATE SET x = x + ex
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 from datetime import date
 from typing import Protocol, runtime_checkable
 
+from m11_tenant.store.base import UsageTotals
 
-@dataclass(frozen=True)
-class UsageTotals:
-    """What the limits are checked against: queries on ``day`` and spend in ``day``'s month."""
-
-    queries_today: int = 0
-    cost_month_usd: float = 0.0
+__all__ = ["InMemoryLedger", "UsageLedger", "UsageTotals"]
 
 
 @runtime_checkable
@@ -61,4 +56,9 @@ class InMemoryLedger:
             month = sum(r["cost_usd"] for (t, d), r in self.rows.items()
                         if t == tenant_id and (d.year, d.month) == (day.year, day.month)
                         and d <= day)
-        return UsageTotals(int(today.get("queries", 0)), month)
+        return UsageTotals(
+            queries_today=int(today.get("queries", 0)),
+            cost_today_usd=float(today.get("cost_usd", 0.0)),
+            cost_month_usd=month,
+            tokens_today=int(today.get("prompt_tokens", 0) + today.get("completion_tokens", 0)),
+        )
