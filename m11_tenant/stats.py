@@ -6,10 +6,11 @@ it can run on every request of a long-lived process.
 
 from __future__ import annotations
 
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, field
 
 WINDOW = 1024
+TRACKED_TENANTS = 1000  # per-tenant latency windows kept (the most recently read tenants)
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -28,20 +29,32 @@ def summarize(latencies_us: list[float]) -> dict[str, float]:
 
 @dataclass
 class LoadStats:
-    """Counts and recent latencies of config loads, overall and per tenant."""
+    """Counts and recent latencies of config loads, overall and per tenant.
+
+    Latency windows are kept for the ``tracked_tenants`` most recently read tenants only:
+    a window per tenant for 100,000 tenants would cost hundreds of MB.
+    """
 
     window: int = WINDOW
+    tracked_tenants: int = TRACKED_TENANTS
     loads: Counter[str] = field(default_factory=Counter)
     sources: Counter[str] = field(default_factory=Counter)
     validation_errors: Counter[str] = field(default_factory=Counter)
-    _latencies: dict[str, deque[float]] = field(default_factory=dict)
+    _latencies: OrderedDict[str, deque[float]] = field(default_factory=OrderedDict)
     _overall: deque[float] = field(default_factory=lambda: deque(maxlen=WINDOW))
 
     def record_load(self, tenant_id: str, source: str, micros: float) -> None:
         self.loads[tenant_id] += 1
         self.sources[source] += 1
         self._overall.append(micros)
-        self._latencies.setdefault(tenant_id, deque(maxlen=self.window)).append(micros)
+        window = self._latencies.get(tenant_id)
+        if window is None:
+            window = self._latencies[tenant_id] = deque(maxlen=self.window)
+            if len(self._latencies) > self.tracked_tenants:
+                self._latencies.popitem(last=False)
+        else:
+            self._latencies.move_to_end(tenant_id)
+        window.append(micros)
 
     def record_validation_error(self, tenant_id: str) -> None:
         self.validation_errors[tenant_id] += 1

@@ -264,3 +264,15 @@ def test_stored_configs_load_without_the_guard_but_check_still_runs_it(sqlite_re
     report = check_all_tenants(sqlite_repo)
     assert report.failing == [tenant_id]
     assert "instruction" in report.tenants[0].problems[0]
+
+
+def test_latency_windows_are_kept_for_recent_tenants_only():
+    from m11_tenant.stats import LoadStats
+
+    stats = LoadStats(tracked_tenants=2)
+    for tenant in ("a", "b", "a", "c"):  # "b" is the least recently read when "c" arrives
+        stats.record_load(tenant, "near", 1.0)
+    assert stats.snapshot("b")["latency"]["samples"] == 0
+    assert stats.snapshot("a")["latency"]["samples"] == 2
+    assert stats.snapshot("b")["loads"] == 1  # counts are kept for every tenant
+    assert stats.snapshot()["latency"]["samples"] == 4

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -62,7 +63,7 @@ def datetime_clock(clock_ms: Callable[[], int]) -> Callable[[], datetime]:
     return lambda: datetime.fromtimestamp(clock_ms() / 1000, UTC)
 
 
-class ReplicaJournal:
+class ReplicaJournal(ABC):
     """Replication bookkeeping for a ``TransactionalStore`` subclass (mix in first).
 
     A backend supplies ``_replica_rows`` (run one statement written with ``?``
@@ -76,8 +77,9 @@ class ReplicaJournal:
     hlc: HybridLogicalClock
     clock_ms: Callable[[], int]
 
+    @abstractmethod
     def _replica_rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        raise NotImplementedError
+        """Run one statement (``?`` placeholders) and return its rows as tuples."""
 
     def _open_journal(self, region: str, hlc: HybridLogicalClock,
                       clock_ms: Callable[[], int]) -> None:
