@@ -203,6 +203,9 @@ class BulkResponse(BaseModel):
 class HealthResponse(BaseModel):
     status: str = Field(description="ok or degraded")
     services: dict[str, str]
+    detail: dict[str, Any] | None = Field(
+        None, description="admin key only: figures behind the services (a region's "
+        "replication state and lag)")
 
 
 # ---- route documentation helpers -------------------------------------------------------

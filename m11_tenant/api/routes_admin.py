@@ -12,7 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from m11_tenant.api.auth import authorize_tenant, hash_key, new_tenant_key, require_admin
 from m11_tenant.api.body import envelope, read_json, string_list
 from m11_tenant.api.context import ApiContext, Caller, Ctx, path_tenant, reason_of
-from m11_tenant.api.errors import to_http
+from m11_tenant.api.errors import HttpError, to_http
 from m11_tenant.api.models import (
     TENANT_ID_DOC,
     AuditResponse,
@@ -41,9 +41,23 @@ MAX_BULK_TENANTS = 1000
 
 
 @router.get("/health", response_model=HealthResponse, tags=["operations"],
-            summary="ok or degraded, per service (no key needed)")
-def health(ctx: Ctx) -> JSONResponse:
-    return JSONResponse(ctx.repo.health())
+            summary="ok or degraded, per service (no key needed; details with the admin key)")
+def health(ctx: Ctx, request: Request) -> JSONResponse:
+    report = ctx.repo.health()
+    detail = report.pop("detail", None)
+    if detail is not None and _presents_admin_key(ctx, request.headers.get("authorization")):
+        report["detail"] = detail
+    return JSONResponse(report)
+
+
+def _presents_admin_key(ctx: ApiContext, authorization: str | None) -> bool:
+    """Health answers everyone; only the admin key adds the detail (no 401 for others)."""
+    if not authorization:
+        return False
+    try:
+        return ctx.auth.authenticate(authorization).is_admin
+    except HttpError:
+        return False
 
 
 @router.get("/metrics", tags=["operations"], responses={
