@@ -229,9 +229,21 @@ class Region:
 
     # ---- receiving ----------------------------------------------------------------------
     def poll(self, *, count: int = 200, block_ms: int | None = None) -> int:
-        """Apply one batch of peer events and acknowledge each; returns how many."""
+        """Apply one batch of peer events and acknowledge each; returns how many.
+
+        After any failure the next poll re-reads this region's pending entries first: an
+        entry may have been applied but not acknowledged (the XACK failed), or delivered
+        by Redis with the reply lost -- either way only the pending list still has it.
+        """
         if not self.connected:
             return 0
+        try:
+            return self._poll(count, block_ms)
+        except Exception:
+            self._pending_checked = False
+            raise
+
+    def _poll(self, count: int, block_ms: int | None) -> int:
         deliveries = []
         if not self._pending_checked:
             deliveries = self.transport.read(self.name, count=count, pending=True)
@@ -242,12 +254,7 @@ class Region:
         for delivery in deliveries:
             by_tenant.setdefault(delivery.event.tenant_id, []).append(delivery)
         for batch in by_tenant.values():  # one write per tenant per batch
-            try:
-                self.repository.apply_remote([delivery.event for delivery in batch])
-            except Exception:
-                # Not acknowledged: the entries stay pending; read them again next time.
-                self._pending_checked = False
-                raise
+            self.repository.apply_remote([delivery.event for delivery in batch])
             applied_at = self.clock_ms()
             for delivery in batch:
                 self.lag_monitor.record(delivery.origin, self.name,

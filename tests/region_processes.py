@@ -1,0 +1,230 @@
+"""The crash drill the process-level region tests run: three `serve --region` processes, a
+burst of writes through all three, one region SIGKILLed mid-burst and restarted, the
+streams' Redis SIGKILLed and restarted once; then convergence and the checks.
+
+Each region writes one field of its own (us: max_tokens, eu: temperature, ap: alpha) with
+values that map one-to-one to the writer's sequence number, so every stored value says
+which write it came from: a final value older than the last acknowledged write means a
+lost write, and a region's history going back to an older value means an event applied
+again after a newer one (a double apply that changed the result).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from itertools import count
+from typing import Any
+
+import httpx
+
+from m11_tenant.regions.loopback import LoopbackRegions
+
+REGIONS = ["us", "eu", "ap"]
+VICTIM = "eu"  # the region killed mid-burst
+# field, default, value of write i, how many writes the field's range allows
+FIELDS: dict[str, tuple[str, float, Callable[[int], float], int]] = {
+    "us": ("max_tokens", 500, lambda i: 501 + i, 400),
+    "eu": ("temperature", 0.7, lambda i: round(0.71 + i / 100, 2), 129),
+    "ap": ("alpha", 0.5, lambda i: round(0.51 + i / 100, 2), 49),
+}
+ALERT = re.compile(r'^m11_replication_lag_alert\{source="(\w+)",target="(\w+)"\} (\S+)$', re.M)
+BACKLOG = re.compile(r'^m11_replication_backlog\{source="(\w+)",target="(\w+)"\} (\S+)$', re.M)
+
+
+def index_of(region: str, value: float) -> int:
+    """Which write of ``region``'s writer produced ``value`` (-1: the default)."""
+    _name, default, make, limit = FIELDS[region]
+    if math.isclose(value, default):
+        return -1
+    matches = [i for i in range(limit) if math.isclose(make(i), value)]
+    assert matches, f"{region}'s field holds {value!r}, which no write produced"
+    return matches[0]
+
+
+@dataclass
+class Journal:
+    """What one writer sent: per tenant, (sequence number, ``ok`` | ``unknown``)."""
+
+    outcomes: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
+    refused: int = 0  # connection refused: never reached the server; retried
+
+    def add(self, tenant: str, index: int, outcome: str) -> None:
+        self.outcomes.setdefault(tenant, []).append((index, outcome))
+
+    @property
+    def acknowledged(self) -> int:
+        return sum(o == "ok" for entries in self.outcomes.values() for _, o in entries)
+
+
+@dataclass
+class DrillReport:
+    acknowledged: int
+    unknown: int
+    lost: int
+    refused_retried: int
+    converged_after_burst_s: float
+    converged_after_restart_s: float
+    victim_down_s: float
+    finals: dict[str, dict[str, dict[str, Any]]]
+
+
+def writer(regions: LoopbackRegions, region: str, tenants: list[str], journal: Journal,
+           stop: threading.Event) -> None:
+    """Writes ``region``'s field for its tenants in turn until stopped or out of values.
+
+    A refused connection never reached the server: retried. Any other failure (the
+    server died mid-request, a timeout) is ``unknown``: the write may or may not have
+    committed, and the next write goes on with the next value.
+    """
+    server = regions[region]
+    name, _default, make, limit = FIELDS[region]
+    with httpx.Client(base_url=server.url, headers=server.headers, timeout=10) as client:
+        for index in range(limit):
+            for tenant in tenants:
+                while not stop.is_set():
+                    try:
+                        reply = client.post(f"/config/{tenant}",
+                                            json={"config": {name: make(index)}})
+                    except httpx.ConnectError:
+                        journal.refused += 1
+                        time.sleep(0.05)
+                        continue
+                    except httpx.HTTPError:
+                        journal.add(tenant, index, "unknown")
+                    else:
+                        assert reply.status_code == 200, (reply.status_code, reply.text)
+                        journal.add(tenant, index, "ok")
+                    break
+                if stop.is_set():
+                    return
+
+
+def served(regions: LoopbackRegions, tenants: list[str]) -> dict[str, dict[str, Any]]:
+    """Every region's served config per tenant (reads are local)."""
+    out = {}
+    for name, server in regions.regions.items():
+        with httpx.Client(base_url=server.url, headers=server.headers, timeout=10) as client:
+            out[name] = {t: client.get(f"/config/{t}").json()["config"] for t in tenants}
+    return out
+
+
+def run_drill(regions: LoopbackRegions, owners: dict[str, list[str]],
+              burst_s: float = 1.0) -> DrillReport:
+    """The drill on a started deployment; ``owners``: the tenants each region writes."""
+    journals = {region: Journal() for region in REGIONS}
+    stop = threading.Event()
+    threads = [threading.Thread(target=writer, args=(regions, r, owners[r], journals[r], stop))
+               for r in REGIONS]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(burst_s)
+        killed_at = time.monotonic()
+        regions[VICTIM].kill()  # mid-burst, requests in flight
+        time.sleep(0.3)
+        regions[VICTIM].start()
+        restarted_at = time.monotonic()
+        time.sleep(0.3)
+        regions.redis.kill()  # the streams' Redis dies; writes go on into the outboxes
+        time.sleep(0.5)
+        regions.redis.start()
+        time.sleep(burst_s)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    burst_done = time.monotonic()
+    tenants = sorted({t for ts in owners.values() for t in ts})
+    deadline = burst_done + 60
+    while True:
+        finals = served(regions, tenants)
+        if all(finals[name] == finals[REGIONS[0]] for name in REGIONS):
+            converged = time.monotonic()
+            break
+        assert time.monotonic() < deadline, f"no convergence within 60 s: {finals}"
+        time.sleep(0.1)
+    lost = sum(_check_final(region, tenant, finals[REGIONS[0]][tenant], journals[region])
+               for region in REGIONS for tenant in owners[region])
+    for name in REGIONS:
+        for tenant in tenants:
+            _check_history(regions, name, tenant)
+    return DrillReport(
+        acknowledged=sum(j.acknowledged for j in journals.values()),
+        unknown=sum(o == "unknown" for j in journals.values() for es in j.outcomes.values()
+                    for _, o in es),
+        lost=lost, refused_retried=sum(j.refused for j in journals.values()),
+        converged_after_burst_s=converged - burst_done,
+        converged_after_restart_s=converged - restarted_at,
+        victim_down_s=restarted_at - killed_at, finals=finals)
+
+
+def _check_final(region: str, tenant: str, config: dict[str, Any], journal: Journal) -> int:
+    """1 if the tenant's final value of ``region``'s field lost an acknowledged write.
+
+    Allowed: the last acknowledged write's value, or a later write whose reply never came
+    (it may have committed). Under both strategies, with one writer per field (and, for
+    lww, one per tenant), nothing else may win.
+    """
+    name = FIELDS[region][0]
+    entries = journal.outcomes.get(tenant, [])
+    acked = [i for i, outcome in entries if outcome == "ok"]
+    if not acked:
+        return 0
+    final = index_of(region, config[name])
+    maybe = {i for i, outcome in entries if outcome == "unknown" and i > acked[-1]}
+    return 0 if final == acked[-1] or final in maybe else 1
+
+
+def _check_history(regions: LoopbackRegions, name: str, tenant: str) -> None:
+    """No field of the tenant ever went back to an older write in region ``name``."""
+    server = regions[name]
+    reply = httpx.get(f"{server.url}/config/{tenant}/history", headers=server.headers,
+                      timeout=10)
+    versions = list(reversed(reply.json()["versions"]))
+    for region, (field_name, default, _make, _limit) in FIELDS.items():
+        seen = [index_of(region, v["config"].get(field_name, default)) for v in versions]
+        assert seen == sorted(seen), (
+            f"{name}: {tenant}.{field_name} went back to an older write: {seen}")
+
+
+def lag_settled(regions: LoopbackRegions, timeout: float = 30.0) -> dict[str, Any]:
+    """Every region's lag alerts and backlogs from its /metrics, and its admin health, once
+    no backlog is left (or at ``timeout``: the caller's asserts then say what is stuck).
+
+    Converged configs can precede an empty backlog: a duplicate re-sent from an outbox
+    after the Redis restart is still being read and dropped.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        out: dict[str, Any] = {}
+        for name, server in regions.regions.items():
+            text = httpx.get(f"{server.url}/metrics", headers=server.headers, timeout=10).text
+            health = httpx.get(f"{server.url}/health", headers=server.headers,
+                               timeout=10).json()
+            out[name] = {
+                "alerts": {f"{s}->{t}": float(v) for s, t, v in ALERT.findall(text)},
+                "backlog": {f"{s}->{t}": float(v) for s, t, v in BACKLOG.findall(text)},
+                "health": health}
+        if time.monotonic() > deadline or not any(
+                any(state["backlog"].values()) for state in out.values()):
+            return out
+        time.sleep(0.2)
+
+
+def owners_for(strategy: str, tenants: int = 6) -> dict[str, list[str]]:
+    """field-merge: every region writes every tenant (its own field, concurrently);
+    lww: each tenant is written by one region (lww keeps whole configs, so concurrent
+    writers of one tenant lose fields by design -- tested in process, not here)."""
+    names = [f"drill-{n}" for n in range(tenants)]
+    if strategy == "field-merge":
+        return {region: names for region in REGIONS}
+    turn = count()
+    owned: dict[str, list[str]] = {region: [] for region in REGIONS}
+    for tenant in names:
+        owned[REGIONS[next(turn) % len(REGIONS)]].append(tenant)
+    return owned
