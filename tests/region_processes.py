@@ -75,17 +75,20 @@ class DrillReport:
 
 def writer(regions: LoopbackRegions, region: str, tenants: list[str], journal: Journal,
            stop: threading.Event) -> None:
-    """Writes ``region``'s field for its tenants in turn until stopped or out of values.
+    """Writes ``region``'s field for its tenants in turn, plus one fresh tenant per round,
+    until stopped or out of values.
 
-    A refused connection never reached the server: retried. Any other failure (the
-    server died mid-request, a timeout) is ``unknown``: the write may or may not have
-    committed, and the next write goes on with the next value.
+    The shared tenants show merging and ordering (only the newest value must survive);
+    the fresh tenants make every write count -- a lost one is a tenant missing somewhere.
+    A refused connection never reached the server: retried. Any other failure (the server
+    died mid-request, a timeout) is ``unknown``: the write may or may not have committed,
+    and the writer goes on with the next value.
     """
     server = regions[region]
     name, _default, make, limit = FIELDS[region]
     with httpx.Client(base_url=server.url, headers=server.headers, timeout=10) as client:
         for index in range(limit):
-            for tenant in tenants:
+            for tenant in [*tenants, fresh_tenant(region, index)]:
                 while not stop.is_set():
                     try:
                         reply = client.post(f"/config/{tenant}",
@@ -104,6 +107,19 @@ def writer(regions: LoopbackRegions, region: str, tenants: list[str], journal: J
                     return
 
 
+def fresh_tenant(region: str, index: int) -> str:
+    return f"fresh-{region}-{index}"
+
+
+def tenant_lists(regions: LoopbackRegions) -> dict[str, list[str]]:
+    out = {}
+    for name, server in regions.regions.items():
+        reply = httpx.get(f"{server.url}/tenants", params={"limit": 1000},
+                          headers=server.headers, timeout=10)
+        out[name] = sorted(reply.json()["tenants"])
+    return out
+
+
 def served(regions: LoopbackRegions, tenants: list[str]) -> dict[str, dict[str, Any]]:
     """Every region's served config per tenant (reads are local)."""
     out = {}
@@ -115,7 +131,7 @@ def served(regions: LoopbackRegions, tenants: list[str]) -> dict[str, dict[str, 
 
 def run_drill(regions: LoopbackRegions, owners: dict[str, list[str]],
               burst_s: float = 1.0) -> DrillReport:
-    """The drill on a started deployment; ``owners``: the tenants each region writes."""
+    """The drill on a started deployment; ``owners``: the shared tenants each region writes."""
     journals = {region: Journal() for region in REGIONS}
     stop = threading.Event()
     threads = [threading.Thread(target=writer, args=(regions, r, owners[r], journals[r], stop))
@@ -139,19 +155,25 @@ def run_drill(regions: LoopbackRegions, owners: dict[str, list[str]],
         for thread in threads:
             thread.join()
     burst_done = time.monotonic()
-    tenants = sorted({t for ts in owners.values() for t in ts})
+    shared = sorted({t for ts in owners.values() for t in ts})
     deadline = burst_done + 60
-    while True:
-        finals = served(regions, tenants)
-        if all(finals[name] == finals[REGIONS[0]] for name in REGIONS):
-            converged = time.monotonic()
-            break
-        assert time.monotonic() < deadline, f"no convergence within 60 s: {finals}"
+    while True:  # converged: the same tenants everywhere, the same shared configs
+        lists = tenant_lists(regions)
+        if all(lists[name] == lists[REGIONS[0]] for name in REGIONS):
+            finals = served(regions, shared)
+            if all(finals[name] == finals[REGIONS[0]] for name in REGIONS):
+                converged = time.monotonic()
+                break
+        assert time.monotonic() < deadline, f"no convergence within 60 s: {lists}"
         time.sleep(0.1)
-    lost = sum(_check_final(region, tenant, finals[REGIONS[0]][tenant], journals[region])
-               for region in REGIONS for tenant in owners[region])
+    fresh = [t for t in lists[REGIONS[0]] if t.startswith("fresh-")]
+    finals = served(regions, shared + fresh)
+    assert all(finals[name] == finals[REGIONS[0]] for name in REGIONS)
+    lost = sum(_check_final(region, tenant, finals[REGIONS[0]].get(tenant), journals[region])
+               for region in REGIONS
+               for tenant in {*owners[region], *journals[region].outcomes})
     for name in REGIONS:
-        for tenant in tenants:
+        for tenant in shared:
             _check_history(regions, name, tenant)
     return DrillReport(
         acknowledged=sum(j.acknowledged for j in journals.values()),
@@ -163,19 +185,22 @@ def run_drill(regions: LoopbackRegions, owners: dict[str, list[str]],
         victim_down_s=restarted_at - killed_at, finals=finals)
 
 
-def _check_final(region: str, tenant: str, config: dict[str, Any], journal: Journal) -> int:
-    """1 if the tenant's final value of ``region``'s field lost an acknowledged write.
+def _check_final(region: str, tenant: str, config: dict[str, Any] | None,
+                 journal: Journal) -> int:
+    """How many acknowledged writes of ``region``'s field of ``tenant`` the final state
+    lost (0 or 1: only the newest must survive; a fresh tenant has one write).
 
     Allowed: the last acknowledged write's value, or a later write whose reply never came
     (it may have committed). Under both strategies, with one writer per field (and, for
     lww, one per tenant), nothing else may win.
     """
-    name = FIELDS[region][0]
     entries = journal.outcomes.get(tenant, [])
     acked = [i for i, outcome in entries if outcome == "ok"]
     if not acked:
         return 0
-    final = index_of(region, config[name])
+    if config is None:  # an acknowledged fresh tenant missing from the regions
+        return 1
+    final = index_of(region, config[FIELDS[region][0]])
     maybe = {i for i, outcome in entries if outcome == "unknown" and i > acked[-1]}
     return 0 if final == acked[-1] or final in maybe else 1
 
