@@ -241,9 +241,11 @@ def test_stats_report_replication_per_region(harness, tenant_id):
     cluster.sync()
     replication = cluster.region("eu").get_stats()["replication"]
     assert set(replication.pop("lag")) == {"us->eu", "ap->eu"}
+    assert replication.pop("apply_seconds") > 0
     assert replication == {"region": "eu", "strategy": "field-merge", "connected": True,
                            "applied": 1, "outbox": 0, "publish_errors": 0,
-                           "transport_errors": 0, "conflicts": 0}
+                           "transport_errors": 0, "apply_errors": 0, "last_error": None,
+                           "conflicts": 0}
     assert set(cluster.stats()["lag"]) == {"us->eu", "us->ap", "eu->us", "eu->ap", "ap->us",
                                           "ap->eu"}
 

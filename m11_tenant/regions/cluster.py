@@ -194,6 +194,7 @@ class Region:
         self.repository = RegionRepository(self.store, cache, self)
         self.store.after_commit = self.publish_quietly
         self.applied = 0
+        self.apply_seconds = 0.0  # busy time: merging, storing, acknowledging (not reading)
         self.publish_errors = self.transport_errors = self.apply_errors = 0
         self.last_error: str | None = None
         self._groups_ready = False  # the apply loop (re)creates missing consumer groups
@@ -250,6 +251,7 @@ class Region:
             self._pending_checked = not deliveries
         if not deliveries:
             deliveries = self.transport.read(self.name, count=count, block_ms=block_ms)
+        started = time.perf_counter()
         by_tenant: dict[str, list[Delivery]] = {}
         for delivery in deliveries:
             by_tenant.setdefault(delivery.event.tenant_id, []).append(delivery)
@@ -263,6 +265,8 @@ class Region:
                 self.transport.ack(self.name, origin, *(
                     d.message_id for d in batch if d.origin == origin))
             self.applied += len(batch)
+        if deliveries:
+            self.apply_seconds += time.perf_counter() - started
         return len(deliveries)
 
     def run(self, stop: threading.Event, *, block_ms: int = 20,
@@ -323,7 +327,8 @@ class Region:
 
     def stats(self) -> dict[str, Any]:
         return {"region": self.name, "strategy": self.strategy, "connected": self.connected,
-                "applied": self.applied, "outbox": self.store.outbox_size(),
+                "applied": self.applied, "apply_seconds": round(self.apply_seconds, 6),
+                "outbox": self.store.outbox_size(),
                 "publish_errors": self.publish_errors, "transport_errors": self.transport_errors,
                 "apply_errors": self.apply_errors, "last_error": self.last_error,
                 "conflicts": len(self.store.conflicts())}

@@ -81,6 +81,8 @@ class RegionStateCollector(Collector):
         state = self.repository.region.stats()
         for name, doc, key in (
             ("m11_replication_applied", "Peer changes applied here", "applied"),
+            ("m11_replication_apply_seconds", "Time spent merging, storing and acknowledging "
+             "peer changes (not waiting for them)", "apply_seconds"),
             ("m11_replication_publish_errors", "Publishes after a commit that failed (the "
              "events waited in the outbox)", "publish_errors"),
             ("m11_replication_transport_errors", "Apply-loop rounds that found Redis "
