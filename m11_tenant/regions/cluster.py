@@ -261,10 +261,12 @@ class Region:
             for delivery in batch:
                 self.lag_monitor.record(delivery.origin, self.name,
                                         applied_at - delivery.event.committed_at_ms)
-            for origin in {delivery.origin for delivery in batch}:
-                self.transport.ack(self.name, origin, *(
-                    d.message_id for d in batch if d.origin == origin))
             self.applied += len(batch)
+        # One XACK per peer stream once the whole batch is stored (a crash before it means
+        # the batch is read again: applying is idempotent).
+        for origin in {delivery.origin for delivery in deliveries}:
+            self.transport.ack(self.name, origin, *(
+                d.message_id for d in deliveries if d.origin == origin))
         if deliveries:
             self.apply_seconds += time.perf_counter() - started
         return len(deliveries)
