@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     m11_region_lag_alert_ms: float = Field(
         5_000.0, ge=0, description="a region pair alerts when its p95 lag or its oldest "
         "unapplied change is older (ms)")
+    m11_region_lag_alert_window_s: float = Field(
+        60.0, gt=0, description="the alert's p95 is over the changes applied in this many "
+        "last seconds, so it clears once a region has caught up")
     m11_region_namespace: str = Field(
         "m11:regions", min_length=1, description="prefix of the change streams in Redis; "
         "one per deployment sharing a Redis")

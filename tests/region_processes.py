@@ -219,10 +219,12 @@ def _check_history(regions: LoopbackRegions, name: str, tenant: str) -> None:
 
 def lag_settled(regions: LoopbackRegions, timeout: float = 30.0) -> dict[str, Any]:
     """Every region's lag alerts and backlogs from its /metrics, and its admin health, once
-    no backlog is left (or at ``timeout``: the caller's asserts then say what is stuck).
+    no backlog or alert is left (or at ``timeout``: the caller's asserts then say what is
+    stuck).
 
-    Converged configs can precede an empty backlog: a duplicate re-sent from an outbox
-    after the Redis restart is still being read and dropped.
+    Converged configs can precede an empty backlog (a duplicate re-sent from an outbox
+    after the Redis restart is still being read and dropped) and a cleared alert (the
+    catch-up's lags stay in the alert's time window for a while).
     """
     deadline = time.monotonic() + timeout
     while True:
@@ -236,7 +238,8 @@ def lag_settled(regions: LoopbackRegions, timeout: float = 30.0) -> dict[str, An
                 "backlog": {f"{s}->{t}": float(v) for s, t, v in BACKLOG.findall(text)},
                 "health": health}
         if time.monotonic() > deadline or not any(
-                any(state["backlog"].values()) for state in out.values()):
+                any(state["backlog"].values()) or any(state["alerts"].values())
+                for state in out.values()):
             return out
         time.sleep(0.2)
 

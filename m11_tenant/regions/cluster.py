@@ -260,7 +260,7 @@ class Region:
             applied_at = self.clock_ms()
             for delivery in batch:
                 self.lag_monitor.record(delivery.origin, self.name,
-                                        applied_at - delivery.event.committed_at_ms)
+                                        applied_at - delivery.event.committed_at_ms, applied_at)
             self.applied += len(batch)
         # One XACK per peer stream once the whole batch is stored (a crash before it means
         # the batch is read again: applying is idempotent).
@@ -323,9 +323,10 @@ class Region:
         if count:
             backlog += count
             oldest = first if oldest is None else min(oldest, first or oldest)
-        age = 0.0 if oldest is None else float(max(0, self.clock_ms() - oldest))
+        now = self.clock_ms()
+        age = 0.0 if oldest is None else float(max(0, now - oldest))
         return self.lag_monitor.summary(source, self.name, backlog=backlog,
-                                        oldest_unapplied_ms=age)
+                                        oldest_unapplied_ms=age, now_ms=now)
 
     def stats(self) -> dict[str, Any]:
         return {"region": self.name, "strategy": self.strategy, "connected": self.connected,

@@ -73,8 +73,9 @@ class RegionService:
 def open_region(name: str, regions: Sequence[str], *, redis_url: str | None,
                 database_url: str, strategy: str = "field-merge",
                 namespace: str = "m11:regions", lag_alert_ms: float | None = 5_000.0,
-                history_limit: int = 10, clock_ms: Callable[[], int] | None = None,
-                block_ms: int = 100) -> RegionService:
+                lag_alert_window_s: float = 60.0, history_limit: int = 10,
+                clock_ms: Callable[[], int] | None = None, block_ms: int = 100
+                ) -> RegionService:
     """Open region ``name`` of ``regions`` on its own database (the loop is not started).
 
     Args:
@@ -87,6 +88,8 @@ def open_region(name: str, regions: Sequence[str], *, redis_url: str | None,
         strategy, namespace, lag_alert_ms, history_limit, clock_ms: as for
             :func:`~m11_tenant.regions.open_cluster`; every region must use the same
             strategy and namespace.
+        lag_alert_window_s: the alert looks at the p95 lag of the changes applied in this
+            many last seconds (and at the oldest change still waiting).
         block_ms: how long one read of the streams waits for new entries.
 
     Raises:
@@ -98,7 +101,8 @@ def open_region(name: str, regions: Sequence[str], *, redis_url: str | None,
     region = Region(name, database_url=database_url, transport=transport,
                     cache_client=make_redis_client(redis_url),  # type: ignore[arg-type]
                     cache_prefix=f"{namespace}:cache:", strategy=chosen,
-                    clock_ms=clock_ms or wall_clock_ms, lag=LagMonitor(alert_ms=lag_alert_ms),
+                    clock_ms=clock_ms or wall_clock_ms, lag=LagMonitor(
+                        alert_ms=lag_alert_ms, alert_window_ms=lag_alert_window_s * 1000),
                     history_limit=history_limit)
     return RegionService(region, block_ms=block_ms)
 
@@ -112,6 +116,7 @@ def region_from_settings(settings: Settings) -> RegionService:
                        strategy=settings.m11_region_strategy,
                        namespace=settings.m11_region_namespace,
                        lag_alert_ms=settings.m11_region_lag_alert_ms,
+                       lag_alert_window_s=settings.m11_region_lag_alert_window_s,
                        history_limit=settings.history_limit)
 
 
