@@ -14,6 +14,7 @@ import time
 import uuid
 
 import pytest
+import uvicorn
 
 from m11_tenant.cli import main
 from m11_tenant.regions.loopback import LoopbackRegions
@@ -78,6 +79,11 @@ def serve_env(monkeypatch):
     for name in ("M11_REGION", "M11_REGIONS", "M11_REGION_STRATEGY", "DATABASE_URL",
                  "REDIS_URL", "M11_ADMIN_KEY"):
         monkeypatch.delenv(name, raising=False)
+
+    def no_server(*_args, **_kwargs):
+        raise AssertionError("serve started a server instead of refusing")
+
+    monkeypatch.setattr(uvicorn, "run", no_server)
     return monkeypatch
 
 
@@ -99,3 +105,11 @@ def test_a_region_runs_as_one_worker(serve_env, capsys):
     serve_env.setenv("M11_REGIONS", "us,eu")
     assert main(["serve", "--workers", "2"]) == 1
     assert "--workers 1 per region" in capsys.readouterr().err
+
+
+def test_region_settings_come_from_dot_env_too(serve_env, tmp_path, capsys):
+    serve_env.chdir(tmp_path)
+    (tmp_path / ".env").write_text("M11_REGION=ap\nM11_REGIONS=us,eu,ap\n"
+                                   "M11_REGION_STRATEGY=lww\n", encoding="utf-8")
+    assert main(["serve"]) == 1  # a region from .env, and still no REDIS_URL
+    assert "needs REDIS_URL=redis://" in capsys.readouterr().err
