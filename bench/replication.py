@@ -33,6 +33,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -64,24 +65,40 @@ def _cleanup(cluster) -> None:
         drop_region_schemas(DATABASE_URL, prefix, REGIONS)
 
 
+def burst_change(n: int) -> tuple[str, str, dict[str, float]]:
+    """Write ``n`` of a burst: the region it goes through, the tenant, the change."""
+    return REGIONS[n % 3], f"tenant-{n % 50:03d}", {"top_k": 1 + n % 20,
+                                                    "temperature": (n % 20) / 10}
+
+
+def timed_writers(write: Callable[[int], None], writes: int, writers: int) -> float:
+    """``writers`` threads call ``write(n)`` for n = offset, offset + writers, ...;
+    returns the seconds until every write returned."""
+    def run(offset: int) -> None:
+        for n in range(offset, writes, writers):
+            write(n)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(writers)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - started
+
+
 def burst(writes: int, writers: int, redis_url: str | None) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as base_dir:
         cluster = _cluster(base_dir, redis_url)
         try:
             cluster.start(block_ms=5)
 
-            def writer(offset: int) -> None:  # writes n = offset, offset + writers, ...
-                for n in range(offset, writes, writers):
-                    cluster.region(REGIONS[n % 3]).update_config(f"tenant-{n % 50:03d}", {
-                        "top_k": 1 + n % 20, "temperature": (n % 20) / 10})
+            def write(n: int) -> None:
+                region, tenant, change = burst_change(n)
+                cluster.region(region).update_config(tenant, change)
 
-            threads = [threading.Thread(target=writer, args=(i,)) for i in range(writers)]
             started = time.perf_counter()
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
-            committed = time.perf_counter() - started
+            committed = timed_writers(write, writes, writers)
             deadline = time.monotonic() + 120
             while sum(r.applied for r in cluster.regions.values()) < 2 * writes:
                 if time.monotonic() > deadline:
@@ -147,22 +164,17 @@ def _process_urls(database_url: str | None, prefix: str) -> dict[str, str] | Non
 def process_burst(regions, writes: int, writers: int) -> dict[str, float]:
     servers = [regions[name] for name in REGIONS]
 
-    def writer(offset: int) -> None:
-        clients = [httpx.Client(base_url=s.url, headers=s.headers, timeout=30) for s in servers]
-        for n in range(offset, writes, writers):
-            reply = clients[n % 3].post(f"/config/tenant-{n % 50:03d}", json={"config": {
-                "top_k": 1 + n % 20, "temperature": (n % 20) / 10}})
-            reply.raise_for_status()
-        for client in clients:
-            client.close()
+    clients = {s.name: httpx.Client(base_url=s.url, headers=s.headers, timeout=30)
+               for s in servers}  # thread-safe: shared by the writers
 
-    threads = [threading.Thread(target=writer, args=(i,)) for i in range(writers)]
+    def write(n: int) -> None:
+        region, tenant, change = burst_change(n)
+        clients[region].post(f"/config/{tenant}", json={"config": change}).raise_for_status()
+
     started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    committed = time.perf_counter() - started
+    committed = timed_writers(write, writes, writers)
+    for client in clients.values():
+        client.close()
     _wait_applied(servers, 2 * writes)
     drained = time.perf_counter() - started
     pairs = [pair for s in servers for pair in _replication(s)["lag"].values()]
