@@ -406,7 +406,7 @@ def apply_update(current: TenantConfig, updates: object, *, merge: bool) -> Tena
 
 def config_diff(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> dict[str, Any]:
     """Field-by-field ``{"field": [old, new]}`` of two config dumps (branding flattened)."""
-    flat_old, flat_new = _flatten(old or {}), _flatten(new or {})
+    flat_old, flat_new = flatten_config(old or {}), flatten_config(new or {})
     return {
         key: [flat_old.get(key), flat_new.get(key)]
         for key in sorted(flat_old.keys() | flat_new.keys())
@@ -414,7 +414,8 @@ def config_diff(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) ->
     }
 
 
-def _flatten(config: Mapping[str, Any]) -> dict[str, Any]:
+def flatten_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A config dump with ``branding`` spread into ``branding.<key>`` fields."""
     flat: dict[str, Any] = {}
     for key, value in config.items():
         if key == "branding" and isinstance(value, Mapping):

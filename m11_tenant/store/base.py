@@ -127,6 +127,7 @@ class ConfigStore(Protocol):
     """The source of truth for tenant configs, their history, the audit log and usage."""
 
     url: str
+    clock: Clock  # stored times come from it
 
     def get(self, tenant_id: str) -> ConfigRecord | None: ...
 
