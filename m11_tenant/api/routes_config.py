@@ -15,6 +15,7 @@ from m11_tenant.api.body import envelope, read_json
 from m11_tenant.api.change_safety import (
     check_replay,
     explain_tenant,
+    query_log_task,
     read_query_log,
     run_replay,
 )
@@ -239,15 +240,15 @@ async def query(request: Request, ctx: Ctx, caller: Caller) -> JSONResponse:
     tid = body_tenant(body["tenant_id"])
     authorize_tenant(ctx.repo.store, caller, tid, "query")
 
-    def run() -> dict:
+    def run() -> JSONResponse:
         ctx.limit("query", tid, ctx.query_rate(tid))
         result = ctx.pipeline.query(tid, body["query"])
         ctx.metrics.query_done(tid, result.usage.prompt_tokens, result.usage.completion_tokens,
                                result.cost_usd)
-        return result.model_dump()
+        return JSONResponse(result.model_dump(), background=query_log_task(ctx, tid, result))
 
     try:
-        return JSONResponse(await run_in_threadpool(run))
+        return await run_in_threadpool(run)
     except TenantConfigError as exc:
         ctx.metrics.queries.labels(tid, to_http(exc).code).inc()
         raise
