@@ -25,7 +25,7 @@ _INT = re.compile(r"[+-]?[0-9]{1,12}")
 FLOAT_STEP = 0.05
 EXTRA_VARIABLE_ROWS = 2
 MAX_FORM_FIELDS = 200
-OTHER_INPUTS = ("reason", "question")  # inputs of the page that are not config fields
+OTHER_INPUTS = ("reason", "question", "replay")  # inputs of the page that are not config fields
 
 LABELS = {
     "plan": "Plan", "model": "Model", "fallback_model": "Fallback model",
