@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import pytest
 from api_support import ADMIN, make_api
+from pydantic import ValidationError
 
+from m11_tenant.api import ApiSettings
 from m11_tenant.rag.querylog import redact
 from m11_tenant.store import Change, LoggedQuery
 
@@ -144,3 +146,17 @@ def test_another_tenants_key_can_neither_read_nor_delete_the_log(api, tenant_id)
         assert response.status_code == 403, response.text
         assert "hybrid" not in response.text
     assert len(api.repo.store.query_log(tenant_id, limit=10)) == 1
+
+
+# ---- settings ----------------------------------------------------------------------------
+def test_retention_and_replay_budget_come_from_a_dotenv_file(tmp_path, monkeypatch):
+    (tmp_path / ".env").write_text("QUERY_LOG_MAX_AGE_DAYS=7\nM11_REPLAY_TIME_BUDGET=5\n")
+    monkeypatch.chdir(tmp_path)
+    settings = ApiSettings()
+    assert (settings.query_log_max_age_days, settings.m11_replay_time_budget) == (7, 5.0)
+
+
+@pytest.mark.parametrize("days", [0, 366])
+def test_retention_days_are_bounded(days):
+    with pytest.raises(ValidationError, match="query_log_max_age_days"):
+        ApiSettings(query_log_max_age_days=days, _env_file=None)
