@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     m11_region_namespace: str = Field(
         "m11:regions", min_length=1, description="prefix of the change streams in Redis; "
         "one per deployment sharing a Redis")
+    query_log_max_age_days: int = Field(
+        30, ge=1, le=365, description="days a tenant's logged question is kept at most "
+        "(the tenant's query_log_size caps how many)")
 
 
 def load_settings(**overrides: object) -> Settings:
