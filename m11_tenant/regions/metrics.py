@@ -6,6 +6,10 @@ Kept apart from the rest of the package so that only a process serving ``/metric
     from m11_tenant.regions.metrics import ReplicationCollector
     registry.register(ReplicationCollector(cluster))          # every pair
     registry.register(ReplicationCollector(cluster.region("eu")))  # pairs into eu only
+    registry.register(RegionStateCollector(cluster.region("eu")))  # eu's apply-loop counters
+
+A scrape never fails because Redis is away: the lag families are then empty and
+``m11_replication_streams_up`` is 0.
 """
 
 from __future__ import annotations
