@@ -64,6 +64,8 @@ class Journal:
 @dataclass
 class DrillReport:
     acknowledged: int
+    acked_before_kill: int
+    acked_after_redis_restart: int
     unknown: int
     lost: int
     refused_retried: int
@@ -141,6 +143,7 @@ def run_drill(regions: LoopbackRegions, owners: dict[str, list[str]],
     try:
         time.sleep(burst_s)
         killed_at = time.monotonic()
+        acked_before_kill = sum(j.acknowledged for j in journals.values())
         regions[VICTIM].kill()  # mid-burst, requests in flight
         time.sleep(0.3)
         regions[VICTIM].start()
@@ -149,6 +152,7 @@ def run_drill(regions: LoopbackRegions, owners: dict[str, list[str]],
         regions.redis.kill()  # the streams' Redis dies; writes go on into the outboxes
         time.sleep(0.5)
         regions.redis.start()
+        acked_at_redis_restart = sum(j.acknowledged for j in journals.values())
         time.sleep(burst_s)
     finally:
         stop.set()
@@ -175,8 +179,10 @@ def run_drill(regions: LoopbackRegions, owners: dict[str, list[str]],
     for name in REGIONS:
         for tenant in shared:
             _check_history(regions, name, tenant)
+    acknowledged = sum(j.acknowledged for j in journals.values())
     return DrillReport(
-        acknowledged=sum(j.acknowledged for j in journals.values()),
+        acknowledged=acknowledged, acked_before_kill=acked_before_kill,
+        acked_after_redis_restart=acknowledged - acked_at_redis_restart,
         unknown=sum(o == "unknown" for j in journals.values() for es in j.outcomes.values()
                     for _, o in es),
         lost=lost, refused_retried=sum(j.refused for j in journals.values()),
