@@ -31,6 +31,7 @@ import re
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 
 __all__ = ["Finding", "check_injection", "find_forbidden_character", "find_injection",
            "normalize"]
@@ -101,34 +102,48 @@ def find_forbidden_character(text: str) -> str | None:
 
 # --------------------------------------------------------------------------- normalising
 
-# Lookalikes NFKC leaves alone. Uppercase and lowercase are listed separately because some
-# letters only look Latin in one case (Greek capital eta looks like H, small eta like n).
-_CONFUSABLES = str.maketrans({
-    # Cyrillic
-    "А": "a", "а": "a", "В": "b", "в": "b", "С": "c", "с": "c", "Е": "e", "е": "e",
-    "Ё": "e", "ё": "e", "Н": "h", "н": "h", "І": "i", "і": "i", "Ї": "i", "ї": "i",
-    "Ј": "j", "ј": "j", "К": "k", "к": "k", "М": "m", "м": "m", "О": "o", "о": "o",
-    "Р": "p", "р": "p", "Ѕ": "s", "ѕ": "s", "Т": "t", "т": "t", "У": "y", "у": "y",
-    "Х": "x", "х": "x", "Ү": "y", "ү": "y", "Һ": "h", "һ": "h", "Ԁ": "d", "ԁ": "d",
-    "Ԛ": "q", "ԛ": "q", "Ԝ": "w", "ԝ": "w", "ԍ": "g", "Ӏ": "l", "ӏ": "l", "п": "n",
-    "г": "r",
-    # Greek
-    "Α": "a", "α": "a", "Β": "b", "β": "b", "Ε": "e", "ε": "e", "Ζ": "z", "Η": "h",
-    "η": "n", "Ι": "i", "ι": "i", "Κ": "k", "κ": "k", "Μ": "m", "Ν": "n", "ν": "v",
-    "Ο": "o", "ο": "o", "Ρ": "p", "ρ": "p", "Τ": "t", "τ": "t", "Υ": "y", "υ": "u",
-    "Χ": "x", "χ": "x", "Ϲ": "c", "ϲ": "c", "ϳ": "j", "ω": "w",
-    "Σ": "c", "σ": "c", "ς": "c",  # NFKC turns the lunate sigma (ϲ, looks like c) into σ
-    # Latin small capitals and dotless letters
-    "ı": "i", "ȷ": "j", "ɩ": "i", "ɪ": "i", "ɡ": "g", "ʀ": "r", "ᴀ": "a", "ʙ": "b",
-    "ᴄ": "c", "ᴅ": "d", "ᴇ": "e", "ɢ": "g", "ʜ": "h", "ᴊ": "j", "ᴋ": "k", "ʟ": "l",
-    "ᴍ": "m", "ɴ": "n", "ᴏ": "o", "ᴘ": "p", "ꜱ": "s", "ᴛ": "t", "ᴜ": "u", "ᴠ": "v",
-    "ᴡ": "w", "ʏ": "y", "ᴢ": "z",
-    # Armenian
-    "օ": "o", "ս": "u", "հ": "h", "ո": "n",
-})
+# Lookalikes: Unicode TR39's confusables table (the copy maintained in the
+# confusable-homoglyphs package), applied after case folding. TR39 pairs characters by
+# how they look in their own case, so a few lowercase forms of Latin-looking capitals
+# and the Latin small capitals are not in it; _LOOKALIKE_EXTRAS adds those.
+_LOOKALIKE_EXTRAS = {
+    # Cyrillic and Greek lowercase forms that look like Latin small capitals or letters
+    "в": "b", "ё": "e", "н": "h", "ї": "i", "к": "k", "м": "m", "т": "t", "һ": "h",
+    "ԁ": "d", "ԛ": "q", "ԍ": "g", "п": "n", "β": "b", "ε": "e", "η": "n", "κ": "k",
+    "τ": "t", "χ": "x", "ω": "w", "ȷ": "j",
+    # Latin small capitals
+    "ʀ": "r", "ᴀ": "a", "ʙ": "b", "ᴄ": "c", "ᴅ": "d", "ᴇ": "e", "ɢ": "g", "ʜ": "h",
+    "ᴊ": "j", "ᴋ": "k", "ʟ": "l", "ᴍ": "m", "ɴ": "n", "ᴏ": "o", "ᴘ": "p", "ꜱ": "s",
+    "ᴛ": "t", "ᴜ": "u", "ᴠ": "v", "ᴡ": "w", "ʏ": "y", "ᴢ": "z",
+}
+
+
+@lru_cache(maxsize=1)
+def _lookalikes() -> dict[int, str]:
+    """Every non-ASCII character TR39 lists as confusable with one ASCII letter or digit,
+    mapped to it (a lowercase letter preferred: the table is applied after case folding).
+
+    Built on first use: the package's JSON takes about 40 ms to load.
+    """
+    from confusable_homoglyphs.confusables import confusables_data
+
+    table: dict[int, str] = {}
+    for char, lookalikes in confusables_data.items():
+        if len(char) != 1 or char.isascii():
+            continue
+        ascii_forms = [e["c"] for e in lookalikes if len(e["c"]) == 1 and e["c"].isascii()
+                       and e["c"].isalnum()]
+        ranked = sorted(ascii_forms, key=lambda c: (not c.islower(), not c.isalpha()))
+        if ranked:
+            table[ord(char)] = ranked[0].lower()
+    table.update({ord(k): v for k, v in _LOOKALIKE_EXTRAS.items()})
+    return table
+
 
 # Blank "letters" (category Lo/So, so not caught as format characters) used to pad words.
 _INVISIBLE = dict.fromkeys(map(ord, "\u115f\u1160\u3164\uffa0\u2800\u034f"))
+# NFKC would turn the lunate sigma (looks like c) into a sigma (looks like o).
+_BEFORE_NFKC = str.maketrans({"ϲ": "c", "Ϲ": "C"})
 _LINE_BREAKS = str.maketrans({"\r": "\n", "\x0b": "\n", "\x0c": "\n", "\x85": "\n",
                               "\u2028": "\n", "\u2029": "\n"})
 _LEET_I = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t",
@@ -159,7 +174,7 @@ def _unescape(text: str) -> str:
 
 def _fold(text: str) -> str:
     """NFKC, accents stripped, format characters removed; case kept."""
-    text = _unescape(_decode_tags(text)).translate(_LINE_BREAKS)
+    text = _unescape(_decode_tags(text)).translate(_LINE_BREAKS).translate(_BEFORE_NFKC)
     text = unicodedata.normalize("NFKD", text)
     text = "".join(c for c in text
                    if unicodedata.category(c) not in ("Mn", "Cf") and ord(c) not in _INVISIBLE)
@@ -171,7 +186,7 @@ def normalize(text: str) -> str:
 
     Whitespace and punctuation are kept, so line starts and URLs are still visible.
     """
-    return _fold(text).translate(_CONFUSABLES).casefold()
+    return _fold(text).casefold().translate(_lookalikes())
 
 
 def _words(text: str) -> str:
@@ -528,7 +543,7 @@ def check_injection(text: str, *, template: bool = False, _depth: int = 0) -> Fi
     variable rather than assemble them. Markdown images are always refused.
     """
     folded = _fold(text)
-    norm = folded.translate(_CONFUSABLES).casefold()
+    norm = folded.casefold().translate(_lookalikes())
     finding = _phrase_finding(norm, folded) or _markup_finding(norm, template)
     if finding is not None or _depth >= 2:
         return finding
