@@ -32,6 +32,7 @@ import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
+from urllib.parse import unquote
 
 __all__ = ["Finding", "check_injection", "find_forbidden_character", "find_injection",
            "normalize"]
@@ -147,9 +148,9 @@ _BEFORE_NFKC = str.maketrans({"ϲ": "c", "Ϲ": "C"})
 _LINE_BREAKS = str.maketrans({"\r": "\n", "\x0b": "\n", "\x0c": "\n", "\x85": "\n",
                               "\u2028": "\n", "\u2029": "\n"})
 _LEET_I = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t",
-                         "@": "a", "$": "s"})
+                         "@": "a", "$": "s", "!": "i", "|": "i", "+": "t"})
 _LEET_L = str.maketrans({"0": "o", "1": "l", "3": "e", "4": "a", "5": "s", "7": "t",
-                         "@": "a", "$": "s"})
+                         "@": "a", "$": "s", "!": "i", "|": "l", "+": "t"})
 _ROT13 = str.maketrans("abcdefghijklmnopqrstuvwxyz", "nopqrstuvwxyzabcdefghijklm")
 
 
@@ -214,19 +215,44 @@ def _rejoin_spaced(words: str) -> str:
 
 
 _HYPHEN_BREAK = re.compile(r"(?<=[a-z])-[ \t]*\n[ \t]*(?=[a-z])")
+# Punctuation between two letters with no space around it splits a word ("ig.nore",
+# "dis-re-gard", "i|g|n"); an apostrophe is left alone ("team's").
+_IN_WORD_SEPARATORS = re.compile(r"(?<=[a-z0-9])[.\-_*|/+~·•:^=]+(?=[a-z0-9])")
+
+_ALPHABET = "abcdefghijklmnopqrstuvwxyz"
+# A shifted alphabet (Caesar) or a mirrored one (Atbash) is worth reading only if it
+# turns up words an instruction to the model is made of.
+_CIPHER_CUES = frozenset({"ignore", "disregard", "forget", "instructions", "previous",
+                          "prompt", "system", "rules", "reveal", "override"})
+_CIPHERS = [str.maketrans(_ALPHABET, _ALPHABET[k:] + _ALPHABET[:k]) for k in range(1, 26)
+            if k != 13] + [str.maketrans(_ALPHABET, _ALPHABET[::-1])]
+
+
+def _deciphered(words: str) -> Iterator[str]:
+    """Caesar shifts and Atbash that decode to at least two cue words."""
+    for table in _CIPHERS:
+        view = words.translate(table)
+        if len(_CIPHER_CUES.intersection(view.split(" "))) >= 2:
+            yield view
 
 
 def _phrase_views(norm: str) -> Iterator[str]:
-    """The phrase rules run on each view: plain, letter-spacing re-joined, leetspeak
-    undone (1 read as i, then as l), ROT13 and reversed."""
+    """The phrase rules run on each view: plain and with in-word separators removed; each
+    with leetspeak undone (1 read as i, then as l); each of those as words, letter-spacing
+    re-joined, ROT13, reversed, in reverse word order; then Caesar/Atbash when they decode
+    to something."""
     seen: set[str] = set()
     norm = _HYPHEN_BREAK.sub("", norm)
-    for source in (norm, norm.translate(_LEET_I), norm.translate(_LEET_L)):
+    joined = _IN_WORD_SEPARATORS.sub("", norm)
+    for source in (norm, joined, norm.translate(_LEET_I), norm.translate(_LEET_L),
+                   joined.translate(_LEET_I), joined.translate(_LEET_L)):
         words = _words(source)
-        for view in (words, _rejoin_spaced(words), words.translate(_ROT13), words[::-1]):
+        for view in (words, _rejoin_spaced(words), words.translate(_ROT13), words[::-1],
+                     " ".join(reversed(words.split(" ")))):
             if view not in seen:
                 seen.add(view)
                 yield view
+    yield from _deciphered(_words(norm))
 
 
 # --------------------------------------------------------------------------- phrase rules
@@ -415,7 +441,11 @@ _LINK_TARGET = re.compile(r"\]\s*\(([^)\n]*)\)")
 _BRACED = re.compile(r"(\{+)\s*([a-z_][a-z0-9_]*)\s*\}+")
 
 _B64_RUN = re.compile(r"[A-Za-z0-9+/_-]{16,}={0,2}")
-_HEX_RUN = re.compile(r"(?:[0-9a-fA-F]{2}){12,}")
+_B32_RUN = re.compile(r"[A-Z2-7]{16,}=*")
+# Hex pairs, glued or each followed by one separator ("69 67 6e", "69:67:6e", "\\x69\\x67").
+_HEX_RUN = re.compile(r"(?:(?:\\x)?[0-9a-fA-F]{2}[\s:,.\-]?){12,}")
+_PERCENT_ESCAPE = re.compile(r"%[0-9a-fA-F]{2}")
+_ENCODING_SEPARATORS = re.compile(r"[\s.,:;|]+")
 
 
 def _snippet(text: str, limit: int = 40) -> str:
@@ -503,10 +533,13 @@ def _markup_finding(norm: str, template: bool) -> Finding | None:
 
 
 def _decoded_runs(text: str) -> Iterator[str]:
-    """Text hidden in base64 or hex runs (each alignment tried, so a run glued to a word
-    still decodes)."""
+    """Text hidden in base64, base32, hex or URL-encoding: runs are read as written and
+    with separators stripped (split base64, spaced hex), each base64 alignment tried (so a
+    run glued to a word still decodes)."""
     squeezed = re.sub(r"\s+", "", text)
-    candidates = {m.group() for src in (text, squeezed) for m in _B64_RUN.finditer(src)}
+    stripped = _ENCODING_SEPARATORS.sub("", text)
+    sources = (text, squeezed, stripped)
+    candidates = {m.group() for src in sources for m in _B64_RUN.finditer(src)}
     for run in sorted(candidates):
         body = run.rstrip("=")
         for offset in range(4):
@@ -520,8 +553,18 @@ def _decoded_runs(text: str) -> Iterator[str]:
             except (binascii.Error, ValueError):
                 continue
             yield raw.decode("utf-8", errors="ignore")
+    for run in sorted({m.group().rstrip("=") for src in sources
+                       for m in _B32_RUN.finditer(src)}):
+        try:
+            raw = base64.b32decode(run + "=" * (-len(run) % 8))
+        except (binascii.Error, ValueError):
+            continue
+        yield raw.decode("utf-8", errors="ignore")
     for match in _HEX_RUN.finditer(text):
-        yield bytes.fromhex(match.group()).decode("utf-8", errors="ignore")
+        digits = re.sub(r"\\x|[\s:,.\-]", "", match.group())
+        yield bytes.fromhex(digits[: len(digits) // 2 * 2]).decode("utf-8", errors="ignore")
+    if len(_PERCENT_ESCAPE.findall(text)) >= 3:
+        yield unquote(text)
 
 
 def _looks_like_text(decoded: str) -> bool:
@@ -552,6 +595,6 @@ def check_injection(text: str, *, template: bool = False, _depth: int = 0) -> Fi
             continue
         inner = check_injection(decoded, _depth=_depth + 1)
         if inner is not None:
-            return Finding("encoded", f"encoded text (base64/hex) that hides {inner.reason}",
+            return Finding("encoded", f"encoded text (base64, base32, hex or URL-encoded) that hides {inner.reason}",
                            "remove the encoded text; " + inner.advice)
     return None

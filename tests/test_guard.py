@@ -249,7 +249,7 @@ def b64(text: str) -> str:
     ],
 )
 def test_encoded_instructions_are_caught(text: str) -> None:
-    assert caught(text).startswith("encoded text (base64/hex) that hides ")
+    assert caught(text).startswith("encoded text (base64, base32, hex or URL-encoded) that hides ")
 
 
 @pytest.mark.parametrize(
