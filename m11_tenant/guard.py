@@ -292,6 +292,13 @@ _STRICT_NOUN = _alt(
     "|restrictions|constraints|programming|policies|safeguards|filters|limitations"
     "|system prompt"
 )
+_LEAK_VERB = _alt(
+    "tell me|show me|what are|what were|what is|list|quote|summarize|summarise|translate"
+    "|paste|dump|print|output|reveal|repeat|display|write out|copy|recite|spell out|echo"
+    "|leak|disclose|expose|give me|show"
+)
+_LEAK_ADJ = _alt("full|entire|exact|complete|verbatim|whole|very|own|hidden|secret|initial"
+                 "|original|system|setup|first")
 _POS = _alt("above|before|so far|until now|previously|earlier|up to now|up to this point")
 
 _ROM_VERB = _alt(
@@ -352,13 +359,52 @@ _PHRASES: list[tuple[str, re.Pattern[str]]] = [(label, re.compile(pattern)) for 
     ("prompt-leak request",
      rf"{_NEG}\b(?:repeat|print|output|reveal|copy|echo)(?:{_J}(?:everything|all|the|text"
      rf"|words|lines|content|instructions|of)){{1,3}}{_J}(?:above|before)\b"),
+    ("prompt-leak request",
+     rf"{_NEG}\b{_LEAK_VERB}(?:{_J}(?:me|us|back|out|all|of|everything|into{_J}\w+)){{0,2}}"
+     rf"{_J}your(?:{_J}{_LEAK_ADJ}){{0,3}}{_J}(?:instructions|prompt|configuration|setup"
+     rf"|rules|guidelines|directives|system{_J}prompt|initial{_J}prompt)\b"),
+    ("prompt-leak request",
+     rf"{_NEG}\b{_LEAK_VERB}(?:{_J}(?:me|us|back|out|all|of)){{0,2}}{_J}the"
+     rf"(?:{_J}(?:full|entire|exact|complete|verbatim|whole|very)){{0,2}}{_J}(?:system|initial"
+     rf"|hidden|original|secret|setup|first|opening){_J}(?:prompt|instructions|message|text)\b"),
+    ("prompt-leak request",
+     rf"{_NEG}\b(?:put|copy|repeat|print|output|quote|paste|translate|summari[sz]e|reveal"
+     rf"|show|dump){_J}(?:everything|all(?:{_J}the{_J}text)?|the{_J}(?:text|words|lines))"
+     rf"(?:{_J}(?:written|said|stated|given|that{_J}came|you{_J}were{_J}given)){{0,1}}"
+     rf"{_J}(?:above|before{_J}(?:this|that)|earlier|at{_J}the{_J}start)\b"),
+    ("prompt-leak request",
+     rf"\b(?:text|words|message|prompt){_J}(?:that{_J})?(?:begins|starts|starting|beginning)"
+     rf"{_J}with{_J}you{_J}are\b|\bwhat{_J}(?:was|is){_J}the{_J}(?:very{_J})?first{_J}message\b"),
+    ("mode-switch phrase",
+     rf"\b(?:safety|content|ethical|moderation){_J}(?:checks|filters|filter|policy|policies"
+     rf"|guidelines|rules|restrictions){_J}(?:are|is){_J}(?:now{_J})?(?:off|disabled|lifted"
+     rf"|removed|suspended|deactivated)\b"
+     rf"|\bno{_J}(?:content|safety|ethical){_J}(?:policy|filters|rules|restrictions"
+     rf"|guidelines){_J}(?:apply|applies)\b"),
+    ("mode-switch phrase",
+     rf"{_NEG}\b(?:answer|respond|reply|act|operate|behave|talk|speak)(?:{_J}\w+){{0,4}}"
+     rf"{_J}without{_J}(?:any{_J})?(?:ethical{_J}|content{_J}|safety{_J}|moral{_J})?(?:filters"
+     rf"|filter|restrictions|rules|guidelines|limits|limitations|censorship|constraints)\b"
+     rf"|\b(?:ai|assistant|chatbot|model|persona){_J}(?:with|that{_J}has|having){_J}no"
+     rf"(?:{_J}(?:ethical|moral|content|safety))?{_J}(?:filters|rules|restrictions|guidelines"
+     rf"|limits|morals|boundaries)\b"),
+    ("mode-switch phrase",
+     rf"\bjailbreak(?:{_J}mode)?{_J}(?:is{_J})?(?:enabled|activated|engaged|on|successful)\b"
+     rf"|\byou{_J}can{_J}now{_J}do{_J}anything\b"
+     rf"|\byou{_J}are{_J}(?:now{_J})?[a-z]+{_J}which{_J}stands{_J}for\b"
+     rf"|\b(?:unlocked|jailbreak|jailbroken|sudo|god|opposite|evil|chaos|unrestricted"
+     rf"|unfiltered|uncensored){_J}mode{_J}(?:is{_J})?(?:now{_J})?(?:on|enabled|activated|engaged"
+     rf"|unlocked)\b"
+     rf"|\b(?:roleplay|role{_J}play|play|pretend{_J}to{_J}be|act){_J}(?:as{_J})?(?:your|an|a)"
+     rf"{_J}(?:evil|unfiltered|uncensored|unrestricted|jailbroken|amoral|unethical|dark)"
+     rf"{_J}(?:twin|version|ai|assistant|persona|self|alter{_J}ego|chatbot)\b"),
     ("mode-switch phrase",
      rf"\byou{_J}(?:are|re|r){_J}(?:now{_J})?(?:in{_J}|an?{_J})?(?:dan|developer|dev|god"
      rf"|jailbreak|jailbroken|unrestricted|unfiltered|uncensored|debug|admin|root|sudo"
      rf"|evil|chaos|maintenance){_J}(?:mode|ai|model|assistant|version)\b"),
     ("mode-switch phrase",
      rf"\b(?:enter|enable|activate|switch to|entering|enabling){_J}(?:god|jailbreak|dan"
-     rf"|unrestricted|unfiltered|uncensored|sudo){_J}mode\b"),
+     rf"|unrestricted|unfiltered|uncensored|sudo|opposite|unlocked|evil|chaos){_J}mode\b"),
     ("mode-switch phrase", rf"\bdo{_J}anything{_J}now\b|\bact{_J}as{_J}(?:dan|an?{_J}"
      rf"(?:unrestricted|unfiltered|uncensored|jailbroken))\b"),
     ("mode-switch phrase",
@@ -390,23 +436,131 @@ _PHRASES: list[tuple[str, re.Pattern[str]]] = [(label, re.compile(pattern)) for 
      rf"|davor|bisher|vorher)\b"),
 ]]
 
-# Scripts the confusable map would garble are matched on the folded text instead.
-_NATIVE_PHRASES = [
-    # matched after accents are stripped, so й reads as и
-    re.compile(r"(?:игнорируи|игнорируите|проигнорируи|забудь|забудьте)\s+(?:все\s+)?"
-               r"(?:предыдущие|прошлые|прежние|вышеуказанные|свои)\s+"
-               r"(?:инструкции|указания|правила)"),
-    re.compile(r"(?:忽略|无视|忘记|忽视)(?:掉)?(?:之前|以上|先前|上面|前面|上述|所有)"
-               r"(?:的)?(?:所有|全部)?(?:的)?(?:指令|指示|说明|规则|提示)"),
+# Other languages: an override verb and an instruction noun close together in one sentence,
+# unless a negation sits just before the verb or inside the phrase ("N'ignore jamais les
+# consignes", "Vergessen Sie nicht die Regeln"). Matched on the folded, case-folded text
+# (accents stripped, scripts kept): the vocabulary below is folded the same way when the
+# rules are built. Word languages allow up to four words between verb and noun; Chinese,
+# Japanese and Korean (no spaces, particles glued on) up to eight characters.
+_OVERRIDE_VOCAB: dict[str, tuple[str, str, str]] = {
+    # language: (verbs, nouns, negations), each "|"-separated
+    "es": ("ignora|ignore|ignoren|ignorar|olvida|olvide|olviden|olvidar|olvidate|descarta"
+           "|omite|desobedece|no hagas caso a|haz caso omiso de",
+           "instrucciones|instruccion|indicaciones|reglas|normas|directrices|ordenes|consignas",
+           "no|nunca|jamas|tampoco"),
+    "fr": ("ignore|ignorez|ignorer|oublie|oubliez|oublier|ne tiens plus compte de"
+           "|ne tenez plus compte de|neglige|negligez|fais abstraction de",
+           "instructions|consignes|regles|directives|ordres|indications",
+           "n|ne|jamais|pas|surtout pas"),
+    "it": ("ignora|ignorate|ignorare|dimentica|dimenticate|dimenticare|trascura|tralascia",
+           "istruzioni|regole|indicazioni|direttive|ordini", "non|mai"),
+    "pt": ("ignore|ignora|ignorar|esqueca|esquecam|esquecer|desconsidere|desconsidera",
+           "instrucoes|instrucao|regras|diretrizes|ordens|orientacoes", "nao|nunca|jamais"),
+    "de": ("ignoriere|ignorieren|ignorier|ignoriert|vergiss|vergesst|vergessen|missachte"
+           "|missachten|verwirf",
+           "anweisungen|anweisung|regeln|befehle|vorgaben|richtlinien|instruktionen"
+           "|systemprompt", "nicht|nie|niemals|kein|keine"),
+    "nl": ("negeer|negeren|vergeet|vergeten", "instructies|regels|opdrachten|richtlijnen",
+           "niet|nooit"),
+    "pl": ("zignoruj|ignoruj|zignorujcie|zapomnij|zapomnijcie|pomin",
+           "instrukcje|instrukcji|polecenia|polecen|zasady|reguly|wytyczne", "nie|nigdy"),
+    "tr": ("yok say|yok sayin|gormezden gel|gormezden gelin|unut|unutun",
+           "talimatlari|talimatlar|kurallari|komutlari|yonergeleri|talimatlarini", "asla"),
+    "ru": ("игнорируй|игнорируйте|проигнорируй|проигнорируйте|забудь|забудьте|отбрось"
+           "|пренебреги", "инструкции|указания|правила|промпт|инструкциями", "не|никогда"),
+    "uk": ("ігноруй|ігноруйте|проігноруй|забудь|забудьте", "інструкції|вказівки|правила",
+           "не|ніколи"),
+    "sv": ("ignorera|glom|bortse fran", "instruktioner|regler|anvisningar", "inte|aldrig"),
+    "id": ("abaikan|lupakan", "instruksi|aturan|perintah|petunjuk", "jangan|tidak"),
+    "vi": ("bỏ qua|phớt lờ|quên", "hướng dẫn|chỉ dẫn|quy tắc|lệnh", "không|đừng|chớ"),
+    "ar": ("تجاهل|تجاهلي|تجاهلوا|انس|انسى", "التعليمات|تعليمات|الأوامر|القواعد|الإرشادات",
+           "لا"),
+    "hi": ("अनदेखा|नज़रअंदाज़|नजरअंदाज|भूल जाओ|भूल जाएं|भूलो", "निर्देशों|निर्देश|नियमों|नियम",
+           "मत|न|नहीं"),
+}
+_CJK_VOCAB: dict[str, tuple[str, str, str, str]] = {
+    # language: (verbs, nouns, negations just before the verb, negations just after it)
+    "zh": ("忽略|无视|忘记|忘掉|忽视|不要理会|抛开|丢弃", "指令|指示|说明|规则|提示|设定",
+           "不要|别|切勿|请勿|不得|不能|不可|勿", "$^"),
+    "ja": ("無視|忘れ", "指示|命令|ルール|規則|プロンプト|指令", "$^",
+           "しない|せず|するな|ない|ません"),
+    "ko": ("무시|잊어|잊으", "지시|지침|명령|규칙|프롬프트", "$^",
+           "하지 마|하지마|지 마|지마|말고|않"),
+}
+
+
+def _folded_alt(words: str) -> str:
+    return "(?:" + "|".join(re.escape(_fold(w).casefold()) for w in words.split("|")) + ")"
+
+
+_WORD_OVERRIDES = [
+    (lang, re.compile(rf"(?<!\w){verb}(?:\W+\w+){{0,4}}?\W+{noun}(?!\w)"
+                      rf"|(?<!\w){noun}(?:\W+\w+){{0,4}}?\W+{verb}(?!\w)"),
+     re.compile(rf"(?<!\w){neg}(?!\w)"))
+    for lang, (verb, noun, neg) in (
+        (lang, tuple(_folded_alt(part) for part in parts))
+        for lang, parts in _OVERRIDE_VOCAB.items())
 ]
+_CJK_OVERRIDES = [
+    (lang, re.compile(rf"{verb}[^。！？.!?\n]{{0,8}}?{noun}|{noun}[^。！？.!?\n]{{0,8}}?{verb}"),
+     re.compile(rf"(?:{before})$"), re.compile(rf"^\s*(?:{after})"), re.compile(verb))
+    for lang, (verb, noun, before, after) in (
+        (lang, (_folded_alt(v), _folded_alt(n), _folded_alt(b) if b != "$^" else b,
+                _folded_alt(a) if a != "$^" else a))
+        for lang, (v, n, b, a) in _CJK_VOCAB.items())
+]
+
+
+# Some words are spelt the same in English ("ignore", "instructions"); an English sentence
+# is left to the English rules, which are stricter about what counts as an override.
+_ENGLISH_WORDS = frozenset(["the", "and", "to", "of", "you", "your", "is", "are", "that",
+                            "with", "for", "in", "on", "this", "it", "be", "was", "were",
+                            "all", "any", "from", "by", "as", "at", "or", "if", "please",
+                            "never", "not", "dont", "team", "s"])
+_SENTENCE = re.compile(r"[^.!?\n]+")
+
+
+def _is_english(sentence: str) -> bool:
+    return len(_ENGLISH_WORDS.intersection(re.findall(r"\w+", sentence))) >= 2
+
+
+def _other_language_override(lowered: str) -> tuple[str, str] | None:
+    """(language, matched text) of an override phrase in another language, if any."""
+    sentences = [m.group() for m in _SENTENCE.finditer(lowered)]
+    for sentence in (s for s in sentences if not _is_english(s)):
+        for lang, pattern, negation in _WORD_OVERRIDES:
+            for match in pattern.finditer(sentence):
+                before = re.findall(r"\w+", sentence[: match.start()])[-2:]
+                after = re.findall(r"\w+", sentence[match.end():])[:2]
+                if not negation.search(" ".join([*before, match.group(), *after])):
+                    return lang, match.group()
+    for lang, pattern, neg_before, neg_after, verb in _CJK_OVERRIDES:
+        for match in pattern.finditer(lowered):
+            verb_match = verb.search(match.group())
+            assert verb_match is not None
+            verb_start = match.start() + verb_match.start()
+            verb_end = match.start() + verb_match.end()
+            if not (neg_before.search(lowered[max(0, verb_start - 4): verb_start])
+                    or neg_after.search(lowered[verb_end: verb_end + 6])):
+                return lang, match.group()
+    return None
 
 
 # --------------------------------------------------------------------------- markup rules
 
-_ROLE_LINE = re.compile(
-    r"^[ \t>#*_=|\-\[(]*(system|assistant|developer)"
-    r"(?:[ \t]+(?:prompt|message|note|notice|instructions?|override|update|response))?"
-    r"[ \t*_\])]*:", re.MULTILINE)
+_ROLE_PREFIX = r"^[ \t>#*_=|\-\[(]*"
+_ROLE_SUFFIX = (r"(?:[ \t]+(?:prompt|message|note|notice|instructions?|override|update"
+                r"|response|turn))?[ \t*_\])]*:")
+_ROLE_LINE = re.compile(_ROLE_PREFIX + r"(system|assistant|developer|ai)" + _ROLE_SUFFIX,
+                        re.MULTILINE)
+# The user's turn is the template's own label for the question ("User: {query}"), so a
+# user/human line is fake only when it says something else.
+_USER_LINE = re.compile(_ROLE_PREFIX + r"(user|human)" + _ROLE_SUFFIX
+                        + r"(?![ \t]*(?:\{query\}|$))", re.MULTILINE)
+# "[SYSTEM]", "[system message]", "[admin override]" anywhere: a header no tenant text needs.
+_BRACKET_ROLE = re.compile(
+    r"\[[ \t]*(?:system|sys|assistant|developer|admin|administrator|root)"
+    r"(?:[ \t_-]?(?:message|prompt|note|notice|override|instructions?|update|mode))?[ \t]*\]")
 _ALPACA = re.compile(r"^[ \t]*#{2,}[ \t]*(instruction|response|system)[ \t]*:?[ \t]*$",
                      re.MULTILINE)
 _TURN_TOKEN = re.compile(
@@ -475,12 +629,10 @@ def _phrase_finding(norm: str, folded: str) -> Finding | None:
                 if not _DEFENSIVE_FRAME.search(before):
                     return Finding("phrase", f"{label} {_snippet(match.group())}",
                                    _PHRASE_ADVICE)
-    lowered = folded.casefold()
-    for pattern in _NATIVE_PHRASES:
-        match = pattern.search(lowered)
-        if match:
-            return Finding("phrase", f"instruction-override phrase {_snippet(match.group())}",
-                           _PHRASE_ADVICE)
+    found = _other_language_override(folded.casefold())
+    if found:
+        return Finding("phrase", f"instruction-override phrase ({found[0]}) "
+                       f"{_snippet(found[1])}", _PHRASE_ADVICE)
     return None
 
 
@@ -496,11 +648,15 @@ def _url_leak(url: str, template: bool) -> bool:
 
 
 def _markup_finding(norm: str, template: bool) -> Finding | None:
-    if match := _ROLE_LINE.search(norm) or _ALPACA.search(norm):
+    if match := _ROLE_LINE.search(norm) or _USER_LINE.search(norm) or _ALPACA.search(norm):
         return Finding("role_marker",
                        f"a role marker at a line start {_snippet(match.group().strip())}",
                        "tenant text cannot speak as the system or the assistant; use a "
                        "neutral label such as 'Answer:' or 'Note:'")
+    if match := _BRACKET_ROLE.search(norm):
+        return Finding("role_marker", f"a role header {_snippet(match.group())}",
+                       "tenant text cannot speak as the system, an admin or the assistant; "
+                       "remove the header")
     if match := _TURN_TOKEN.search(norm):
         return Finding("role_marker", f"a chat turn token {_snippet(match.group())}",
                        "remove chat-format tokens; the pipeline builds the turns itself")
@@ -595,6 +751,7 @@ def check_injection(text: str, *, template: bool = False, _depth: int = 0) -> Fi
             continue
         inner = check_injection(decoded, _depth=_depth + 1)
         if inner is not None:
-            return Finding("encoded", f"encoded text (base64, base32, hex or URL-encoded) that hides {inner.reason}",
+            return Finding("encoded", "encoded text (base64, base32, hex or URL-encoded) "
+                           f"that hides {inner.reason}",
                            "remove the encoded text; " + inner.advice)
     return None
