@@ -41,6 +41,7 @@ __all__ = [
     "LiteralText",
     "ParsedTemplate",
     "Placeholder",
+    "compose_for_guard",
     "escape_braces",
     "parse_template",
     "render_template",
@@ -196,13 +197,18 @@ def _read_field(template: str, start: int) -> tuple[str, int]:
                 f"(found {nxt!r} after {name!r})", "template_syntax")
 
 
-def validate_template(template: str, variables: Iterable[str] = (), *,
+def validate_template(template: str, variables: Iterable[str] | Mapping[str, str] = (), *,
                       guard: bool = True) -> ParsedTemplate:
     """Check a template before it is stored, and return it parsed.
 
     Args:
         template: the tenant's template text.
-        variables: the names the tenant declared in ``prompt_variables``.
+        variables: the tenant's ``prompt_variables`` (names to values), or only their
+            names. With the values, the injection guard reads the template as the model
+            will: each value in its place and ``{query}``/``{context}`` left as sentinels
+            (:func:`compose_for_guard`), so a link, an image or a phrase assembled from a
+            variable and the template is judged whole, wherever it was split. With names
+            only, it cannot, and refuses any link that embeds a live ``{placeholder}``.
         guard: run the injection guard (the costly part). Only configs read back from the
             store, which passed it when they were written, skip it.
 
@@ -234,10 +240,34 @@ def validate_template(template: str, variables: Iterable[str] = (), *,
         names = ", ".join("{" + name + "}" for name in unknown)
         raise _fail(f"unknown placeholder {names}: declare it in prompt_variables, or use "
                     "{query} or {context}", "unknown_placeholder")
-    finding = check_injection(template, template=True) if guard else None
-    if finding is not None:
-        raise _fail(f"the template contains {finding.reason}: {finding.advice}", "injection")
+    if guard:
+        _guard_template(parsed, variables)
     return parsed
+
+
+def compose_for_guard(parsed: ParsedTemplate, values: Mapping[str, str]) -> str:
+    """The template as the model will read it, minus the per-request parts: each
+    variable's value in its place, ``{query}`` and ``{context}`` written as they are (the
+    guard's link rules treat them as request data)."""
+    return "".join(segment.text if isinstance(segment, LiteralText)
+                   else values.get(segment.name, "{" + segment.name + "}")
+                   for segment in parsed.segments)
+
+
+def _guard_template(parsed: ParsedTemplate, variables: Iterable[str] | Mapping[str, str]) -> None:
+    if not isinstance(variables, Mapping):
+        finding = check_injection(parsed.source, template=True)
+        if finding is not None:
+            raise _fail(f"the template contains {finding.reason}: {finding.advice}",
+                        "injection")
+        return
+    finding = check_injection(compose_for_guard(parsed, variables))
+    if finding is None:
+        return
+    if check_injection(compose_for_guard(parsed, {})) is None:  # only the whole is refused
+        raise _fail(f"the template with its prompt_variables filled in contains "
+                    f"{finding.reason}: {finding.advice}", "injection")
+    raise _fail(f"the template contains {finding.reason}: {finding.advice}", "injection")
 
 
 def validate_prompt_variables(variables: Mapping[str, str], *,
@@ -302,11 +332,11 @@ def _check_variable_name(key: object) -> None:
 
 
 @lru_cache(maxsize=256)
-def _validated(template: str, names: frozenset[str]) -> ParsedTemplate:
+def _validated(template: str, variables: tuple[tuple[str, str], ...]) -> ParsedTemplate:
     # A pipeline renders the same stored template on every query (sometimes several times
     # while it fits the context window); the guard need not run again each time. Refusals
     # raise, and lru_cache does not keep those.
-    return validate_template(template, names)
+    return validate_template(template, dict(variables))
 
 
 def render_template(
@@ -328,8 +358,12 @@ def render_template(
     """
     if not isinstance(template, (str, ParsedTemplate)):
         raise _fail(f"the template must be a string, got {type(template).__name__}", "type")
+    for name, value in variables.items():
+        if not isinstance(value, str):
+            raise _fail(f"the value for {{{name}}} must be a string, got "
+                        f"{type(value).__name__}", "type")
     parsed = (template if isinstance(template, ParsedTemplate)
-              else _validated(template, frozenset(variables)))
+              else _validated(template, tuple(sorted(variables.items()))))
     values: dict[str, object] = {**variables, "query": query, "context": context}
     pieces: list[str] = []
     total = 0
