@@ -13,7 +13,8 @@ Three sets, reported separately and never mixed:
 * **bad_inputs** ``tests/data/bad_inputs.json`` (templates and prompt_variables sections):
   the shared bad-input corpus.
 
-    python bench/injection_guard.py
+    python bench/injection_guard.py          # the figures
+    python bench/injection_guard.py --tune   # how the semantic threshold was chosen
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from m11_tenant import intents  # noqa: E402
 from m11_tenant.errors import ConfigValidationError, TemplateError  # noqa: E402
+from m11_tenant.guard import check_injection, semantic_candidate  # noqa: E402
 from m11_tenant.schema import validate_config  # noqa: E402
 from m11_tenant.templates import (  # noqa: E402
     parse_template,
@@ -129,7 +132,49 @@ def bad_inputs_report() -> None:
            BAD_INPUTS, items, "category")
 
 
+def tune() -> None:
+    """Sweep the semantic layer's threshold and margin on the TUNING set only.
+
+    An attack counts as caught by the layer if any sentence of it is flagged; a benign
+    item is a false alarm if any sentence is. The rule: the lowest threshold with no
+    false alarm on the tuning set, plus 0.02 of headroom, then the smallest margin that
+    keeps it there. The held-out set is not read.
+    """
+    items = json.loads(TUNING.read_text("utf-8"))["items"]
+    rows = []
+    for item in items:
+        found = semantic_candidate(item["text"])
+        rules = check_injection(item["text"], template=item["kind"] == "template",
+                                semantic=False) is not None
+        rows.append((item, found, rules))
+    attacks = [r for r in rows if r[0]["label"] == "attack"]
+    benign = [r for r in rows if r[0]["label"] == "benign"]
+    print(f"Semantic layer sweep on the TUNING set {TUNING.relative_to(ROOT)} "
+          f"({len(attacks)} attacks, {len(attacks) - sum(r[2] for r in attacks)} of them "
+          f"missed by the rules; {len(benign)} benign)")
+    print(f"{'threshold':>9} {'margin':>6} {'attacks flagged':>16} {'rule misses caught':>19} "
+          f"{'false alarms':>13}")
+    for margin in (0.0, 0.03, 0.05, 0.08):
+        for step in range(0, 16):
+            threshold = 0.50 + 0.02 * step
+            hit = [r for r in attacks if r[1] and r[1].flagged(threshold, margin)]
+            added = [r for r in hit if not r[2]]
+            fps = [r for r in benign if r[1] and r[1].flagged(threshold, margin)]
+            print(f"{threshold:>9.2f} {margin:>6.2f} {len(hit):>16} {len(added):>19} "
+                  f"{len(fps):>13}  {' '.join(r[0]['id'] for r in fps)[:60]}")
+    print(f"\nin use: THRESHOLD={intents.THRESHOLD} MARGIN={intents.MARGIN} "
+          "(m11_tenant/intents.py)")
+    print("highest-scoring benign sentences (what the threshold must stay above):")
+    for item, found, _ in sorted((r for r in benign if r[1]), key=lambda r: -r[1].score)[:5]:
+        print(f"  {found.score:.3f} margin {found.margin:+.3f} {found.intent:<22} "
+              f"{item['id']}: {found.sentence[:60]!r}")
+    print("\nreproduce: python bench/injection_guard.py --tune")
+
+
 def main() -> None:
+    if "--tune" in sys.argv[1:]:
+        tune()
+        return
     print("Injection guard: caught / missed / false alarms per category")
     held_out = json.loads(HELD_OUT.read_text("utf-8"))["items"]
     report("HELD-OUT set (never tuned on: quote these)", HELD_OUT, held_out, "category")

@@ -2,24 +2,39 @@
 
 Tenant text (a template, a variable value) ends up inside the prompt the model reads, so
 it must not carry instructions aimed at the model, markup aimed at the user's browser, or
-links that smuggle the user's question out. The guard is a deny-list, and deny-lists are
-never complete: ``bench/injection_guard.py`` measures what it catches, what it misses and
-what it refuses wrongly. Two rules keep it honest:
+links that smuggle the user's question out. No guard of this kind is complete:
+``bench/injection_guard.py`` measures what it catches, what it misses and what it refuses
+wrongly, on a held-out set written apart from the one it was tuned on. It is layered:
 
-* match on a *normalised* view, so cheap disguises do not work: HTML entities decoded,
-  Unicode tag characters decoded, NFKC, accents and zero-width/format characters removed,
-  Cyrillic/Greek lookalikes mapped to Latin, case folded, punctuation and whitespace
-  collapsed (and, for the phrase rules, letter-spaced words re-joined, leetspeak and ROT13
-  undone, base64/hex runs decoded);
-* keep each rule narrow enough that ordinary tenant text passes: "never ignore the
-  compliance team's instructions" or "explain what a javascript: URL does" are fine.
+1. **Normalised views.** HTML entities and Unicode tag characters decoded, NFKC, accents
+   and zero-width/format characters removed, lookalike letters mapped to Latin with the
+   Unicode TR39 confusables table, case folded. The phrase rules then read several views:
+   words only, punctuation inside words removed ("ig.nore"), letter-spacing re-joined,
+   leetspeak, ROT13, other Caesar shifts and Atbash undone, reversed text and word order.
+2. **Phrase rules**: instruction overrides, prompt-leak requests and mode switches in
+   English, and override phrases in 17 other languages (verb and instruction noun close
+   together, negation-aware).
+3. **Role, markup and link rules**: role lines (``system:``, ``Human:``, a ``User:`` line
+   that is not the template's own ``User: {query}``), ``[SYSTEM]`` headers, chat turn
+   tokens, active HTML, markdown images, script/data URLs, links that embed a placeholder.
+4. **Encodings**: base64 (also split by separators), base32, hex (glued, spaced,
+   ``\\x``-escaped) and URL-encoding are decoded and checked again.
+5. **Semantic layer** (:mod:`m11_tenant.intents`): each sentence is compared with labelled
+   injection intents using the package's MiniLM embeddings, and the matched intent is
+   named, for paraphrases no rule lists.
+
+Config validation also runs the guard on the *composed* template (each variable's value in
+its place), see :func:`m11_tenant.templates.validate_template`. Each rule is kept narrow
+enough that ordinary tenant text passes: "never ignore the compliance team's instructions"
+or "explain what a javascript: URL does" are fine.
 
 Character policy (:func:`find_forbidden_character`) is separate and strict: control
 characters other than ``\\n`` and ``\\t``, bidirectional controls, Unicode tag characters,
 line/paragraph separators, unpaired surrogates and variation-selector runs are refused
 outright, because they change what a reviewer sees without changing what the model reads.
 
-Everything here is pure; messages are built only from the input.
+Everything here is pure except that the semantic layer loads the embedding model once;
+messages are built only from the input.
 """
 
 from __future__ import annotations
@@ -34,8 +49,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from urllib.parse import unquote
 
+from m11_tenant.intents import IntentMatch, default_matcher
+
 __all__ = ["Finding", "check_injection", "find_forbidden_character", "find_injection",
-           "normalize"]
+           "normalize", "semantic_candidate"]
 
 
 @dataclass(frozen=True)
@@ -729,17 +746,51 @@ def _looks_like_text(decoded: str) -> bool:
     return len(decoded) >= 8 and readable >= 0.9 * len(decoded)
 
 
-def check_injection(text: str, *, template: bool = False, _depth: int = 0) -> Finding | None:
+_SEMANTIC_ADVICE = ("tenant text may describe how to answer, but not tell the model to drop "
+                    "its instructions, reveal its prompt, change mode, trust a claimed role "
+                    "or send data elsewhere; rephrase it (if this is a false alarm, say so "
+                    "to the platform team: the semantic layer is statistical)")
+
+
+def _semantic_view(folded: str, norm: str) -> str:
+    """What the semantic layer embeds: the lookalike-mapped view for mostly-Latin text
+    (undoes confusables), the folded one for other scripts (the map would garble them)."""
+    letters = [c for c in folded if c.isalpha()]
+    return norm if sum(c.isascii() for c in letters) >= 0.5 * len(letters) else folded
+
+
+def semantic_candidate(text: str) -> IntentMatch | None:
+    """The semantic layer's most suspicious sentence of ``text`` and its closest intent,
+    flagged or not (for tuning and reports: :meth:`IntentMatch.flagged` says which)."""
+    folded = _fold(text)
+    return default_matcher().best(_semantic_view(folded, folded.casefold()
+                                                 .translate(_lookalikes())))
+
+
+def _semantic_finding(folded: str, norm: str) -> Finding | None:
+    match = default_matcher().match(_semantic_view(folded, norm))
+    if match is None:
+        return None
+    return Finding("semantic", f"a sentence that reads as an injection (semantic layer, "
+                   f"intent '{match.intent}') {_snippet(match.sentence, 60)}",
+                   _SEMANTIC_ADVICE)
+
+
+def check_injection(text: str, *, template: bool = False, semantic: bool = True,
+                    _depth: int = 0) -> Finding | None:
     """Return the first :class:`Finding` for ``text``, or ``None`` when it looks clean.
 
-    Only the phrase, role, markup and link rules run here; the character policy is
+    The layers, cheapest first: phrase rules (on every normalised view), role, markup and
+    link rules, then the same on text decoded from base64/base32/hex/URL-encoding, then
+    (``semantic=True``) the semantic layer. The character policy is
     :func:`find_forbidden_character`, which the validators apply first.
 
     Link policy: fixed http(s) links are fine. A link that embeds ``{query}`` or
     ``{context}`` is refused wherever it appears (it sends the user's question or the
     retrieved documents to that site); with ``template=True`` a link that embeds any live
-    ``{placeholder}`` is refused too, because a template should hold whole links in one
-    variable rather than assemble them. Markdown images are always refused.
+    ``{placeholder}`` is refused too: without the variables' values the guard cannot see
+    the link it makes (with them, :func:`~m11_tenant.templates.validate_template` checks
+    the composed text instead). Markdown images are always refused.
     """
     folded = _fold(text)
     norm = folded.casefold().translate(_lookalikes())
@@ -749,9 +800,9 @@ def check_injection(text: str, *, template: bool = False, _depth: int = 0) -> Fi
     for decoded in _decoded_runs(unicodedata.normalize("NFKC", text)):
         if not _looks_like_text(decoded):
             continue
-        inner = check_injection(decoded, _depth=_depth + 1)
+        inner = check_injection(decoded, semantic=semantic, _depth=_depth + 1)
         if inner is not None:
             return Finding("encoded", "encoded text (base64, base32, hex or URL-encoded) "
                            f"that hides {inner.reason}",
                            "remove the encoded text; " + inner.advice)
-    return None
+    return _semantic_finding(folded, norm) if semantic else None
