@@ -254,22 +254,25 @@ def _deciphered(words: str) -> Iterator[str]:
 
 
 def _phrase_views(norm: str) -> Iterator[str]:
-    """The phrase rules run on each view: plain and with in-word separators removed; each
-    with leetspeak undone (1 read as i, then as l); each of those as words, letter-spacing
-    re-joined, ROT13, reversed, in reverse word order; then Caesar/Atbash when they decode
-    to something."""
+    """The phrase rules run on each view: the text as words, plain and with in-word
+    separators removed, each with leetspeak undone (1 read as i, then as l) and with
+    letter-spacing re-joined; the plain words also ROT13'd, reversed and in reverse word
+    order; then Caesar/Atbash when they decode to something. Views equal to one already
+    read are skipped, so ordinary text costs two or three."""
     seen: set[str] = set()
     norm = _HYPHEN_BREAK.sub("", norm)
     joined = _IN_WORD_SEPARATORS.sub("", norm)
-    for source in (norm, joined, norm.translate(_LEET_I), norm.translate(_LEET_L),
-                   joined.translate(_LEET_I), joined.translate(_LEET_L)):
-        words = _words(source)
-        for view in (words, _rejoin_spaced(words), words.translate(_ROT13), words[::-1],
-                     " ".join(reversed(words.split(" ")))):
-            if view not in seen:
-                seen.add(view)
-                yield view
-    yield from _deciphered(_words(norm))
+    plain = _words(norm)
+    candidates = [plain, plain.translate(_ROT13), plain[::-1],
+                  " ".join(reversed(plain.split(" ")))]
+    for source in (norm, joined):
+        for leet in (None, _LEET_I, _LEET_L):
+            words = _words(source.translate(leet) if leet else source)
+            candidates += [words, _rejoin_spaced(words)]
+    for view in [*candidates, *_deciphered(plain)]:
+        if view not in seen:
+            seen.add(view)
+            yield view
 
 
 # --------------------------------------------------------------------------- phrase rules
@@ -359,33 +362,33 @@ _DE_NOUN = _alt(
     "|hinweise|systemprompt|prompt|instructies|regels|opdrachten"
 )
 
-_PHRASES: list[tuple[str, re.Pattern[str]]] = [(label, re.compile(pattern)) for label, pattern in [
+_PHRASE_RULES: list[tuple[str, str]] = [
     ("instruction-override phrase",
-     rf"{_NEG}\b{_VERB}(?:{_J}{_FILL}){{0,4}}{_J}{_QUAL}(?:{_J}{_QUAL}|{_J}{_FILL}){{0,2}}{_J}{_NOUN}\b"),
+     rf"\b{_NEG}{_VERB}(?:{_J}{_FILL}){{0,4}}{_J}{_QUAL}(?:{_J}{_QUAL}|{_J}{_FILL}){{0,2}}{_J}{_NOUN}\b"),
     ("instruction-override phrase",
-     rf"{_NEG}\b{_VERB}(?:{_J}{_FILL}){{0,5}}{_J}{_POS}\b"),
+     rf"\b{_NEG}{_VERB}(?:{_J}{_FILL}){{0,5}}{_J}{_POS}\b"),
     ("instruction-override phrase",
-     rf"{_NEG}\b{_VERB}{_J}(?:all|any|every|your)(?:{_J}{_FILL}){{0,2}}(?:{_J}{_QUAL}){{0,2}}"
+     rf"\b{_NEG}{_VERB}{_J}(?:all|any|every|your)(?:{_J}{_FILL}){{0,2}}(?:{_J}{_QUAL}){{0,2}}"
      rf"{_J}{_STRICT_NOUN}\b"),
     ("prompt-leak request",
-     rf"{_NEG}\b(?:print|reveal|show|repeat|output|display|tell me|leak|dump|disclose|expose"
+     rf"\b{_NEG}(?:print|reveal|show|repeat|output|display|tell me|leak|dump|disclose|expose"
      rf"|recite|write out|give me|spell out|echo)(?:{_J}(?:me|back|out|all|of|us)){{0,2}}"
      rf"{_J}(?:your|the|its)(?:{_J}(?:full|entire|exact|complete|verbatim|whole)){{0,2}}"
      rf"{_J}(?:system|initial|original|hidden|secret|developer|previous|pre)"
      rf"{_J}(?:prompt|prompts|instructions|message|rules|configuration)\b"),
     ("prompt-leak request",
-     rf"{_NEG}\b(?:repeat|print|output|reveal|copy|echo)(?:{_J}(?:everything|all|the|text"
+     rf"\b{_NEG}(?:repeat|print|output|reveal|copy|echo)(?:{_J}(?:everything|all|the|text"
      rf"|words|lines|content|instructions|of)){{1,3}}{_J}(?:above|before)\b"),
     ("prompt-leak request",
-     rf"{_NEG}\b{_LEAK_VERB}(?:{_J}(?:me|us|back|out|all|of|everything|into{_J}\w+)){{0,2}}"
+     rf"\b{_NEG}{_LEAK_VERB}(?:{_J}(?:me|us|back|out|all|of|everything|into{_J}\w+)){{0,2}}"
      rf"{_J}your(?:{_J}{_LEAK_ADJ}){{0,3}}{_J}(?:instructions|prompt|configuration|setup"
      rf"|rules|guidelines|directives|system{_J}prompt|initial{_J}prompt)\b"),
     ("prompt-leak request",
-     rf"{_NEG}\b{_LEAK_VERB}(?:{_J}(?:me|us|back|out|all|of)){{0,2}}{_J}the"
+     rf"\b{_NEG}{_LEAK_VERB}(?:{_J}(?:me|us|back|out|all|of)){{0,2}}{_J}the"
      rf"(?:{_J}(?:full|entire|exact|complete|verbatim|whole|very)){{0,2}}{_J}(?:system|initial"
      rf"|hidden|original|secret|setup|first|opening){_J}(?:prompt|instructions|message|text)\b"),
     ("prompt-leak request",
-     rf"{_NEG}\b(?:put|copy|repeat|print|output|quote|paste|translate|summari[sz]e|reveal"
+     rf"\b{_NEG}(?:put|copy|repeat|print|output|quote|paste|translate|summari[sz]e|reveal"
      rf"|show|dump){_J}(?:everything|all(?:{_J}the{_J}text)?|the{_J}(?:text|words|lines))"
      rf"(?:{_J}(?:written|said|stated|given|that{_J}came|you{_J}were{_J}given)){{0,1}}"
      rf"{_J}(?:above|before{_J}(?:this|that)|earlier|at{_J}the{_J}start)\b"),
@@ -399,7 +402,7 @@ _PHRASES: list[tuple[str, re.Pattern[str]]] = [(label, re.compile(pattern)) for 
      rf"|\bno{_J}(?:content|safety|ethical){_J}(?:policy|filters|rules|restrictions"
      rf"|guidelines){_J}(?:apply|applies)\b"),
     ("mode-switch phrase",
-     rf"{_NEG}\b(?:answer|respond|reply|act|operate|behave|talk|speak)(?:{_J}\w+){{0,4}}"
+     rf"\b{_NEG}(?:answer|respond|reply|act|operate|behave|talk|speak)(?:{_J}\w+){{0,4}}"
      rf"{_J}without{_J}(?:any{_J})?(?:ethical{_J}|content{_J}|safety{_J}|moral{_J})?(?:filters"
      rf"|filter|restrictions|rules|guidelines|limits|limitations|censorship|constraints)\b"
      rf"|\b(?:ai|assistant|chatbot|model|persona){_J}(?:with|that{_J}has|having){_J}no"
@@ -451,7 +454,11 @@ _PHRASES: list[tuple[str, re.Pattern[str]]] = [(label, re.compile(pattern)) for 
     ("instruction-override phrase (de/nl)",
      rf"\b{_DE_VERB}(?:{_J}{_DE_FILL}){{0,2}}{_J}alles{_J}(?:oben|vorherige|bisherige|zuvor"
      rf"|davor|bisher|vorher)\b"),
-]]
+]
+# One alternation, one scan per view: each rule is a named group, so a match still says
+# which rule it was.
+_PHRASES = re.compile("|".join(f"(?P<r{i}>{pattern})"
+                               for i, (_, pattern) in enumerate(_PHRASE_RULES)))
 
 # Other languages: an override verb and an instruction noun close together in one sentence,
 # unless a negation sits just before the verb or inside the phrase ("N'ignore jamais les
@@ -640,12 +647,12 @@ _DEFENSIVE_FRAME = re.compile(
 
 def _phrase_finding(norm: str, folded: str) -> Finding | None:
     for view in _phrase_views(norm):
-        for label, pattern in _PHRASES:
-            for match in pattern.finditer(view):
-                before = view[max(0, match.start() - 80): match.start()]
-                if not _DEFENSIVE_FRAME.search(before):
-                    return Finding("phrase", f"{label} {_snippet(match.group())}",
-                                   _PHRASE_ADVICE)
+        for match in _PHRASES.finditer(view):
+            before = view[max(0, match.start() - 80): match.start()]
+            if not _DEFENSIVE_FRAME.search(before):
+                label = _PHRASE_RULES[int(match.lastgroup[1:])][0]
+                return Finding("phrase", f"{label} {_snippet(match.group())}",
+                               _PHRASE_ADVICE)
     found = _other_language_override(folded.casefold())
     if found:
         return Finding("phrase", f"instruction-override phrase ({found[0]}) "
@@ -725,25 +732,30 @@ def _decoded_runs(text: str) -> Iterator[str]:
                                        else None, validate=True)
             except (binascii.Error, ValueError):
                 continue
-            yield raw.decode("utf-8", errors="ignore")
+            yield raw.decode("utf-8", errors="replace")
     for run in sorted({m.group().rstrip("=") for src in sources
                        for m in _B32_RUN.finditer(src)}):
         try:
             raw = base64.b32decode(run + "=" * (-len(run) % 8))
         except (binascii.Error, ValueError):
             continue
-        yield raw.decode("utf-8", errors="ignore")
+        yield raw.decode("utf-8", errors="replace")
     for match in _HEX_RUN.finditer(text):
         digits = re.sub(r"\\x|[\s:,.\-]", "", match.group())
-        yield bytes.fromhex(digits[: len(digits) // 2 * 2]).decode("utf-8", errors="ignore")
+        yield bytes.fromhex(digits[: len(digits) // 2 * 2]).decode("utf-8",
+                                                                   errors="replace")
     if len(_PERCENT_ESCAPE.findall(text)) >= 3:
         yield unquote(text)
 
 
 def _looks_like_text(decoded: str) -> bool:
-    """Most random runs decode to binary noise; only text is worth checking again."""
-    readable = sum(ch.isprintable() or ch in "\n\t" for ch in decoded)
-    return len(decoded) >= 8 and readable >= 0.9 * len(decoded)
+    """Most runs (ordinary words glued together, ids, hashes) decode to binary noise;
+    only text is worth checking again: nearly all of it printable (an undecodable byte
+    is not), and at least half letters and spaces."""
+    readable = sum((ch.isprintable() and ch != "\ufffd") or ch in "\n\t" for ch in decoded)
+    wordlike = sum(ch.isalpha() or ch.isspace() for ch in decoded)
+    return (len(decoded) >= 8 and readable >= 0.9 * len(decoded)
+            and wordlike >= 0.5 * len(decoded))
 
 
 _SEMANTIC_ADVICE = ("tenant text may describe how to answer, but not tell the model to drop "
