@@ -467,34 +467,34 @@ _PHRASES = re.compile("|".join(f"(?P<r{i}>{pattern})"
 # rules are built. Word languages allow up to four words between verb and noun; Chinese,
 # Japanese and Korean (no spaces, particles glued on) up to eight characters.
 _OVERRIDE_VOCAB: dict[str, tuple[str, str, str]] = {
-    # language: (verbs, nouns, negations), each "|"-separated
-    "es": ("ignora|ignore|ignoren|ignorar|olvida|olvide|olviden|olvidar|olvidate|descarta"
+    # language: (verbs, nouns, negation words), each "|"-separated, spelt as written
+    "es": ("ignora|ignore|ignoren|ignorar|olvida|olvide|olviden|olvidar|olvídate|descarta"
            "|omite|desobedece|no hagas caso a|haz caso omiso de",
-           "instrucciones|instruccion|indicaciones|reglas|normas|directrices|ordenes|consignas",
-           "no|nunca|jamas|tampoco"),
+           "instrucciones|instrucción|indicaciones|reglas|normas|directrices|órdenes|consignas",
+           "no|nunca|jamás|tampoco"),
     "fr": ("ignore|ignorez|ignorer|oublie|oubliez|oublier|ne tiens plus compte de"
-           "|ne tenez plus compte de|neglige|negligez|fais abstraction de",
-           "instructions|consignes|regles|directives|ordres|indications",
-           "n|ne|jamais|pas|surtout pas"),
+           "|ne tenez plus compte de|néglige|négligez|fais abstraction de",
+           "instructions|consignes|règles|directives|ordres|indications",
+           "n|jamais|pas"),  # not "ne": "ne tiens plus compte" is itself an override
     "it": ("ignora|ignorate|ignorare|dimentica|dimenticate|dimenticare|trascura|tralascia",
            "istruzioni|regole|indicazioni|direttive|ordini", "non|mai"),
-    "pt": ("ignore|ignora|ignorar|esqueca|esquecam|esquecer|desconsidere|desconsidera",
-           "instrucoes|instrucao|regras|diretrizes|ordens|orientacoes", "nao|nunca|jamais"),
+    "pt": ("ignore|ignora|ignorar|esqueça|esqueçam|esquecer|desconsidere|desconsidera",
+           "instruções|instrução|regras|diretrizes|ordens|orientações", "não|nunca|jamais"),
     "de": ("ignoriere|ignorieren|ignorier|ignoriert|vergiss|vergesst|vergessen|missachte"
            "|missachten|verwirf",
            "anweisungen|anweisung|regeln|befehle|vorgaben|richtlinien|instruktionen"
            "|systemprompt", "nicht|nie|niemals|kein|keine"),
     "nl": ("negeer|negeren|vergeet|vergeten", "instructies|regels|opdrachten|richtlijnen",
            "niet|nooit"),
-    "pl": ("zignoruj|ignoruj|zignorujcie|zapomnij|zapomnijcie|pomin",
-           "instrukcje|instrukcji|polecenia|polecen|zasady|reguly|wytyczne", "nie|nigdy"),
-    "tr": ("yok say|yok sayin|gormezden gel|gormezden gelin|unut|unutun",
-           "talimatlari|talimatlar|kurallari|komutlari|yonergeleri|talimatlarini", "asla"),
+    "pl": ("zignoruj|ignoruj|zignorujcie|zapomnij|zapomnijcie|pomiń",
+           "instrukcje|instrukcji|polecenia|poleceń|zasady|reguły|wytyczne", "nie|nigdy"),
+    "tr": ("yok say|yok sayın|görmezden gel|görmezden gelin|unut|unutun",
+           "talimatları|talimatlar|kuralları|komutları|yönergeleri|talimatlarını", "asla"),
     "ru": ("игнорируй|игнорируйте|проигнорируй|проигнорируйте|забудь|забудьте|отбрось"
            "|пренебреги", "инструкции|указания|правила|промпт|инструкциями", "не|никогда"),
     "uk": ("ігноруй|ігноруйте|проігноруй|забудь|забудьте", "інструкції|вказівки|правила",
            "не|ніколи"),
-    "sv": ("ignorera|glom|bortse fran", "instruktioner|regler|anvisningar", "inte|aldrig"),
+    "sv": ("ignorera|glöm|bortse från", "instruktioner|regler|anvisningar", "inte|aldrig"),
     "id": ("abaikan|lupakan", "instruksi|aturan|perintah|petunjuk", "jangan|tidak"),
     "vi": ("bỏ qua|phớt lờ|quên", "hướng dẫn|chỉ dẫn|quy tắc|lệnh", "không|đừng|chớ"),
     "ar": ("تجاهل|تجاهلي|تجاهلوا|انس|انسى", "التعليمات|تعليمات|الأوامر|القواعد|الإرشادات",
@@ -520,11 +520,14 @@ def _folded_alt(words: str) -> str:
 _WORD_OVERRIDES = [
     (lang, re.compile(rf"(?<!\w){verb}(?:\W+\w+){{0,4}}?\W+{noun}(?!\w)"
                       rf"|(?<!\w){noun}(?:\W+\w+){{0,4}}?\W+{verb}(?!\w)"),
-     re.compile(rf"(?<!\w){neg}(?!\w)"))
-    for lang, (verb, noun, neg) in (
-        (lang, tuple(_folded_alt(part) for part in parts))
-        for lang, parts in _OVERRIDE_VOCAB.items())
+     frozenset(_fold(word).casefold() for word in negations.split("|")))
+    for lang, (verb, noun, negations) in (
+        (lang, (_folded_alt(verbs), _folded_alt(nouns), negations))
+        for lang, (verbs, nouns, negations) in _OVERRIDE_VOCAB.items())
 ]
+# Tokens for the negation check: split at spaces and punctuation only (\W would also
+# split at the vowel signs of Indic scripts).
+_TOKEN_BREAK = re.compile(r"[\s'’.,;:!?¿¡\"()«»]+")
 _CJK_OVERRIDES = [
     (lang, re.compile(rf"{verb}[^。！？.!?\n]{{0,8}}?{noun}|{noun}[^。！？.!?\n]{{0,8}}?{verb}"),
      re.compile(rf"(?:{before})$"), re.compile(rf"^\s*(?:{after})"), re.compile(verb))
@@ -552,11 +555,12 @@ def _other_language_override(lowered: str) -> tuple[str, str] | None:
     """(language, matched text) of an override phrase in another language, if any."""
     sentences = [m.group() for m in _SENTENCE.finditer(lowered)]
     for sentence in (s for s in sentences if not _is_english(s)):
-        for lang, pattern, negation in _WORD_OVERRIDES:
+        for lang, pattern, negations in _WORD_OVERRIDES:
             for match in pattern.finditer(sentence):
-                before = re.findall(r"\w+", sentence[: match.start()])[-2:]
-                after = re.findall(r"\w+", sentence[match.end():])[:2]
-                if not negation.search(" ".join([*before, match.group(), *after])):
+                before = _TOKEN_BREAK.split(sentence[: match.start()].strip())[-2:]
+                after = _TOKEN_BREAK.split(sentence[match.end():].strip())[:2]
+                if negations.isdisjoint([*before, *_TOKEN_BREAK.split(match.group()),
+                                         *after]):
                     return lang, match.group()
     for lang, pattern, neg_before, neg_after, verb in _CJK_OVERRIDES:
         for match in pattern.finditer(lowered):
