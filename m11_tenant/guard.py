@@ -544,7 +544,9 @@ _ENGLISH_WORDS = frozenset(["the", "and", "to", "of", "you", "your", "is", "are"
                             "with", "for", "in", "on", "this", "it", "be", "was", "were",
                             "all", "any", "from", "by", "as", "at", "or", "if", "please",
                             "never", "not", "dont", "team", "s"])
-_SENTENCE = re.compile(r"[^.!?\n]+")
+# Clauses, for the other-language rules: a verb and a noun on either side of a colon or a
+# comma rarely belong together ("Olvida los tecnicismos: explica las reglas").
+_SENTENCE = re.compile(r"[^.!?;:,\n]+")
 
 
 def _is_english(sentence: str) -> bool:
