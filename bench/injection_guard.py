@@ -72,7 +72,8 @@ def layer(verdict: str) -> str:
     if kind != "injection":
         return kind
     for marker, name in (("(semantic layer", "semantic"), ("encoded text", "encoded"),
-                         ("role marker", "role"), ("chat turn token", "role"),
+                         ("role marker", "role"), ("role header", "role"),
+                         ("chat turn token", "role"),
                          ("phrase", "phrase"), ("request", "phrase"),
                          ("markdown image", "markup"), ("HTML", "markup"),
                          ("URL", "link"), ("link", "link")):
