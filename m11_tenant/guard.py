@@ -12,7 +12,7 @@ wrongly, on a held-out set written apart from the one it was tuned on. It is lay
    words only, punctuation inside words removed ("ig.nore"), letter-spacing re-joined,
    leetspeak, ROT13, other Caesar shifts and Atbash undone, reversed text and word order.
 2. **Phrase rules**: instruction overrides, prompt-leak requests and mode switches in
-   English, and override phrases in 17 other languages (verb and instruction noun close
+   English, and override phrases in 18 other languages (verb and instruction noun close
    together, negation-aware).
 3. **Role, markup and link rules**: role lines (``system:``, ``Human:``, a ``User:`` line
    that is not the template's own ``User: {query}``), ``[SYSTEM]`` headers, chat turn
