@@ -517,10 +517,13 @@ def _folded_alt(words: str) -> str:
     return "(?:" + "|".join(re.escape(_fold(w).casefold()) for w in words.split("|")) + ")"
 
 
+# Short English sentences can look like another language's ("Do not ignore previous
+# instructions" has only one English function word): English negations count everywhere.
+_ENGLISH_NEGATIONS = frozenset({"not", "never", "dont", "don", "nor", "no"})
 _WORD_OVERRIDES = [
     (lang, re.compile(rf"(?<!\w){verb}(?:\W+\w+){{0,4}}?\W+{noun}(?!\w)"
                       rf"|(?<!\w){noun}(?:\W+\w+){{0,4}}?\W+{verb}(?!\w)"),
-     frozenset(_fold(word).casefold() for word in negations.split("|")))
+     frozenset(_fold(word).casefold() for word in negations.split("|")) | _ENGLISH_NEGATIONS)
     for lang, (verb, noun, negations) in (
         (lang, (_folded_alt(verbs), _folded_alt(nouns), negations))
         for lang, (verbs, nouns, negations) in _OVERRIDE_VOCAB.items())
@@ -651,6 +654,34 @@ _DEFENSIVE_FRAME = re.compile(
     r"(?: [a-z0-9]+){0,3} (?:you|the assistant|the model|the ai|it|me|us) ?to $")
 
 
+# Words cut at arbitrary points ("ign ore prev ious instru ctions") survive none of the
+# views; with every separator gone the core override and leak phrases still show, unless
+# a negation or a reported request ("asks you to") runs straight into them.
+_SQUASHED = re.compile(
+    r"(?P<override>(?:ignore|disregard|forget|override|bypass)(?:all|any|every|the|your|of)"
+    r"{0,3}(?:previous|prior|above|earlier|preceding|original|initial|system)(?:instructions?"
+    r"|rules|prompts?|directions|directives|guidelines|commands))"
+    r"|(?P<leak>(?:reveal|print|show|output|repeat|display|leak|dump|disclose)(?:me|us)?"
+    r"(?:your|the)(?:full|entire|exact|complete|whole)?(?:system|initial|hidden|original"
+    r"|secret|developer)(?:prompt|instructions))")
+_SQUASHED_EXEMPT = re.compile(r"(?:not|never|dont|nor|no|(?:ask|tell|told|want|request|tries"
+                              r"|try|attempt|urge)[a-z]{0,40}(?:you|it|me|us|model|assistant)"
+                              r"to)$")
+
+
+def _squashed_finding(norm: str) -> Finding | None:
+    for source in (norm, norm.translate(_LEET_I), norm.translate(_LEET_L)):
+        squashed = "".join(re.findall(r"[a-z]+", source))
+        for match in _SQUASHED.finditer(squashed):
+            if not _SQUASHED_EXEMPT.search(squashed[max(0, match.start() - 60):
+                                                    match.start()]):
+                label = ("instruction-override phrase" if match.lastgroup == "override"
+                         else "prompt-leak request")
+                return Finding("phrase", f"{label} (words split apart) "
+                               f"{_snippet(match.group())}", _PHRASE_ADVICE)
+    return None
+
+
 def _phrase_finding(norm: str, folded: str) -> Finding | None:
     for view in _phrase_views(norm):
         for match in _PHRASES.finditer(view):
@@ -659,6 +690,8 @@ def _phrase_finding(norm: str, folded: str) -> Finding | None:
                 label = _PHRASE_RULES[int(match.lastgroup[1:])][0]
                 return Finding("phrase", f"{label} {_snippet(match.group())}",
                                _PHRASE_ADVICE)
+    if finding := _squashed_finding(norm):
+        return finding
     found = _other_language_override(folded.casefold())
     if found:
         return Finding("phrase", f"instruction-override phrase ({found[0]}) "

@@ -51,13 +51,20 @@ _SPLIT = re.compile(r"(?<=[.!?;:。！？；])\s+|\n+|(?<=[。！？；])")
 _WORD = re.compile(r"[^\W\d_]{2,}")
 
 
+# Sentence embeddings hardly see a negation: "do not ignore previous instructions" sits
+# next to "ignore all previous instructions". Negated sentences are left to the rules.
+_NEGATED = re.compile(r"\b(?:not|never|nor|dont|don't|don’t|cannot|can't|won't|mustn't"
+                      r"|shouldn't)\b", re.IGNORECASE)
+
+
 def split_sentences(text: str) -> list[str]:
     """The sentences worth embedding: split at sentence ends and line breaks, placeholders
-    dropped, at least three words each."""
+    dropped, at least three words each, no negation."""
     text = re.sub(r"\{+\s*\w*\s*\}+", " ", text)
     sentences = [" ".join(part.split()) for part in _SPLIT.split(text)]
-    return [s for s in sentences if len(_WORD.findall(s)) >= 3 or
-            (len(s) >= 6 and not s.isascii())][:MAX_SENTENCES]
+    return [s for s in sentences
+            if (len(_WORD.findall(s)) >= 3 or (len(s) >= 6 and not s.isascii()))
+            and not _NEGATED.search(s)][:MAX_SENTENCES]
 
 
 @dataclass(frozen=True)
