@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from urllib.parse import unquote
 
-from m11_tenant.intents import IntentMatch, default_matcher
+from m11_tenant.intents import IntentMatch, default_matcher, split_sentences
 
 __all__ = ["Finding", "check_injection", "find_forbidden_character", "find_injection",
            "normalize", "semantic_candidate"]
@@ -168,7 +168,6 @@ _LEET_I = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": 
                          "@": "a", "$": "s", "!": "i", "|": "i", "+": "t"})
 _LEET_L = str.maketrans({"0": "o", "1": "l", "3": "e", "4": "a", "5": "s", "7": "t",
                          "@": "a", "$": "s", "!": "i", "|": "l", "+": "t"})
-_ROT13 = str.maketrans("abcdefghijklmnopqrstuvwxyz", "nopqrstuvwxyzabcdefghijklm")
 
 
 _TAG_RUN = re.compile("[\U000e0020-\U000e007e]+")
@@ -242,13 +241,14 @@ _ALPHABET = "abcdefghijklmnopqrstuvwxyz"
 _CIPHER_CUES = frozenset({"ignore", "disregard", "forget", "instructions", "previous",
                           "prompt", "system", "rules", "reveal", "override"})
 _CIPHERS = [str.maketrans(_ALPHABET, _ALPHABET[k:] + _ALPHABET[:k]) for k in range(1, 26)
-            if k != 13] + [str.maketrans(_ALPHABET, _ALPHABET[::-1])]
+            ] + [str.maketrans(_ALPHABET, _ALPHABET[::-1])]
 
 
 def _deciphered(words: str) -> Iterator[str]:
-    """Caesar shifts and Atbash that decode to at least two cue words."""
-    for table in _CIPHERS:
-        view = words.translate(table)
+    """Caesar shifts (ROT13 among them), Atbash, reversed text and reversed word order, each
+    only if it reads as at least two cue words (ordinary text then costs no extra scan)."""
+    for view in (*(words.translate(table) for table in _CIPHERS), words[::-1],
+                 " ".join(reversed(words.split(" ")))):
         if len(_CIPHER_CUES.intersection(view.split(" "))) >= 2:
             yield view
 
@@ -256,15 +256,13 @@ def _deciphered(words: str) -> Iterator[str]:
 def _phrase_views(norm: str) -> Iterator[str]:
     """The phrase rules run on each view: the text as words, plain and with in-word
     separators removed, each with leetspeak undone (1 read as i, then as l) and with
-    letter-spacing re-joined; the plain words also ROT13'd, reversed and in reverse word
-    order; then Caesar/Atbash when they decode to something. Views equal to one already
-    read are skipped, so ordinary text costs two or three."""
+    letter-spacing re-joined; then the plain words deciphered (:func:`_deciphered`).
+    Views equal to one already read are skipped, so ordinary text costs one or two."""
     seen: set[str] = set()
     norm = _HYPHEN_BREAK.sub("", norm)
     joined = _IN_WORD_SEPARATORS.sub("", norm)
     plain = _words(norm)
-    candidates = [plain, plain.translate(_ROT13), plain[::-1],
-                  " ".join(reversed(plain.split(" ")))]
+    candidates = [plain]
     for source in (norm, joined):
         for leet in (None, _LEET_I, _LEET_L):
             words = _words(source.translate(leet) if leet else source)
@@ -791,6 +789,8 @@ def _looks_like_text(decoded: str) -> bool:
     """Most runs (ordinary words glued together, ids, hashes) decode to binary noise;
     only text is worth checking again: nearly all of it printable (an undecodable byte
     is not), and at least half letters and spaces."""
+    if len(decoded) < 8 or decoded.count("\ufffd") > 0.1 * len(decoded):
+        return False  # the common case, decided without a pass per character
     readable = sum((ch.isprintable() and ch != "\ufffd") or ch in "\n\t" for ch in decoded)
     wordlike = sum(ch.isalpha() or ch.isspace() for ch in decoded)
     return (len(decoded) >= 8 and readable >= 0.9 * len(decoded)
@@ -819,7 +819,10 @@ def semantic_candidate(text: str) -> IntentMatch | None:
 
 
 def _semantic_finding(folded: str, norm: str) -> Finding | None:
-    match = default_matcher().match(_semantic_view(folded, norm))
+    view = _semantic_view(folded, norm)
+    if not split_sentences(view):
+        return None  # nothing to embed: no need to load the model
+    match = default_matcher().match(view)
     if match is None:
         return None
     return Finding("semantic", f"a sentence that reads as an injection (semantic layer, "

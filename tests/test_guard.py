@@ -9,7 +9,7 @@ from random import Random
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from m11_tenant.errors import TemplateError
@@ -304,6 +304,7 @@ LOOKALIKES = {"i": "іɪι", "o": "оοᴏ", "e": "еε", "p": "рρ", "c": "с�
               "r": "ʀг", "u": "υᴜ", "t": "тτ"}
 
 
+@settings(deadline=None)  # the first example may load the embedding model
 @given(st.lists(st.tuples(st.integers(0, len(ATTACK)), INVISIBLE), max_size=12))
 def test_invisible_characters_do_not_hide_a_phrase(inserts: list[tuple[int, str]]) -> None:
     text = ATTACK
@@ -312,6 +313,7 @@ def test_invisible_characters_do_not_hide_a_phrase(inserts: list[tuple[int, str]
     assert find_injection(text) is not None
 
 
+@settings(deadline=None)  # the first example may load the embedding model
 @given(st.lists(st.booleans(), min_size=len(ATTACK), max_size=len(ATTACK)), st.randoms())
 def test_lookalike_letters_do_not_hide_a_phrase(swap: list[bool], rnd: Random) -> None:
     text = "".join(rnd.choice(LOOKALIKES[c]) if flip and c in LOOKALIKES else c
@@ -319,6 +321,7 @@ def test_lookalike_letters_do_not_hide_a_phrase(swap: list[bool], rnd: Random) -
     assert find_injection(text) is not None
 
 
+@settings(deadline=None)  # the first example may load the embedding model
 @given(st.text(max_size=300))
 def test_guard_is_total_and_deterministic(text: str) -> None:
     first = find_injection(text)
