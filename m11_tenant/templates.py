@@ -198,7 +198,7 @@ def _read_field(template: str, start: int) -> tuple[str, int]:
 
 
 def validate_template(template: str, variables: Iterable[str] | Mapping[str, str] = (), *,
-                      guard: bool = True) -> ParsedTemplate:
+                      guard: bool = True, semantic: bool = True) -> ParsedTemplate:
     """Check a template before it is stored, and return it parsed.
 
     Args:
@@ -211,6 +211,7 @@ def validate_template(template: str, variables: Iterable[str] | Mapping[str, str
             only, it cannot, and refuses any link that embeds a live ``{placeholder}``.
         guard: run the injection guard (the costly part). Only configs read back from the
             store, which passed it when they were written, skip it.
+        semantic: with the guard, run its semantic layer too (embeds each new sentence).
 
     Raises:
         TemplateError: over :data:`MAX_TEMPLATE_CHARS` or :data:`MAX_PLACEHOLDERS`, a
@@ -241,7 +242,7 @@ def validate_template(template: str, variables: Iterable[str] | Mapping[str, str
         raise _fail(f"unknown placeholder {names}: declare it in prompt_variables, or use "
                     "{query} or {context}", "unknown_placeholder")
     if guard:
-        _guard_template(parsed, variables)
+        _guard_template(parsed, variables, semantic)
     return parsed
 
 
@@ -254,17 +255,19 @@ def compose_for_guard(parsed: ParsedTemplate, values: Mapping[str, str]) -> str:
                    for segment in parsed.segments)
 
 
-def _guard_template(parsed: ParsedTemplate, variables: Iterable[str] | Mapping[str, str]) -> None:
+def _guard_template(parsed: ParsedTemplate, variables: Iterable[str] | Mapping[str, str],
+                    semantic: bool) -> None:
     if not isinstance(variables, Mapping):
-        finding = check_injection(parsed.source, template=True)
+        finding = check_injection(parsed.source, template=True, semantic=semantic)
         if finding is not None:
             raise _fail(f"the template contains {finding.reason}: {finding.advice}",
                         "injection")
         return
-    finding = check_injection(compose_for_guard(parsed, variables))
+    finding = check_injection(compose_for_guard(parsed, variables), semantic=semantic)
     if finding is None:
         return
-    if check_injection(compose_for_guard(parsed, {})) is None:  # only the whole is refused
+    if check_injection(compose_for_guard(parsed, {}), semantic=semantic) is None:
+        # only the whole is refused
         raise _fail(f"the template with its prompt_variables filled in contains "
                     f"{finding.reason}: {finding.advice}", "injection")
     raise _fail(f"the template contains {finding.reason}: {finding.advice}", "injection")
@@ -335,8 +338,10 @@ def _check_variable_name(key: object) -> None:
 def _validated(template: str, variables: tuple[tuple[str, str], ...]) -> ParsedTemplate:
     # A pipeline renders the same stored template on every query (sometimes several times
     # while it fits the context window); the guard need not run again each time. Refusals
-    # raise, and lru_cache does not keep those.
-    return validate_template(template, dict(variables))
+    # raise, and lru_cache does not keep those. The rule layers only: the semantic layer
+    # ran when the config was written, and embedding a template on its first render in
+    # each process would put model time on the query path.
+    return validate_template(template, dict(variables), semantic=False)
 
 
 def render_template(
@@ -348,9 +353,9 @@ def render_template(
 ) -> str:
     """Fill the placeholders in one pass; values are copied as text, never re-read.
 
-    A string template is validated first (:func:`validate_template`, with the given
-    variables as the declared names; the result is cached per template and names); a
-    :class:`ParsedTemplate` is trusted as parsed.
+    A string template is validated first (:func:`validate_template` with the given
+    variables, the guard's rule layers but not its semantic layer; the result is cached per
+    template and variables); a :class:`ParsedTemplate` is trusted as parsed.
 
     Raises:
         TemplateError: a placeholder has no value, a value is not a string, or the result
