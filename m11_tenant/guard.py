@@ -33,8 +33,9 @@ characters other than ``\\n`` and ``\\t``, bidirectional controls, Unicode tag c
 line/paragraph separators, unpaired surrogates and variation-selector runs are refused
 outright, because they change what a reviewer sees without changing what the model reads.
 
-Everything here is pure except that the semantic layer loads the embedding model once;
-messages are built only from the input.
+Everything here is pure except that the semantic layer loads the embedding model once
+(and logs an error if it cannot: the rule layers then stand alone); messages are built
+only from the input.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from __future__ import annotations
 import base64
 import binascii
 import html
+import logging
 import re
 import unicodedata
 from collections.abc import Iterator
@@ -50,6 +52,7 @@ from functools import lru_cache
 from urllib.parse import unquote
 
 from m11_tenant.intents import IntentMatch, default_matcher, split_sentences
+from m11_tenant.minilm import EmbeddingModelError
 
 __all__ = ["Finding", "check_injection", "find_forbidden_character", "find_injection",
            "normalize", "semantic_candidate"]
@@ -797,6 +800,7 @@ def _looks_like_text(decoded: str) -> bool:
             and wordlike >= 0.5 * len(decoded))
 
 
+_log = logging.getLogger(__name__)
 _SEMANTIC_ADVICE = ("tenant text may describe how to answer, but not tell the model to drop "
                     "its instructions, reveal its prompt, change mode, trust a claimed role "
                     "or send data elsewhere; rephrase it (if this is a false alarm, say so "
@@ -822,7 +826,13 @@ def _semantic_finding(folded: str, norm: str) -> Finding | None:
     view = _semantic_view(folded, norm)
     if not split_sentences(view):
         return None  # nothing to embed: no need to load the model
-    match = default_matcher().match(view)
+    try:
+        match = default_matcher().match(view)
+    except EmbeddingModelError as exc:
+        # The rule layers still stand; refusing every config write because the model file
+        # is broken would take the management API down with it.
+        _log.error("injection guard: semantic layer off, the embedding model failed: %s", exc)
+        return None
     if match is None:
         return None
     return Finding("semantic", f"a sentence that reads as an injection (semantic layer, "

@@ -9,13 +9,15 @@ mode, claim privileges, exfiltrate data. A sentence is flagged when
 
 * its best cosine with an intent's exemplars reaches :data:`THRESHOLD`, and
 * it is at least :data:`MARGIN` closer to that exemplar than to every benign anchor (tenant
-  instructions that share words with attacks, such as "never ignore the compliance
-  team's instructions": sentence embeddings hardly see a "never").
+  instructions that share words with attacks, such as "administrators can reset
+  passwords").
 
 Both numbers were chosen on the tuning set (``tests/data/injection_eval.json``), never on
-the held-out set: ``python bench/injection_guard.py --tune`` prints the sweep they came
-from. The model is English-only; other languages are left to the rule layers, and
-benign text in them is what the margin has to keep quiet.
+the held-out set, by a fixed rule: the lowest threshold with no false alarm there, plus
+0.02 of headroom, and the smallest margin that keeps it so (0: closer to an attack than to
+any anchor). ``python bench/injection_guard.py --tune`` prints the sweep. Negated sentences
+are not embedded (embeddings hardly see a "not"); they are left to the rules. The model is
+English-only: other languages rest on the rule layers.
 
 Sentence vectors are cached (a template edited one sentence at a time re-embeds one
 sentence), so only new text costs model time: a few milliseconds a sentence.
@@ -104,18 +106,19 @@ class IntentMatcher:
 
     def _vectors(self, sentences: list[str]) -> np.ndarray:
         with self._lock:
-            missing = [s for s in dict.fromkeys(sentences) if s not in self._cache]
+            known = {s: self._cache[s] for s in sentences if s in self._cache}
+            for sentence in known:
+                self._cache.move_to_end(sentence)
+        missing = [s for s in dict.fromkeys(sentences) if s not in known]
         if missing:
             fresh = self._embed(missing)
+            known.update(zip(missing, fresh, strict=True))
             with self._lock:
                 for sentence, vector in zip(missing, fresh, strict=True):
                     self._cache[sentence] = vector
                 while len(self._cache) > self._cache_size:
                     self._cache.popitem(last=False)
-        with self._lock:
-            for sentence in sentences:
-                self._cache.move_to_end(sentence)
-            return np.stack([self._cache[s] for s in sentences])
+        return np.stack([known[s] for s in sentences])
 
     def best(self, text: str) -> IntentMatch | None:
         """The most suspicious sentence of ``text`` and its closest intent exemplar: among
