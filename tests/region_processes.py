@@ -2,7 +2,7 @@
 burst of writes through all three, one region SIGKILLed mid-burst and restarted, the
 streams' Redis SIGKILLed and restarted once; then convergence and the checks.
 
-Each region writes one field of its own (us: max_tokens, eu: temperature, ap: alpha) with
+Each region writes one field of its own (us: max_tokens, eu and ap: a branding color) with
 values that map one-to-one to the writer's sequence number, so every stored value says
 which write it came from: a final value older than the last acknowledged write means a
 lost write, and a region's history going back to an older value means an event applied
@@ -11,7 +11,6 @@ again after a newer one (a double apply that changed the result).
 
 from __future__ import annotations
 
-import math
 import re
 import threading
 import time
@@ -26,24 +25,53 @@ from m11_tenant.regions.loopback import LoopbackRegions
 
 REGIONS = ["us", "eu", "ap"]
 VICTIM = "eu"  # the region killed mid-burst
-# field, default, value of write i, how many writes the field's range allows
-FIELDS: dict[str, tuple[str, float, Callable[[int], float], int]] = {
-    "us": ("max_tokens", 500, lambda i: 501 + i, 400),
-    "eu": ("temperature", 0.7, lambda i: round(0.71 + i / 100, 2), 129),
-    "ap": ("alpha", 0.5, lambda i: round(0.51 + i / 100, 2), 49),
+
+
+@dataclass(frozen=True)
+class DrillField:
+    """The field one region's writer owns: write ``i`` stores ``make(i)``; ``index`` maps
+    a stored value back to ``i`` (-1 for the default)."""
+
+    path: tuple[str, ...]
+    default: Any
+    make: Callable[[int], Any]
+    index: Callable[[Any], int]
+    limit: int  # writes the field's range allows
+
+    def change(self, i: int) -> dict[str, Any]:
+        value: Any = self.make(i)
+        for key in reversed(self.path):
+            value = {key: value}
+        return value
+
+    def read(self, config: dict[str, Any]) -> Any:
+        value: Any = config
+        for key in self.path:
+            value = value.get(key, self.default) if isinstance(value, dict) else self.default
+        return value
+
+    def index_of(self, value: Any) -> int:
+        if value == self.default:
+            return -1
+        found = self.index(value)
+        assert 0 <= found < self.limit and self.make(found) == value, (
+            f"{'.'.join(self.path)} holds {value!r}, which no write produced")
+        return found
+
+
+def _color(i: int) -> str:
+    return f"#{i + 1:06X}"
+
+
+FIELDS = {
+    "us": DrillField(("max_tokens",), 500, lambda i: 501 + i, lambda v: v - 501, 499),
+    "eu": DrillField(("branding", "secondary_color"), "#F6F8FA", _color,
+                     lambda v: int(v[1:], 16) - 1, 100_000),
+    "ap": DrillField(("branding", "primary_color"), "#1F6FEB", _color,
+                     lambda v: int(v[1:], 16) - 1, 100_000),
 }
 ALERT = re.compile(r'^m11_replication_lag_alert\{source="(\w+)",target="(\w+)"\} (\S+)$', re.M)
 BACKLOG = re.compile(r'^m11_replication_backlog\{source="(\w+)",target="(\w+)"\} (\S+)$', re.M)
-
-
-def index_of(region: str, value: float) -> int:
-    """Which write of ``region``'s writer produced ``value`` (-1: the default)."""
-    _name, default, make, limit = FIELDS[region]
-    if math.isclose(value, default):
-        return -1
-    matches = [i for i in range(limit) if math.isclose(make(i), value)]
-    assert matches, f"{region}'s field holds {value!r}, which no write produced"
-    return matches[0]
 
 
 @dataclass
@@ -86,15 +114,14 @@ def writer(regions: LoopbackRegions, region: str, tenants: list[str], journal: J
     died mid-request, a timeout) is ``unknown``: the write may or may not have committed,
     and the writer goes on with the next value.
     """
-    server = regions[region]
-    name, _default, make, limit = FIELDS[region]
+    server, owned = regions[region], FIELDS[region]
     with httpx.Client(base_url=server.url, headers=server.headers, timeout=10) as client:
-        for index in range(limit):
+        for index in range(owned.limit):
             for tenant in [*tenants, fresh_tenant(region, index)]:
                 while not stop.is_set():
                     try:
                         reply = client.post(f"/config/{tenant}",
-                                            json={"config": {name: make(index)}})
+                                            json={"config": owned.change(index)})
                     except httpx.ConnectError:
                         journal.refused += 1
                         time.sleep(0.05)
@@ -107,6 +134,14 @@ def writer(regions: LoopbackRegions, region: str, tenants: list[str], journal: J
                     break
                 if stop.is_set():
                     return
+
+
+def _wait_for_writes(journals: dict[str, Journal], minimum: dict[str, int],
+                     timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while any(journals[region].acknowledged < count for region, count in minimum.items()):
+        assert time.monotonic() < deadline, f"the writers stalled: {minimum}"
+        time.sleep(0.02)
 
 
 def fresh_tenant(region: str, index: int) -> str:
@@ -132,8 +167,12 @@ def served(regions: LoopbackRegions, tenants: list[str]) -> dict[str, dict[str, 
 
 
 def run_drill(regions: LoopbackRegions, owners: dict[str, list[str]],
-              burst_s: float = 1.0) -> DrillReport:
-    """The drill on a started deployment; ``owners``: the shared tenants each region writes."""
+              per_phase: int = 5) -> DrillReport:
+    """The drill on a started deployment; ``owners``: the shared tenants each region writes.
+
+    Every writer gets ``per_phase`` writes acknowledged before the kill and again after
+    the Redis restart (counted, not timed: a loaded machine only makes the drill longer).
+    """
     journals = {region: Journal() for region in REGIONS}
     stop = threading.Event()
     threads = [threading.Thread(target=writer, args=(regions, r, owners[r], journals[r], stop))
@@ -141,7 +180,7 @@ def run_drill(regions: LoopbackRegions, owners: dict[str, list[str]],
     for thread in threads:
         thread.start()
     try:
-        time.sleep(burst_s)
+        _wait_for_writes(journals, {region: per_phase for region in REGIONS})
         killed_at = time.monotonic()
         acked_before_kill = sum(j.acknowledged for j in journals.values())
         regions[VICTIM].kill()  # mid-burst, requests in flight
@@ -153,7 +192,8 @@ def run_drill(regions: LoopbackRegions, owners: dict[str, list[str]],
         time.sleep(0.5)
         regions.redis.start()
         acked_at_redis_restart = sum(j.acknowledged for j in journals.values())
-        time.sleep(burst_s)
+        _wait_for_writes(journals, {region: journals[region].acknowledged + per_phase
+                                    for region in REGIONS})
     finally:
         stop.set()
         for thread in threads:
@@ -206,7 +246,7 @@ def _check_final(region: str, tenant: str, config: dict[str, Any] | None,
         return 0
     if config is None:  # an acknowledged fresh tenant missing from the regions
         return 1
-    final = index_of(region, config[FIELDS[region][0]])
+    final = FIELDS[region].index_of(FIELDS[region].read(config))
     maybe = {i for i, outcome in entries if outcome == "unknown" and i > acked[-1]}
     return 0 if final == acked[-1] or final in maybe else 1
 
@@ -217,10 +257,10 @@ def _check_history(regions: LoopbackRegions, name: str, tenant: str) -> None:
     reply = httpx.get(f"{server.url}/config/{tenant}/history", headers=server.headers,
                       timeout=10)
     versions = list(reversed(reply.json()["versions"]))
-    for region, (field_name, default, _make, _limit) in FIELDS.items():
-        seen = [index_of(region, v["config"].get(field_name, default)) for v in versions]
+    for owned in FIELDS.values():
+        seen = [owned.index_of(owned.read(version["config"])) for version in versions]
         assert seen == sorted(seen), (
-            f"{name}: {tenant}.{field_name} went back to an older write: {seen}")
+            f"{name}: {tenant}.{'.'.join(owned.path)} went back to an older write: {seen}")
 
 
 def lag_settled(regions: LoopbackRegions, timeout: float = 30.0) -> dict[str, Any]:
