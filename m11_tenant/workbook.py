@@ -13,8 +13,10 @@ import contextlib
 import dataclasses
 import json
 import random
+import secrets
 import tempfile
 import time
+import traceback
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -25,12 +27,14 @@ import fakeredis
 from pydantic import BaseModel
 
 from m11_tenant.cache import NearCache
+from m11_tenant.errors import StoreUnavailableError, TenantConfigError
 from m11_tenant.repository import ResolvedConfig, TenantConfigRepository
 from m11_tenant.schema import validate_config
 from m11_tenant.seed import seed_tenants
 from m11_tenant.settings import Settings
 from m11_tenant.stats import summarize
 from m11_tenant.store import Change
+from m11_tenant.store.sqlite import SQLiteStore
 
 __all__ = [
     "Sandbox",
@@ -40,13 +44,13 @@ __all__ = [
     "plain",
     "plot_scaling",
     "scaling_run",
+    "short_tracebacks",
     "show",
     "show_record",
     "zipf_weights",
 ]
 
 WORKBOOK_EPOCH = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
-WORKBOOK_ADMIN_KEY = "workbook-admin-key-not-a-secret"
 
 
 class StepClock:
@@ -91,6 +95,8 @@ class Sandbox:
     clock: StepClock
     settings: Settings
     rng: random.Random
+    admin_key: str = dataclasses.field(default_factory=lambda: "m11a_" + secrets.token_urlsafe(32),
+                                       repr=False)
     repo: TenantConfigRepository = dataclasses.field(init=False)
     _repos: list[TenantConfigRepository] = dataclasses.field(default_factory=list, repr=False)
     _servers: list[fakeredis.FakeServer] = dataclasses.field(default_factory=list, repr=False)
@@ -167,12 +173,15 @@ class Sandbox:
         return RagPipeline(repo or self.repo, ledger or InMemoryLedger(), generation="offline",
                            clock=lambda: self.clock.start, env={})
 
-    def api_client(self, admin_key: str = WORKBOOK_ADMIN_KEY) -> Any:
+    def api_client(self) -> Any:
         """FastAPI's ``TestClient`` on the management API over the sandbox's repository.
 
         In process, no server, no port: requests go straight to the app. Usage is recorded
-        in the sandbox's database; rate-limit windows use the sandbox's fixed date.
+        in the sandbox's database; rate-limit windows use the sandbox's fixed date. The
+        admin key is :attr:`admin_key`, a strong random one generated for this sandbox
+        (never printed: outputs stay the same on every run).
         """
+        admin_key = self.admin_key
         from fastapi.testclient import TestClient
 
         from m11_tenant.api import ApiSettings, create_app
@@ -207,8 +216,20 @@ class Sandbox:
 
     @staticmethod
     def database_down(repo: TenantConfigRepository) -> None:
-        """Close ``repo``'s SQLite connection: every database call now fails like a lost one."""
+        """Close ``repo``'s SQLite connection: every database call now fails like a lost one.
+        :meth:`database_up` brings it back."""
         repo.store.db.close()
+
+    def database_up(self, repo: TenantConfigRepository) -> None:
+        """Reconnect ``repo`` to its SQLite file after :meth:`database_down` (a no-op when
+        it is up), as a database that comes back after an outage: nothing stored was lost."""
+        with contextlib.suppress(StoreUnavailableError):
+            repo.store.ping()
+            return
+        with self.clock.frozen():
+            reopened = SQLiteStore(repo.store.url, history_limit=repo.store.history_limit,
+                                   clock=self.clock)
+        repo.store.db = reopened.db
 
     def close(self) -> None:
         """Close every repository of the sandbox and delete its temporary directory."""
@@ -248,6 +269,53 @@ def open_sandbox(*, seed: bool = True, ttl: int = 300, history_limit: int = 10,
     if seed:
         seed_tenants(box.repo)
     return box
+
+
+# --------------------------------------------------------------------------- tracebacks
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def short_tracebacks() -> None:
+    """In a notebook, show the package's deliberate errors in three lines, not sixty.
+
+    A failure cell is the lesson: what the learner needs is the error, the line of their
+    cell that caused it, and the package function that refused. IPython's full traceback
+    walks through the repository, the store and the framework in between. Other errors
+    (bugs, typos) keep IPython's full traceback. Outside IPython this does nothing.
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - the notebooks always have IPython
+        return
+    shell = get_ipython()
+    if shell is not None:
+        shell.set_custom_exc((TenantConfigError,), _short_traceback)
+
+
+def _short_traceback(shell: Any, etype: type[BaseException], value: BaseException,
+                     tb: Any, tb_offset: int | None = None) -> list[str]:
+    """IPython's custom-exception hook: the structured traceback as a few lines."""
+    lines = _traceback_lines(etype, value, tb)
+    shell._showtraceback(etype, value, lines)
+    return lines
+
+
+def _traceback_lines(etype: type[BaseException], value: BaseException,
+                          tb: Any) -> list[str]:
+    """Where the error was triggered (the last frame outside the package), where it was
+    raised (the last frame inside it), and the error itself."""
+    frames = traceback.extract_tb(tb)
+    inside = [f for f in frames if Path(f.filename).resolve().is_relative_to(PACKAGE_DIR)]
+    outside = [f for f in frames if f not in inside]
+    lines = []
+    if outside:
+        lines.append(f"  your code, line {outside[-1].lineno}: {(outside[-1].line or '').strip()}")
+    if inside:
+        where = Path(inside[-1].filename).resolve().relative_to(PACKAGE_DIR.parent)
+        lines.append(f"  raised in {inside[-1].name} ({where}, line {inside[-1].lineno})")
+    lines.append(f"{etype.__name__}: {value}")
+    return lines
 
 
 # --------------------------------------------------------------------------- printing
