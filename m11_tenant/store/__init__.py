@@ -10,12 +10,13 @@ from m11_tenant.store.base import (
     Clock,
     ConfigRecord,
     ConfigStore,
+    CostAlert,
     HistoryEntry,
     UsageTotals,
 )
 
 __all__ = ["BULK_ROLE", "ApiKeyRecord", "AuditEntry", "Change", "Clock", "ConfigRecord",
-           "ConfigStore", "HistoryEntry", "UsageTotals", "open_store"]
+           "ConfigStore", "CostAlert", "HistoryEntry", "UsageTotals", "open_store"]
 
 
 def open_store(url: str, *, history_limit: int = 10, clock: Clock | None = None) -> ConfigStore:
