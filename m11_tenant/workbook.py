@@ -15,6 +15,7 @@ import json
 import random
 import secrets
 import tempfile
+import threading
 import time
 import traceback
 import weakref
@@ -251,7 +252,7 @@ def _remove(repos: list[TenantConfigRepository], tmp: tempfile.TemporaryDirector
 
 
 def open_sandbox(*, seed: bool = True, ttl: int = 300, history_limit: int = 10,
-                 random_seed: int = 11) -> Sandbox:
+                 random_seed: int = 11, near_cache_size: int = 10_000) -> Sandbox:
     """A clean sandbox; with ``seed`` the example tenants of ``data/tenants.json`` are stored.
 
     Settings are given explicitly (not read from the environment or ``.env``), so a
@@ -259,7 +260,7 @@ def open_sandbox(*, seed: bool = True, ttl: int = 300, history_limit: int = 10,
     """
     tmp = tempfile.TemporaryDirectory(prefix="m11-notebook-")
     settings = Settings(database_url="sqlite:///unused.db", redis_url=None, redis_ttl=ttl,
-                        history_limit=history_limit, near_cache_size=10_000,
+                        history_limit=history_limit, near_cache_size=near_cache_size,
                         near_cache_ttl=float(ttl), warm_start=False, m11_admin_key=None,
                         openai_api_key=None, _env_file=None)
     box = Sandbox(Path(tmp.name), fakeredis.FakeServer(), StepClock(), settings,
@@ -372,44 +373,133 @@ def zipf_weights(count: int, exponent: float = 1.1) -> list[float]:
     return [1 / (rank + 1) ** exponent for rank in range(count)]
 
 
-def scaling_run(tenant_counts: Sequence[int] = (10, 100, 500), reads: int = 400,
-                seed: int = 7) -> list[dict[str, Any]]:
-    """Store N tenants, then make ``reads`` Zipf-distributed reads; report per N.
+MIN_P99_SAMPLES = 100  # fewer samples than this give no p99 worth printing
 
-    Each N gets a fresh sandbox. Tenants are written straight through the store with a
-    handful of pre-validated configs (validating each of hundreds of configs would only
-    slow the setup, not change what is measured). The seeded read sequence makes hit and
-    miss counts exact and repeatable; latencies (µs, per source) vary from run to run.
+
+def _progress(items: Sequence[Any], show: bool, **kwargs: Any) -> Any:
+    """``items``, with a tqdm progress bar (a widget in a notebook) when ``show``."""
+    if not show:
+        return items
+    from tqdm.auto import tqdm
+
+    return tqdm(items, **kwargs)
+
+
+class _BackgroundWriter:
+    """Another process's admin saving configs while the measured process reads: a thread
+    updating random tenants through its own repository (same database and Redis, so every
+    write invalidates the reader's caches through pub/sub), as fast as it can."""
+
+    def __init__(self, repo: TenantConfigRepository, tenant_ids: Sequence[str], limit: int,
+                 seed: int):
+        self.repo, self.ids, self.limit = repo, list(tenant_ids), limit
+        self.rng, self.done, self.errors = random.Random(seed), 0, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> _BackgroundWriter:
+        self.started = time.perf_counter()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.seconds = time.perf_counter() - self.started
+
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def _run(self) -> None:
+        while not self._stop.is_set() and self.done < self.limit:
+            try:
+                self.repo.update_config(self.rng.choice(self.ids),
+                                        {"top_k": self.rng.randrange(3, 15)},
+                                        actor="bench-writer", reason="concurrent write")
+                self.done += 1
+            except TenantConfigError:
+                self.errors += 1
+
+
+def scaling_run(tenant_counts: Sequence[int] = (100, 1200), reads: int = 3000,
+                warmup: int = 1000, near_cache_size: int = 1000, writes: int = 0,
+                seed: int = 7, progress: bool = False) -> list[dict[str, Any]]:
+    """Store N tenants, warm the caches, then measure ``reads`` Zipf-distributed reads.
+
+    Each N gets a fresh sandbox whose near cache holds ``near_cache_size`` tenants (past
+    that, the least recently read are evicted and come back from Redis). Warm-up reads
+    every tenant once, then ``warmup`` Zipf reads; none of them is counted, so the figures
+    are the steady state. The seeded read sequence makes every count exact and repeatable.
+    With ``writes`` > 0, a second measurement (``with_writes``) reads for as long as
+    another repository takes to save that many configs (as fast as it can), so
+    invalidations and fresh database reads are part of it (its counts vary from run to
+    run). Latencies (µs, per source) always vary; a p99 needs samples, so it is ``None``
+    for a source read fewer than 100 times.
     """
     results = []
-    for count in tenant_counts:
+    for count in _progress(tenant_counts, progress, desc="tenant counts"):
         rng = random.Random(seed)
         variants = _config_variants(rng)
-        box = open_sandbox(seed=False)
+        box = open_sandbox(seed=False, near_cache_size=near_cache_size)
         try:
             ids = [f"scale-{i:05d}" for i in range(count)]
-            for tenant_id in ids:
+            for tenant_id in _progress(ids, progress, desc=f"storing {count} tenants",
+                                       leave=False):
                 config = rng.choice(variants)
                 box.repo.store.write(tenant_id, lambda _current, c=config: c,
                                      Change(actor="bench", reason="scaling run"))
-            by_source: dict[str, list[float]] = {}
-            for tenant_id in rng.choices(ids, weights=zipf_weights(count), k=reads):
-                started = time.perf_counter()
-                record = box.repo.get_record(tenant_id)
-                by_source.setdefault(record.source, []).append(
-                    (time.perf_counter() - started) * 1e6)
-            stats = box.repo.get_stats()
-            sources = stats["sources"]
-            results.append({
-                "tenants": count, "reads": reads,
-                "hits": sources.get("near", 0) + sources.get("cache", 0),
-                "misses": sources.get("database", 0), "hit_rate": stats["cache_hit_rate"],
-                "latency_us": {source: summarize(values)
-                               for source, values in sorted(by_source.items())},
-            })
+            weights = zipf_weights(count)
+            for tenant_id in ids + rng.choices(ids, weights=weights, k=warmup):
+                box.repo.get_record(tenant_id)
+            result = {"tenants": count, "near_cache_size": near_cache_size,
+                      **_measure(box.repo, rng.choices(ids, weights=weights, k=reads))}
+            if writes:
+                with _BackgroundWriter(box.open_repository(), ids, writes, seed) as writer:
+                    live = _measure(box.repo, _reads_while(writer.running, rng, ids, weights))
+                result["with_writes"] = {**live, "writes": writer.done,
+                                         "writes_per_s": round(writer.done / writer.seconds)}
+            results.append(result)
         finally:
             box.close()
     return results
+
+
+MAX_LIVE_READS = 200_000  # a bound on the live phase, whatever the writer's pace
+
+
+def _reads_while(running: Callable[[], bool], rng: random.Random, ids: Sequence[str],
+                 weights: Sequence[float]) -> Iterator[str]:
+    """Zipf-distributed tenant ids for as long as ``running()`` (at most MAX_LIVE_READS)."""
+    for _ in range(MAX_LIVE_READS // 100):
+        if not running():
+            return
+        yield from rng.choices(ids, weights=weights, k=100)
+
+
+def _measure(repo: TenantConfigRepository, sequence: Iterable[str]) -> dict[str, Any]:
+    """Read ``sequence`` through ``repo``: where each read came from, and how long it took."""
+    before = dict(repo.get_stats()["sources"])
+    by_source: dict[str, list[float]] = {}
+    for tenant_id in sequence:
+        started = time.perf_counter()
+        record = repo.get_record(tenant_id)
+        by_source.setdefault(record.source, []).append((time.perf_counter() - started) * 1e6)
+    after = repo.get_stats()["sources"]
+    sources = {source: after[source] - before.get(source, 0) for source in sorted(after)}
+    hits = sources.get("near", 0) + sources.get("cache", 0)
+    total = sum(sources.values())
+    return {"reads": total, "hits": hits, "misses": total - hits,
+            "hit_rate": round(hits / total, 4) if total else 0.0,
+            "sources": {source: n for source, n in sources.items() if n},
+            "latency_us": {source: _enough(summarize(values))
+                           for source, values in sorted(by_source.items())}}
+
+
+def _enough(summary: dict[str, float]) -> dict[str, float | None]:
+    """A latency summary without the percentiles its sample count cannot support."""
+    if summary["samples"] < MIN_P99_SAMPLES:
+        return {**summary, "p99_us": None}
+    return summary
 
 
 def _time_us(call: Callable[[], Any], repeat: int) -> dict[str, float]:
@@ -476,14 +566,15 @@ def plot_scaling(results: Sequence[dict[str, Any]]) -> Any:
     for source, style in (("near", ":"), ("cache", "-"), ("database", "--")):
         for pct, marker in (("p50_us", "o"), ("p95_us", "s"), ("p99_us", "^")):
             values = [r["latency_us"].get(source, {}).get(pct) for r in results]
-            if any(v is not None for v in values):
+            values = [float("nan") if v is None else v for v in values]  # too few samples
+            if any(v == v for v in values):
                 lat.plot(counts, values, style, marker=marker, label=f"{source} {pct[:3]}")
     lat.set(xscale="log", yscale="log", xlabel="tenants", ylabel="get_record latency (µs)",
             title="Config-load latency percentiles")
     lat.legend(fontsize=8)
     hit.plot(counts, [100 * r["hit_rate"] for r in results], marker="o")
     hit.set(xscale="log", ylim=(0, 100), xlabel="tenants", ylabel="cache hit rate (%)",
-            title=f"Cache hit rate, {results[0]['reads']} Zipf-distributed reads")
+            title=f"Steady-state hit rate, {results[0]['reads']} Zipf reads after warm-up")
     fig.tight_layout()
     plt.close(fig)  # shown once, as the cell's value, not again by the inline backend
     return fig
