@@ -126,3 +126,21 @@ def test_the_query_that_reaches_the_budget_alerts_and_the_next_is_refused(repo, 
 
 def test_month_of_is_the_utc_calendar_month():
     assert month_of(JAN) == "2026-01"
+
+
+def test_a_tenant_sets_its_thresholds_in_the_console(repo, tenant_id):
+    from test_console import field_error, form_of
+
+    repo.update_config(tenant_id, {"plan": "free"})
+    client = sign_in(make_app(repo))
+    page = client.get(f"/console/t/{tenant_id}").text
+    assert 'name="cost_alert_thresholds" value="50, 80, 100"' in page
+    saved = client.post(f"/console/t/{tenant_id}", data={
+        **form_of(client, tenant_id), "cost_alert_thresholds": "25, 75", "reason": "earlier"})
+    assert saved.status_code == 200, saved.text
+    assert repo.get_config(tenant_id).cost_alert_thresholds == [25, 75]
+    refused = client.post(f"/console/t/{tenant_id}", data={
+        **form_of(client, tenant_id), "cost_alert_thresholds": "75, 25", "reason": "oops"})
+    assert refused.status_code == 422
+    assert "ascending" in field_error(refused.text, "f-cost-alert-thresholds")
+    assert repo.get_config(tenant_id).cost_alert_thresholds == [25, 75]
