@@ -26,6 +26,7 @@ pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 120  # seconds; a guard against a hang on a busy machine, not a speed check
+LOAD_TIMEOUT_MS = 120_000  # JupyterLab's first load is heavy on a busy machine: a hang guard
 URL = re.compile(r"http://127\.0\.0\.1:\d+/\S+\?token=\w+")
 
 
@@ -100,7 +101,8 @@ def lab_url(request, tmp_path: Path) -> Iterator[str]:
 def test_the_printed_url_opens_the_index_notebook_on_the_repository_root(browser, lab_url):
     assert "/lab/tree/notebooks/00_index.ipynb" in lab_url
     context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(90_000)  # JupyterLab's first load compiles a lot of JS
+    context.set_default_timeout(LOAD_TIMEOUT_MS)
+    expect.set_options(timeout=LOAD_TIMEOUT_MS)
     try:
         page = context.new_page()
         page.goto(lab_url)
