@@ -186,6 +186,8 @@ DEFAULT_TEMPLATE = (
     "by their [n] number.\n\nContext:\n{context}\n\nQuestion: {query}\nAnswer:"
 )
 MAX_RETRIES_LIMIT = 10
+#: Most questions a tenant's query log may keep (``query_log_size``).
+MAX_QUERY_LOG_SIZE = 1000
 MAX_COST_ALERTS = 5  # thresholds per tenant: a few levels, not a spam channel
 DEFAULT_COST_ALERT_THRESHOLDS = (50, 80, 100)  # percent of the plan's monthly budget
 
@@ -208,6 +210,8 @@ class TenantConfig(BaseModel):
     prompt_variables: dict[str, str] = Field(default_factory=dict)
     prompt_template: str = Field(DEFAULT_TEMPLATE, max_length=templates.MAX_TEMPLATE_CHARS)
     branding: Branding = Field(default_factory=Branding)
+    query_log_size: int = Field(0, ge=0, le=MAX_QUERY_LOG_SIZE,
+                                description="questions kept for replay; 0 = no query log")
     cost_alert_thresholds: list[int] = Field(
         default_factory=lambda: list(DEFAULT_COST_ALERT_THRESHOLDS), max_length=MAX_COST_ALERTS,
         description="percent of the plan's monthly budget (1-100, ascending) at which a cost "
@@ -264,7 +268,8 @@ class TenantConfig(BaseModel):
         if "prompt_variables" not in info.data:
             return template  # the variables failed; their error is already reported
         try:
-            _checked_template(template, frozenset(info.data["prompt_variables"]), _guarded(info))
+            _checked_template(template, tuple(info.data["prompt_variables"].items()),
+                              _guarded(info))
         except TemplateError as exc:
             raise _as_custom(exc) from exc
         return template
@@ -309,6 +314,8 @@ class TenantConfig(BaseModel):
 
 
 CONFIG_FIELDS = tuple(TenantConfig.model_fields)
+# Fields only the platform admin may write (a tenant key changing them is refused).
+PLATFORM_OWNED_FIELDS: frozenset[str] = frozenset({"plan"})
 BRANDING_FIELDS = tuple(Branding.model_fields)
 
 
@@ -316,8 +323,10 @@ BRANDING_FIELDS = tuple(Branding.model_fields)
 # validated again on every cache read: remember the ones that passed (failures raise, and
 # lru_cache does not store exceptions, so a refused text is checked afresh every time).
 @lru_cache(maxsize=4096)
-def _checked_template(template: str, variables: frozenset[str], guard: bool) -> None:
-    templates.validate_template(template, variables, guard=guard)
+def _checked_template(template: str, variables: tuple[tuple[str, str], ...],
+                      guard: bool) -> None:
+    # With the values, the guard judges the template as composed (see validate_template).
+    templates.validate_template(template, dict(variables), guard=guard)
 
 
 @lru_cache(maxsize=4096)
@@ -420,7 +429,7 @@ def apply_update(current: TenantConfig, updates: object, *, merge: bool) -> Tena
 
 def config_diff(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> dict[str, Any]:
     """Field-by-field ``{"field": [old, new]}`` of two config dumps (branding flattened)."""
-    flat_old, flat_new = _flatten(old or {}), _flatten(new or {})
+    flat_old, flat_new = flatten_config(old or {}), flatten_config(new or {})
     return {
         key: [flat_old.get(key), flat_new.get(key)]
         for key in sorted(flat_old.keys() | flat_new.keys())
@@ -428,7 +437,8 @@ def config_diff(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) ->
     }
 
 
-def _flatten(config: Mapping[str, Any]) -> dict[str, Any]:
+def flatten_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A config dump with ``branding`` spread into ``branding.<key>`` fields."""
     flat: dict[str, Any] = {}
     for key, value in config.items():
         if key == "branding" and isinstance(value, Mapping):
