@@ -1,5 +1,5 @@
 """`make lab` as a learner meets it: the command the Makefile runs starts JupyterLab on the
-repository root, as root and as an ordinary user, and the URL it prints opens the index
+repository root as the user running the tests (root in containers), and the URL it prints opens the index
 notebook in a real browser.
 
 The command is taken from ``make lab-command`` (the one definition ``make lab`` uses), run
@@ -9,10 +9,8 @@ with ``--no-browser`` on a free port; its printed URL is opened in headless Chro
 from __future__ import annotations
 
 import os
-import pwd
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 import threading
@@ -38,41 +36,14 @@ def lab_command() -> list[str]:
     return [*shlex.split(out), "--no-browser"]
 
 
-def unprivileged_user() -> str:
-    """A user to run JupyterLab as when the tests run as root (containers); skips, saying
-    why, where no such user can run this interpreter (e.g. a Python installed under /root).
-    """
-    if os.geteuid() != 0:
-        pytest.skip("not running as root: the current-user case is the non-root one")
-    if shutil.which("runuser") is None:
-        pytest.skip("no runuser command to start JupyterLab as an unprivileged user")
-    for name in ("nobody", "daemon"):
-        try:
-            pwd.getpwnam(name)
-        except KeyError:
-            continue
-        probe = subprocess.run(["runuser", "-u", name, "--", sys.executable, "-c", ""],
-                               capture_output=True, text=True)
-        if probe.returncode == 0:
-            return name
-        pytest.skip(f"user {name} cannot run {sys.executable}: {probe.stderr.strip()}")
-    pytest.skip("no unprivileged user (nobody, daemon) on this system")
-
-
-@pytest.fixture(params=["current user", "unprivileged user"])
-def lab_url(request, tmp_path: Path) -> Iterator[str]:
+@pytest.fixture
+def lab_url(tmp_path: Path) -> Iterator[str]:
     command = lab_command()
     env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
            "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
            "JUPYTER_DATA_DIR": str(tmp_path / "data"), "HOME": str(tmp_path)}
-    if request.param == "unprivileged user":
-        user = unprivileged_user()
-        tmp_path.chmod(0o777)
-        assert "--allow-root" in command  # make adds it for root only ...
-        command = ["runuser", "-u", user, "--",
-                   *(arg for arg in command if arg != "--allow-root")]  # ... not here
-    else:
-        assert ("--allow-root" in command) == (os.geteuid() == 0)
+    # make adds --allow-root for root only (tests/test_makefile.py checks the other case).
+    assert ("--allow-root" in command) == (os.geteuid() == 0)
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
     found: list[str] = []
