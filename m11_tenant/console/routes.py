@@ -46,6 +46,7 @@ from m11_tenant.errors import (
 from m11_tenant.repository import ResolvedConfig
 from m11_tenant.schema import TenantConfig, apply_update, load_catalog
 from m11_tenant.store import HistoryEntry
+from m11_tenant.text import check_text
 
 HERE = Path(__file__).resolve().parent
 PAGE_SIZE = 50
@@ -174,10 +175,12 @@ async def read_form(request: Request) -> list[tuple[str, str]]:
             raise HttpError(413, "payload_too_large",
                             f"the form is over {limit} bytes; shorten the prompt or variables")
     try:
-        return parse_qsl(body.decode("utf-8"), keep_blank_values=True,
-                         max_num_fields=forms.MAX_FORM_FIELDS)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise HttpError(400, "invalid_form", f"the form could not be read ({exc})") from None
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True,
+                          max_num_fields=forms.MAX_FORM_FIELDS, errors="strict")
+    except (UnicodeDecodeError, ValueError):
+        raise HttpError(400, "invalid_form", "the form could not be read: send UTF-8 "
+                        f"text, at most {forms.MAX_FORM_FIELDS} fields") from None
+    return forms.checked_pairs(pairs)
 
 
 def _field(pairs: list[tuple[str, str]], name: str, default: str = "") -> str:
@@ -191,11 +194,11 @@ def require_csrf(request: Request, session: Session, pairs: list[tuple[str, str]
 
 
 def _version_field(pairs: list[tuple[str, str]], name: str) -> int:
-    text = _field(pairs, name).strip()
-    if not text.isdigit() or len(text) > 12:
+    number = forms.ascii_int(_field(pairs, name).strip())
+    if number is None or number < 0:
         raise HttpError(400, "invalid_form", f"{name} must be a version number (got "
-                        f"{text[:20]!r}); reload the page")
-    return int(text)
+                        f"{_field(pairs, name)[:20]!r}); reload the page")
+    return number
 
 
 def _authorized(request: Request, session: Session, tenant_id: str, what: str) -> str:
@@ -296,6 +299,7 @@ def tenant_list(request: Request,
     session = signed_in(request)
     if not session.principal.is_admin:
         return _see_other(f"/console/t/{session.principal.tenant_id}")
+    check_text(q, "q")
     ctx, catalog = _ctx(request), load_catalog()
     if plan and plan not in catalog.plans:
         raise HttpError(422, "validation_error", f"unknown plan {plan[:32]!r}; choose one of: "
