@@ -87,8 +87,13 @@ _bearer = HTTPBearer(auto_error=False, description="the admin key or a tenant ke
 
 async def get_caller(request: Request, _doc: Annotated[Any, Depends(_bearer)] = None
                      ) -> Principal:
-    """The authenticated caller (401 otherwise). ``_bearer`` only adds /docs' Authorize."""
-    return request.app.state.ctx.auth.authenticate(request.headers.get("authorization"))
+    """The authenticated caller (401 otherwise). ``_bearer`` only adds /docs' Authorize.
+
+    Kept on ``request.state.caller``: error responses say less to a caller without it.
+    """
+    caller = request.app.state.ctx.auth.authenticate(request.headers.get("authorization"))
+    request.state.caller = caller
+    return caller
 
 
 Caller = Annotated[Principal, Depends(get_caller)]

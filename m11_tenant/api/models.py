@@ -202,7 +202,8 @@ class BulkResponse(BaseModel):
 
 class HealthResponse(BaseModel):
     status: str = Field(description="ok or degraded")
-    services: dict[str, str]
+    services: dict[str, str] = Field(description="/health: ok or degraded per service; "
+                                     "/health/detail (admin): the error text too")
 
 
 # ---- route documentation helpers -------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
@@ -34,6 +35,7 @@ from m11_tenant.schema import validate_tenant_id
 from m11_tenant.store import BULK_ROLE, Change
 
 router = APIRouter()
+log = logging.getLogger("m11_tenant.api")
 
 Limit = Annotated[int, Query(ge=1, le=1000, description="page size")]
 Offset = Annotated[int, Query(ge=0, le=10**9, description="entries to skip")]
@@ -43,7 +45,30 @@ MAX_BULK_TENANTS = 1000
 @router.get("/health", response_model=HealthResponse, tags=["operations"],
             summary="ok or degraded, per service (no key needed)")
 def health(ctx: Ctx) -> JSONResponse:
+    """Only ``ok``/``degraded`` per service: what is wrong (hosts, drivers) is logged and
+    shown to the admin by ``/health/detail``, never to a caller without a key."""
+    detail = ctx.repo.health()
+    if detail["status"] != "ok":
+        log.warning("health degraded: %s", detail["services"])
+    return JSONResponse(public_health(detail))
+
+
+@router.get("/health/detail", response_model=HealthResponse, tags=["operations"],
+            responses=error_docs(403),
+            summary="Each service's state with its error text (admin key)")
+def health_detail(ctx: Ctx, caller: Caller) -> JSONResponse:
+    require_admin(ctx.repo.store, caller, "read the health details")
     return JSONResponse(ctx.repo.health())
+
+
+def public_health(detail: dict) -> dict:
+    """The repository's health with every service reduced to ``ok`` or ``degraded``.
+
+    A cache or subscription that is switched off on purpose is ``ok``: nothing is broken.
+    """
+    return {"status": detail["status"],
+            "services": {name: "ok" if state in ("ok", "disabled") else "degraded"
+                         for name, state in detail["services"].items()}}
 
 
 @router.get("/metrics", tags=["operations"], responses={
