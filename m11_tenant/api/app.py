@@ -23,6 +23,7 @@ from m11_tenant.api.errors import HttpError, install_error_handlers
 from m11_tenant.api.metrics import ApiMetrics
 from m11_tenant.api.models import REQUEST_MODELS
 from m11_tenant.api.ratelimit import RateLimiter
+from m11_tenant.api.security import SecurityHeaders, install_log_redaction
 from m11_tenant.api.settings import ApiSettings, api_settings
 from m11_tenant.console import install_console
 from m11_tenant.repository import TenantConfigRepository
@@ -92,8 +93,11 @@ def create_app(repo: TenantConfigRepository | None = None, *,
             repo.close()
 
     # Swagger UI and ReDoc from the package's own files: /docs works on an offline laptop.
+    # No trailing-slash redirects: Starlette builds their Location from the Host header.
     app = FastAPIOffline(title="m11_tenant management API", version="1.0.0",
-                         description=DESCRIPTION, lifespan=lifespan)
+                         description=DESCRIPTION, lifespan=lifespan, redirect_slashes=False)
+    app.add_middleware(SecurityHeaders)
+    install_log_redaction()
     app.state.ctx = ctx
     app.state.metrics = ctx.metrics
     install_error_handlers(app)

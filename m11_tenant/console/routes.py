@@ -291,6 +291,13 @@ def _all_tenant_ids(ctx: ApiContext) -> Iterator[str]:
         offset += len(page)
 
 
+@router.get("/")
+def trailing_slash() -> Response:
+    """``/console/`` -> ``/console``, with a relative ``Location`` (the app's automatic
+    slash redirects are off: they would build an absolute URL from the Host header)."""
+    return _see_other("/console")
+
+
 @router.get("")
 def tenant_list(request: Request,
                 q: Annotated[str, Query(max_length=64)] = "",
