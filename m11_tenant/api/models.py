@@ -191,13 +191,14 @@ class BulkItem(BaseModel):
     tenant_id: str
     version: int | None = None
     reason: str | None = None
-    error: ErrorDetail | None = None
 
 
 class BulkResponse(BaseModel):
+    """All or nothing: a bad tenant id, or a tenant the change is invalid for, fails the
+    whole request with a 422 naming it, and nothing is stored."""
+
     updated: list[BulkItem]
     skipped: list[BulkItem] = Field(description="tenants locked against bulk changes")
-    failed: list[BulkItem] = Field(description="tenants the change is invalid for")
 
 
 class HealthResponse(BaseModel):

@@ -13,7 +13,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from m11_tenant.api.auth import authorize_tenant, hash_key, new_tenant_key, require_admin
 from m11_tenant.api.body import envelope, read_json, string_list
 from m11_tenant.api.context import ApiContext, Caller, Ctx, path_tenant, reason_of
-from m11_tenant.api.errors import to_http
 from m11_tenant.api.models import (
     TENANT_ID_DOC,
     AuditResponse,
@@ -28,11 +27,9 @@ from m11_tenant.api.models import (
 from m11_tenant.errors import (
     ConfigValidationError,
     FieldError,
-    TenantConfigError,
-    TenantLockedError,
 )
-from m11_tenant.schema import validate_tenant_id
 from m11_tenant.store import BULK_ROLE, Change
+from m11_tenant.store.base import locked_message
 
 router = APIRouter()
 log = logging.getLogger("m11_tenant.api")
@@ -105,7 +102,8 @@ def create_key(tenant_id: Annotated[str, Path(examples=["startup-co"],
 @router.post("/tenants/bulk", response_model=BulkResponse, tags=["tenants"],
              openapi_extra=body_doc(BulkRequest),
              responses=error_docs(400, 403, 413, 415, 422),
-             summary="Apply one change to many tenants (admin key); locked tenants are skipped")
+             summary="Apply one change to many tenants (admin key), all or nothing; locked "
+             "tenants are skipped")
 async def bulk_change(request: Request, ctx: Ctx, caller: Caller) -> JSONResponse:
     require_admin(ctx.repo.store, caller, "make bulk changes")
     body = envelope(await read_json(request, ctx.settings.m11_max_body_bytes),
@@ -120,24 +118,14 @@ async def bulk_change(request: Request, ctx: Ctx, caller: Caller) -> JSONRespons
 
     def run() -> dict:
         targets = named if named is not None else _all_tenants(ctx)
-        updated, skipped, failed = [], [], []
-        for tid in targets:
-            try:
-                validate_tenant_id(tid)
-                resolved = ctx.repo.update_config(tid, body["config"], merge,
-                                                  actor=caller.actor, role=BULK_ROLE,
-                                                  reason=reason)
-            except TenantLockedError as exc:
-                skipped.append({"tenant_id": tid, "reason": str(exc)})
-            except TenantConfigError as exc:
-                err = to_http(exc)
-                failed.append({"tenant_id": tid, "error": {
-                    "code": err.code, "message": err.message,
-                    "fields": [f.as_dict() for f in err.fields]}})
-            else:
-                ctx.metrics.config_changed(tid, "bulk")
-                updated.append({"tenant_id": tid, "version": resolved.version})
-        return {"updated": updated, "skipped": skipped, "failed": failed}
+        written, skipped = ctx.repo.update_many(targets, body["config"], merge,
+                                                actor=caller.actor, role=BULK_ROLE,
+                                                reason=reason)
+        for resolved in written:
+            ctx.metrics.config_changed(resolved.tenant_id, "bulk")
+        return {"updated": [{"tenant_id": r.tenant_id, "version": r.version} for r in written],
+                "skipped": [{"tenant_id": tid, "reason": locked_message(tid)}
+                            for tid in skipped]}
 
     return JSONResponse(await run_in_threadpool(run))
 

@@ -7,7 +7,7 @@ PostgreSQL are interchangeable and one contract test suite covers both.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -71,6 +71,11 @@ class Change:
     expected_version: int | None = None
 
 
+def locked_message(tenant_id: str) -> str:
+    return (f"tenant {tenant_id!r} has locked its config against platform bulk changes, so "
+            "it was skipped; change it on its own, or ask the tenant to unlock it")
+
+
 #: The role a platform bulk change writes with: a tenant that locked its config is skipped
 #: (``write`` raises :class:`~m11_tenant.errors.TenantLockedError` inside the transaction).
 BULK_ROLE = "platform-bulk"
@@ -111,6 +116,9 @@ class ConfigStore(Protocol):
     def get_many(self, tenant_ids: list[str] | None = None) -> list[ConfigRecord]: ...
 
     def write(self, tenant_id: str, build: BuildConfig, change: Change) -> ConfigRecord: ...
+
+    def write_many(self, builds: Mapping[str, BuildConfig], change: Change
+                   ) -> tuple[list[ConfigRecord], list[str]]: ...
 
     def delete(self, tenant_id: str, change: Change) -> ConfigRecord: ...
 
@@ -216,27 +224,44 @@ class TransactionalStore(ABC):
         """Build and store a new version atomically; a stale ``expected_version`` fails."""
         with self._transaction():
             if change.role == BULK_ROLE and self._is_locked(tenant_id):
-                raise TenantLockedError(
-                    f"tenant {tenant_id!r} has locked its config against platform bulk "
-                    "changes, so it was skipped; change it on its own, or ask the tenant to "
-                    "unlock it"
-                )
-            current = self._read_current(tenant_id)
-            current_version = current.version if current else 0
-            if change.expected_version is not None and change.expected_version != current_version:
-                raise VersionConflictError(tenant_id, change.expected_version, current_version)
-            config = build(current)
-            version = max(current_version, self._max_history_version(tenant_id)) + 1
-            now = self._now()
-            record = ConfigRecord(tenant_id, config, version, now, change.actor)
-            self._put_current(record)
-            self._append_history(
-                HistoryEntry(tenant_id, version, config, now, change.actor, change.action)
-            )
-            self._trim_history(tenant_id, version - self.history_limit + 1)
-            self._append_audit(now, tenant_id, change, version,
-                               config_diff(current.config if current else None, config))
-            return record
+                raise TenantLockedError(locked_message(tenant_id))
+            return self._write_in_transaction(tenant_id, build, change)
+
+    def write_many(self, builds: Mapping[str, BuildConfig], change: Change
+                   ) -> tuple[list[ConfigRecord], list[str]]:
+        """Write several tenants in ONE transaction: all of them, or (on any error) none.
+
+        With the bulk role a locked tenant is skipped, not an error. Returns the records
+        written and the tenant ids skipped.
+        """
+        written: list[ConfigRecord] = []
+        skipped: list[str] = []
+        with self._transaction():
+            for tenant_id, build in builds.items():
+                if change.role == BULK_ROLE and self._is_locked(tenant_id):
+                    skipped.append(tenant_id)
+                else:
+                    written.append(self._write_in_transaction(tenant_id, build, change))
+        return written, skipped
+
+    def _write_in_transaction(self, tenant_id: str, build: BuildConfig,
+                              change: Change) -> ConfigRecord:
+        current = self._read_current(tenant_id)
+        current_version = current.version if current else 0
+        if change.expected_version is not None and change.expected_version != current_version:
+            raise VersionConflictError(tenant_id, change.expected_version, current_version)
+        config = build(current)
+        version = max(current_version, self._max_history_version(tenant_id)) + 1
+        now = self._now()
+        record = ConfigRecord(tenant_id, config, version, now, change.actor)
+        self._put_current(record)
+        self._append_history(
+            HistoryEntry(tenant_id, version, config, now, change.actor, change.action)
+        )
+        self._trim_history(tenant_id, version - self.history_limit + 1)
+        self._append_audit(now, tenant_id, change, version,
+                           config_diff(current.config if current else None, config))
+        return record
 
     def delete(self, tenant_id: str, change: Change) -> ConfigRecord:
         """Remove the current config (history stays, so a later rollback can restore it)."""
