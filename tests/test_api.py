@@ -380,6 +380,7 @@ def test_tenant_key_reads_and_writes_its_own_tenant(api, tenant_id):
 def test_tenant_key_on_another_tenant_is_403_and_audited(api, tenant_id):
     victim = tenant_id + "-victim"
     api.write(victim, {"top_k": 3})
+    api.write(tenant_id, {"top_k": 4})
     key = api.key_for(tenant_id)
     before = api.repo.store.get(victim)
     for method, path, kwargs in (
@@ -395,12 +396,14 @@ def test_tenant_key_on_another_tenant_is_403_and_audited(api, tenant_id):
         response = getattr(api.client, method)(path, headers=key, **kwargs)
         assert "may not" in error_of(response, 403, "forbidden")["message"]
     assert api.repo.store.get(victim) == before
-    denied = [e for e in api.repo.get_audit_log(victim) if e.action == "denied"]
-    assert len(denied) == 9
+    assert [e for e in api.repo.get_audit_log(victim) if e.action == "denied"] == []
+    denied = [e for e in api.repo.get_audit_log(tenant_id) if e.action == "denied"]
+    assert len(denied) == 9 and all(repr(victim) in e.reason for e in denied)
     assert denied[0].role == "tenant" and denied[0].actor.startswith("key:")
 
 
 def test_admin_only_endpoints_refuse_a_tenant_key_and_audit_it(api, tenant_id):
+    api.write(tenant_id, {"top_k": 4})
     key = api.key_for(tenant_id)
     for method, path, kwargs in (("get", "/tenants", {}), ("get", "/metrics", {}),
                                  ("post", f"/tenants/{tenant_id}/keys", {}),

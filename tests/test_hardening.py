@@ -289,3 +289,54 @@ def test_the_access_log_line_never_holds_the_key():
     assert RedactingFilter().filter(record)
     assert "m11k_x_secret" not in record.getMessage()
     assert "/config/a?api_key=[redacted]" in record.getMessage()
+
+
+# ---- refused attempts: counted under the caller, never a flood --------------------------------
+def test_repeated_refusals_are_one_row_with_a_count_under_the_caller(api, tenant_id):
+    victim = tenant_id + "-victim"
+    api.write(tenant_id, {"top_k": 3})
+    api.write(victim, {"top_k": 3})
+    key = api.key_for(tenant_id)
+    victim_log = api.repo.get_audit_log(victim)
+    for _ in range(200):
+        assert api.client.get(f"/config/{victim}", headers=key).status_code == 403
+    assert api.repo.get_audit_log(victim) == victim_log
+    denied = [e for e in api.repo.get_audit_log(tenant_id) if e.action == "denied"]
+    assert [(e.count, e.tenant_id) for e in denied] == [(200, tenant_id)]
+    assert denied[0].actor.startswith("key:") and repr(victim) in denied[0].reason
+    shown = api.client.get("/audit", headers=key).json()["entries"]
+    assert [e["count"] for e in shown if e["action"] == "denied"] == [200]
+
+
+def test_made_up_tenants_get_no_rows(api, tenant_id):
+    api.write(tenant_id, {"top_k": 3})
+    key = api.key_for(tenant_id)
+    made_up = [f"ghost-{n:03d}" for n in range(100)]
+    for ghost in made_up:
+        assert api.client.get(f"/config/{ghost}", headers=key).status_code == 403
+    every_tenant = {e.tenant_id for e in api.repo.get_audit_log(limit=1000)}
+    assert every_tenant == {tenant_id}
+    assert all(api.repo.store.get(ghost) is None for ghost in made_up)
+
+
+def test_a_caller_whose_tenant_has_no_config_writes_no_row(api, tenant_id, caplog):
+    key = api.key_for(tenant_id)  # the key exists, the tenant's config does not
+    rows = api.repo.get_audit_log(limit=1000)
+    with caplog.at_level(logging.WARNING, "m11_tenant.api"):
+        assert api.client.get("/tenants", headers=key).status_code == 403
+    assert api.repo.get_audit_log(limit=1000) == rows
+    assert "refused key:" in caplog.text
+
+
+def test_a_new_window_starts_a_new_row(repo, tenant_id, clock):
+    from m11_tenant.store import Change
+
+    repo.update_config(tenant_id, {"top_k": 3})
+    change = Change("key:abc", "tenant", "denied", "refused: read tenant 'x'")
+    for _ in range(3):
+        repo.store.record_refusal(tenant_id, change, 3600)
+    clock.advance(hours=1)
+    repo.store.record_refusal(tenant_id, change, 3600)
+    repo.store.record_refusal(tenant_id, Change("key:abc", "tenant", "denied", "other"), 3600)
+    denied = [(e.count, e.reason) for e in repo.get_audit_log(tenant_id) if e.action == "denied"]
+    assert denied == [(1, "other"), (1, change.reason), (3, change.reason)]

@@ -35,7 +35,8 @@ Per-tenant RAG configuration: validated, stored, cached, versioned and audited.
 **Keys.** Send `Authorization: Bearer <key>` on everything except `/health` and the docs.
 The platform admin key (`M11_ADMIN_KEY`) can do everything; a tenant key (created by the
 admin with `POST /tenants/{tenant_id}/keys`) reads and changes only its own tenant — any
-other attempt is a 403 and a `denied` line in the audit log.
+other attempt is a 403, counted (one row per key, target and action per hour) as `denied`
+in the audit log of the key's own tenant.
 
 **Concurrency.** `GET /config/{tenant_id}` returns the version as `ETag`; send it back as
 `If-Match` on a write and a stale write fails with 412 instead of silently winning.

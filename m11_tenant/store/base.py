@@ -6,6 +6,8 @@ PostgreSQL are interchangeable and one contract test suite covers both.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
@@ -55,6 +57,7 @@ class AuditEntry:
     version: int | None
     diff: dict[str, Any]
     reason: str | None
+    count: int = 1  # refused attempts: how many in the row's window (see record_refusal)
 
 
 @dataclass(frozen=True)
@@ -134,6 +137,8 @@ class ConfigStore(Protocol):
     def record_audit(self, tenant_id: str, change: Change, diff: dict[str, Any] | None = None,
                      version: int | None = None) -> None: ...
 
+    def record_refusal(self, tenant_id: str, change: Change, window_seconds: int) -> None: ...
+
     def record_usage(self, tenant_id: str, day: date, *, queries: int, prompt_tokens: int,
                      completion_tokens: int, cost_usd: float) -> None: ...
 
@@ -199,6 +204,11 @@ class TransactionalStore(ABC):
     def _append_audit(self, at: str, tenant_id: str, change: Change, version: int | None,
                       diff: dict[str, Any]) -> None:
         """Append one line to the audit log."""
+
+    @abstractmethod
+    def _count_audit(self, at: str, tenant_id: str, change: Change, aggregate_key: str) -> None:
+        """Add one to the audit row named ``aggregate_key`` (``at`` becomes the latest
+        time), or insert it with a count of 1."""
 
     @abstractmethod
     def _is_locked(self, tenant_id: str) -> bool:
@@ -284,6 +294,17 @@ class TransactionalStore(ABC):
         """Append an audit line that goes with no write (a refused attempt, an import plan)."""
         with self._transaction():
             self._append_audit(self._now(), tenant_id, change, version, diff or {})
+
+    def record_refusal(self, tenant_id: str, change: Change, window_seconds: int) -> None:
+        """Count a refused attempt in ONE audit row per tenant, actor, action and reason
+        per window of ``window_seconds`` (UTC-aligned), so repeating it cannot flood the log.
+        """
+        start = int(self.clock().timestamp()) // window_seconds * window_seconds
+        key = hashlib.sha256(json.dumps(
+            [start, tenant_id, change.actor, change.role, change.action, change.reason]
+        ).encode()).hexdigest()
+        with self._transaction():
+            self._count_audit(self._now(), tenant_id, change, key)
 
     def set_locked(self, tenant_id: str, locked: bool, change: Change) -> bool:
         """Lock or unlock the tenant against bulk changes; False when already in that state."""
