@@ -25,6 +25,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 
 from m11_tenant.api.auth import Principal, authorize_tenant
+from m11_tenant.api.body import read_body
 from m11_tenant.api.context import ApiContext, path_tenant, reason_of
 from m11_tenant.api.errors import HttpError, to_http
 from m11_tenant.api.routes_config import DEFAULT_PREVIEW_QUESTION
@@ -167,13 +168,7 @@ async def read_form(request: Request) -> list[tuple[str, str]]:
     if media != FORM_TYPE:
         raise HttpError(415, "unsupported_media_type",
                         f"console forms are posted as {FORM_TYPE} (got {media[:60] or 'none'})")
-    limit = _ctx(request).settings.m11_max_body_bytes
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise HttpError(413, "payload_too_large",
-                            f"the form is over {limit} bytes; shorten the prompt or variables")
+    body = await read_body(request, _ctx(request).settings.m11_max_body_bytes)
     try:
         pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True,
                           max_num_fields=forms.MAX_FORM_FIELDS, errors="strict")
