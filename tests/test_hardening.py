@@ -340,3 +340,11 @@ def test_a_new_window_starts_a_new_row(repo, tenant_id, clock):
     repo.store.record_refusal(tenant_id, Change("key:abc", "tenant", "denied", "other"), 3600)
     denied = [(e.count, e.reason) for e in repo.get_audit_log(tenant_id) if e.action == "denied"]
     assert denied == [(1, "other"), (1, change.reason), (3, change.reason)]
+
+
+@pytest.mark.parametrize("name", BAD_TEXTS)
+def test_no_write_path_can_store_a_bad_reason(repo, tenant_id, name):
+    """The store's Change refuses it too: CLI imports and notebooks go through it."""
+    with pytest.raises(ConfigValidationError):
+        repo.update_config(tenant_id, {"top_k": 3}, reason=BAD_TEXTS[name])
+    assert repo.store.get(tenant_id) is None and repo.get_audit_log(tenant_id) == []

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from m11_tenant.errors import ConfigNotFoundError, TenantLockedError, VersionConflictError
 from m11_tenant.schema import config_diff
+from m11_tenant.text import check_text
 
 Clock = Callable[[], datetime]
 
@@ -72,6 +73,13 @@ class Change:
     action: str = "update"
     reason: str | None = None
     expected_version: int | None = None
+
+    def __post_init__(self) -> None:
+        # The last line of defence for the audit log: whatever path a write took (API,
+        # console, CLI import, notebook), its who and why are one line of plain text.
+        check_text(self.actor, "actor")
+        if self.reason is not None:
+            check_text(self.reason, "reason")
 
 
 def locked_message(tenant_id: str) -> str:
