@@ -9,9 +9,11 @@ do next, ``fields`` lists field-level problems (empty when there are none).
 =====  ============================================================================
 400    invalid_json, invalid_tenant_id, invalid_header
 401    unauthorized            403  forbidden             404  not_found
-405    method_not_allowed      409  tenant_locked         412  version_conflict
+405    method_not_allowed      408  request_timeout (body slower than M11_BODY_TIMEOUT)
+409    tenant_locked           412  version_conflict
 413    payload_too_large       415  unsupported_media_type
-422    validation_error, query_refused
+422    validation_error (field type ``text_policy``: a control character, lone surrogate
+       or bidi override in free text), query_refused
 429    rate_limited, quota_exceeded, budget_exceeded (all with Retry-After)
 503    store_unavailable, service_unavailable (the only one a caller without a valid key
        sees), model_unavailable, pipeline_unavailable. No 503 names a host, port or driver.
