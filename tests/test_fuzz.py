@@ -19,7 +19,6 @@ from urllib.parse import quote
 import fakeredis
 import pytest
 from api_support import ADMIN, make_api
-from conftest import REAL_DATABASE_URL, postgres_schema
 from fastapi.routing import APIRoute
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -29,6 +28,7 @@ from m11_tenant.repository import TenantConfigRepository
 from m11_tenant.schema import validate_config, validate_tenant_id
 from m11_tenant.store import open_store
 from m11_tenant.text import text_problem
+from tests.conftest import REAL_DATABASE_URL, postgres_schema
 
 EXAMPLES = 500
 TENANTS = ("fuzz-a", "fuzz-b")
