@@ -307,12 +307,13 @@ class TransactionalStore(ABC):
         """Count a refused attempt in ONE audit row per tenant, actor, action and reason
         per window of ``window_seconds`` (UTC-aligned), so repeating it cannot flood the log.
         """
-        start = int(self.clock().timestamp()) // window_seconds * window_seconds
+        now = self.clock()
+        start = int(now.timestamp()) // window_seconds * window_seconds
         key = hashlib.sha256(json.dumps(
             [start, tenant_id, change.actor, change.role, change.action, change.reason]
         ).encode()).hexdigest()
         with self._transaction():
-            self._count_audit(self._now(), tenant_id, change, key)
+            self._count_audit(now.isoformat(timespec="seconds"), tenant_id, change, key)
 
     def set_locked(self, tenant_id: str, locked: bool, change: Change) -> bool:
         """Lock or unlock the tenant against bulk changes; False when already in that state."""
