@@ -141,7 +141,7 @@ def apply_loop(changes: int, tenants: int, redis_url: str | None) -> dict[str, f
 
 # ---- regions as processes ------------------------------------------------------------
 def _replication(server) -> dict:
-    reply = httpx.get(f"{server.url}/health", headers=server.headers, timeout=30)
+    reply = httpx.get(f"{server.url}/health/detail", headers=server.headers, timeout=30)
     return reply.json()["detail"]["replication"]
 
 

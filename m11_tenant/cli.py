@@ -158,6 +158,8 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from m11_tenant.api.auth import new_admin_key
+    from m11_tenant.api.server import protocol
+    from m11_tenant.api.settings import api_settings
 
     if args.database_url:
         os.environ["DATABASE_URL"] = args.database_url
@@ -181,5 +183,6 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"M11_ADMIN_KEY is not set; this server's admin key is: "
               f"{os.environ['M11_ADMIN_KEY']}", file=sys.stderr, flush=True)
     uvicorn.run(app, factory=True, host=args.host, port=args.port,
-                workers=args.workers, access_log=not args.no_access_log)
+                workers=args.workers, access_log=not args.no_access_log,
+                http=protocol(api_settings().m11_header_timeout))
     return 0

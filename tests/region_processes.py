@@ -277,7 +277,7 @@ def lag_settled(regions: LoopbackRegions, timeout: float = 30.0) -> dict[str, An
         out: dict[str, Any] = {}
         for name, server in regions.regions.items():
             text = httpx.get(f"{server.url}/metrics", headers=server.headers, timeout=10).text
-            health = httpx.get(f"{server.url}/health", headers=server.headers,
+            health = httpx.get(f"{server.url}/health/detail", headers=server.headers,
                                timeout=10).json()
             out[name] = {
                 "alerts": {f"{s}->{t}": float(v) for s, t, v in ALERT.findall(text)},
