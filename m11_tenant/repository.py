@@ -21,9 +21,22 @@ from m11_tenant.errors import (
     ConfigValidationError,
     StoreUnavailableError,
 )
-from m11_tenant.schema import TenantConfig, apply_update, validate_config, validate_tenant_id
+from m11_tenant.schema import (
+    PLATFORM_OWNED_FIELDS,
+    TenantConfig,
+    apply_update,
+    validate_config,
+    validate_tenant_id,
+)
 from m11_tenant.stats import LoadStats
-from m11_tenant.store import AuditEntry, Change, ConfigRecord, ConfigStore, HistoryEntry
+from m11_tenant.store import (
+    PLATFORM_ROLES,
+    AuditEntry,
+    Change,
+    ConfigRecord,
+    ConfigStore,
+    HistoryEntry,
+)
 
 DEFAULT_CONFIG = TenantConfig()
 
@@ -174,27 +187,47 @@ class TenantConfigRepository:
             StoreUnavailableError: the database is down; nothing was stored.
         """
         validate_tenant_id(tenant_id)
-        if not merge:  # a replacement can be checked before taking the write lock
+        platform = role in PLATFORM_ROLES
+        if not merge and platform:  # a replacement can be checked before the write lock
             self._validated(tenant_id, lambda: apply_update(DEFAULT_CONFIG, updates, merge=False))
         action = "update" if merge else "replace"
 
         def build(current: ConfigRecord | None) -> dict[str, Any]:
-            base = DEFAULT_CONFIG if current is None else validate_config(current.config,
-                                                                          stored=True)
-            return self._validated(
-                tenant_id, lambda: apply_update(base, updates, merge=merge)
+            # Inside the write transaction: the platform-owned fields are compared with the
+            # stored ones, so no concurrent plan change slips between check and write.
+            base = _stored_config(current)
+            return self._validated(tenant_id, lambda: apply_update(
+                base, updates, merge=merge, platform=platform, tenant_id=tenant_id)
             ).model_dump()
 
         change = Change(actor, role, action, reason, expected_version)
         return _written(self._commit(tenant_id, lambda: self.store.write(tenant_id, build, change)))
+
+    def propose(self, tenant_id: str, updates: Mapping[str, Any] | TenantConfig,
+                merge: bool = True, *, role: str = "admin"
+                ) -> tuple[ResolvedConfig, TenantConfig]:
+        """The current config and the one ``updates`` would make, checked exactly as
+        :meth:`update_config` checks it (platform-owned fields included); nothing is stored.
+
+        Raises:
+            ConfigValidationError, PlatformOwnedFieldError: as ``update_config`` would.
+        """
+        current = self.get_record(tenant_id)
+        return current, apply_update(current.config, updates, merge=merge,
+                                     platform=role in PLATFORM_ROLES, tenant_id=tenant_id)
 
     def rollback(self, tenant_id: str, version: int, *, expected_version: int | None = None,
                  actor: str = "system", role: str = "admin",
                  reason: str | None = None) -> ResolvedConfig:
         """Restore a kept version as a new version (history is never rewritten).
 
+        A tenant's rollback (a role outside ``PLATFORM_ROLES``) restores every field but
+        the platform-owned ones, which keep their current values: a tenant cannot bring
+        back a plan the platform has since changed.
+
         Raises:
             ConfigNotFoundError: that version is not (or no longer) kept.
+            ConfigValidationError: the version does not fit the current plan (tenant).
         """
         kept = {entry.version: entry for entry in self.get_history(tenant_id)}
         if version not in kept:
@@ -203,10 +236,20 @@ class TenantConfigRepository:
                 f"{sorted(kept) or 'none'}"
             )
         target = self._validated(tenant_id, lambda: validate_config(kept[version].config))
+        platform = role in PLATFORM_ROLES
+        restored = target.model_dump()
+        if not platform:
+            restored = {k: v for k, v in restored.items() if k not in PLATFORM_OWNED_FIELDS}
+
+        def build(current: ConfigRecord | None) -> dict[str, Any]:
+            return self._validated(tenant_id, lambda: apply_update(
+                _stored_config(current), restored, merge=False, platform=platform,
+                tenant_id=tenant_id)).model_dump()
+
         change = Change(actor, role, "rollback",
                         reason or f"rollback to version {version}", expected_version)
-        return _written(self._commit(tenant_id, lambda: self.store.write(
-            tenant_id, lambda _current: target.model_dump(), change)))
+        return _written(self._commit(tenant_id, lambda: self.store.write(tenant_id, build,
+                                                                         change)))
 
     def delete_config(self, tenant_id: str, *, expected_version: int | None = None,
                       actor: str = "system", role: str = "admin",
@@ -288,6 +331,10 @@ class TenantConfigRepository:
         if self.listener is not None:
             self.listener.stop()
         self.store.close()
+
+
+def _stored_config(record: ConfigRecord | None) -> TenantConfig:
+    return DEFAULT_CONFIG if record is None else validate_config(record.config, stored=True)
 
 
 def _written(record: ConfigRecord) -> ResolvedConfig:

@@ -192,11 +192,14 @@ class BulkItem(BaseModel):
     version: int | None = None
     reason: str | None = None
     error: ErrorDetail | None = None
+    only: list[str] | None = Field(None, description="a locked tenant: only these "
+                                   "platform-owned fields (plan) were applied")
 
 
 class BulkResponse(BaseModel):
     updated: list[BulkItem]
-    skipped: list[BulkItem] = Field(description="tenants locked against bulk changes")
+    skipped: list[BulkItem] = Field(description="tenants locked against bulk changes (a "
+                                    "plan change still applies to them: see `only`)")
     failed: list[BulkItem] = Field(description="tenants the change is invalid for")
 
 

@@ -30,7 +30,7 @@ from m11_tenant.errors import (
     TenantConfigError,
     TenantLockedError,
 )
-from m11_tenant.schema import validate_tenant_id
+from m11_tenant.schema import PLATFORM_OWNED_FIELDS, validate_tenant_id
 from m11_tenant.store import BULK_ROLE, Change
 
 router = APIRouter()
@@ -93,15 +93,31 @@ async def bulk_change(request: Request, ctx: Ctx, caller: Caller) -> JSONRespons
         raise ConfigValidationError(FieldError(
             "tenants", f"at most {MAX_BULK_TENANTS} tenants per bulk change", "too_long"))
 
+    def write(tid: str) -> dict | None:
+        """Apply the change to one tenant: its result, or None when the lock skips it."""
+        try:
+            resolved = ctx.repo.update_config(tid, body["config"], merge, actor=caller.actor,
+                                              role=BULK_ROLE, reason=reason)
+            return {"tenant_id": tid, "version": resolved.version}
+        except TenantLockedError:
+            owned = {k: v for k, v in body["config"].items() if k in PLATFORM_OWNED_FIELDS}
+            if not owned:
+                raise
+        # A lock shields the tenant's own settings, not the platform's: its plan still
+        # changes, and the audit line says why only that part applied.
+        resolved = ctx.repo.update_config(
+            tid, owned, True, actor=caller.actor, role=caller.role,
+            reason=f"{reason or 'bulk change'} [tenant locked: only the platform-owned "
+                   f"{', '.join(owned)} applied; a lock does not cover it]")
+        return {"tenant_id": tid, "version": resolved.version, "only": list(owned)}
+
     def run() -> dict:
         targets = named if named is not None else _all_tenants(ctx)
         updated, skipped, failed = [], [], []
         for tid in targets:
             try:
                 validate_tenant_id(tid)
-                resolved = ctx.repo.update_config(tid, body["config"], merge,
-                                                  actor=caller.actor, role=BULK_ROLE,
-                                                  reason=reason)
+                result = write(tid)
             except TenantLockedError as exc:
                 skipped.append({"tenant_id": tid, "reason": str(exc)})
             except TenantConfigError as exc:
@@ -111,7 +127,7 @@ async def bulk_change(request: Request, ctx: Ctx, caller: Caller) -> JSONRespons
                     "fields": [f.as_dict() for f in err.fields]}})
             else:
                 ctx.metrics.config_changed(tid, "bulk")
-                updated.append({"tenant_id": tid, "version": resolved.version})
+                updated.append(result)
         return {"updated": updated, "skipped": skipped, "failed": failed}
 
     return JSONResponse(await run_in_threadpool(run))

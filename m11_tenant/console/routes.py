@@ -40,11 +40,12 @@ from m11_tenant.console.session import (
 from m11_tenant.errors import (
     ConfigValidationError,
     FieldError,
+    PlatformOwnedFieldError,
     TenantConfigError,
     VersionConflictError,
 )
 from m11_tenant.repository import ResolvedConfig
-from m11_tenant.schema import TenantConfig, apply_update, load_catalog
+from m11_tenant.schema import PLATFORM_OWNED_FIELDS, TenantConfig, apply_update, load_catalog
 from m11_tenant.store import HistoryEntry
 
 HERE = Path(__file__).resolve().parent
@@ -62,7 +63,8 @@ TEMPLATES = jinja2.Environment(
     trim_blocks=True, lstrip_blocks=True)
 TEMPLATES.globals.update(
     static=lambda name: f"/console/static/{name}?v={STATIC_VERSION[name]}",
-    shown=views.shown, specs=forms.SPECS, groups=forms.GROUPS)
+    shown=views.shown, specs=forms.SPECS, groups=forms.GROUPS,
+    platform_owned_fields=PLATFORM_OWNED_FIELDS)
 
 
 class SignInRequired(Exception):
@@ -466,9 +468,13 @@ async def preview_config(request: Request, tenant_id: str) -> Response:
     current = await run_in_threadpool(ctx.repo.get_record, tid)
     errors = list(form.errors)
     try:
-        proposed = apply_update(current.config, form.updates, merge=True)
+        current, proposed = await run_in_threadpool(
+            lambda: ctx.repo.propose(tid, form.updates, role=session.principal.role))
     except ConfigValidationError as exc:
         errors += exc.errors
+    except PlatformOwnedFieldError as exc:
+        return _config_page(request, session, tid, current, status=403, banner=to_http(exc),
+                            expected_version=expected, **page)
     if errors:
         return _refused(request, session, tid, current, errors, expected, page)
     try:
