@@ -11,6 +11,7 @@ that one class, or a branch of it::
     ├── VersionConflictError                         a write carried a stale version
     ├── TenantLockedError                            locked against platform bulk changes
     ├── PlatformOwnedFieldError                      a tenant tried to change a platform field
+    ├── WeakAdminKeyError                            M11_ADMIN_KEY too short or too common
     ├── ServiceUnavailableError                      a backing service is down
     │   └── StoreUnavailableError                    the database is down: writes are refused
     └── QueryRefusedError                            the RAG pipeline refused a query
@@ -103,6 +104,10 @@ class PlatformOwnedFieldError(TenantConfigError):
 
     def as_dicts(self) -> list[dict[str, str]]:
         return [e.as_dict() for e in self.errors]
+
+
+class WeakAdminKeyError(TenantConfigError):
+    """The configured admin key is too weak to guard every tenant; the server won't start."""
 
 
 class ServiceUnavailableError(TenantConfigError):

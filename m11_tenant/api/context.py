@@ -87,10 +87,17 @@ _bearer = HTTPBearer(auto_error=False, description="the admin key or a tenant ke
 async def get_caller(request: Request, _doc: Annotated[Any, Depends(_bearer)] = None
                      ) -> Principal:
     """The authenticated caller (401 otherwise). ``_bearer`` only adds /docs' Authorize."""
-    return request.app.state.ctx.auth.authenticate(request.headers.get("authorization"))
+    return request.app.state.ctx.auth.authenticate(request.headers.get("authorization"),
+                                                   client_address(request))
 
 
 Caller = Annotated[Principal, Depends(get_caller)]
+
+
+def client_address(request: Request) -> str:
+    """Where the request came from, for the failed-authentication throttle (uvicorn puts
+    a trusted proxy's ``X-Forwarded-For`` here; see ``--forwarded-allow-ips``)."""
+    return request.client.host if request.client else "unknown"
 
 
 def path_tenant(tenant_id: str) -> str:

@@ -44,10 +44,13 @@ class ApiSettings(Settings):
     m11_rate_previews: str = Field("20/hour", description="previews per tenant key")
     m11_rate_queries: str = Field(
         "plan", description="'plan' = the plan's daily quota per UTC day; 'N/unit'; or 'off'")
+    m11_auth_failures: str = Field(
+        "10/minute", description="failed authentications per client address before 429 "
+        "(API keys and console sign-in); the window starts at the first failure")
     m11_max_body_bytes: int = Field(MAX_BODY_BYTES, ge=256, le=10 * 1024 * 1024,
                                     description="largest request body accepted (413 above)")
 
-    @field_validator("m11_rate_config_writes", "m11_rate_previews")
+    @field_validator("m11_rate_config_writes", "m11_rate_previews", "m11_auth_failures")
     @classmethod
     def _rate(cls, text: str) -> str:
         parse_rate(text)
