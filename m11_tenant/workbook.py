@@ -46,7 +46,7 @@ __all__ = [
 ]
 
 WORKBOOK_EPOCH = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
-WORKBOOK_ADMIN_KEY = "workbook-admin-key-not-a-secret"
+WORKBOOK_ADMIN_KEY = "m11a_workbook-admin-key-shown-in-the-notebooks"
 
 
 class StepClock:
