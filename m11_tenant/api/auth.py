@@ -182,6 +182,13 @@ class Authenticator:
             self._touch(record)
         return record
 
+    def forget(self, key_id: str) -> None:
+        """Drop what this process knows about ``key_id`` (it was just revoked here), so the
+        next request with it reads the database at once."""
+        with self._lock:
+            for digest in [d for d, (_, r) in self._known.items() if r.key_id == key_id]:
+                del self._known[digest]
+
     def _touch(self, record: ApiKeyRecord) -> None:
         now = self.store.now()
         last = record.last_used_at
