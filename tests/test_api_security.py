@@ -230,7 +230,7 @@ def test_a_bad_grace_period_is_422(api, tenant_id, query):
                                  "passwordpasswordpasswordpassword",
                                  "12345678901234567890123456789012"])
 def test_a_weak_admin_key_is_refused_with_a_way_out(repo, key):
-    with pytest.raises(WeakAdminKeyError, match="secrets.token_urlsafe"):
+    with pytest.raises(WeakAdminKeyError, match=r"secrets\.token_urlsafe"):
         create_app(repo, settings=ApiSettings(m11_admin_key=key))
 
 
