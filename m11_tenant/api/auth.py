@@ -143,7 +143,7 @@ class Authenticator:
             return self._principal(authorization)
         except HttpError as exc:
             if exc.status == 401 and self.throttle is not None and client is not None:
-                self.throttle.failed(client)
+                self.throttle.failed(client)  # a 429 instead, past the limit
             raise
 
     def _principal(self, authorization: str) -> Principal:

@@ -163,7 +163,10 @@ class AuthThrottle:
             raise self._refusal(left)
 
     def failed(self, client: str) -> None:
-        """Count one failed authentication from ``client``."""
+        """Count one failed authentication from ``client``; raise 429 instead of the 401 when
+        it is past the limit. Each failure's answer comes from its own atomic count, so N
+        concurrent guesses get exactly ``rate.limit`` 401s between them, however they race.
+        """
         if self.rate is None:
             return
         count, left = self.counters.hit(_auth_key(client), self.rate.period)
@@ -171,6 +174,8 @@ class AuthThrottle:
             log.warning("client %r failed to authenticate %d times within %d s; refused "
                         "with 429 for %d s", client[:100], count, self.rate.period,
                         math.ceil(left))
+        if count > self.rate.limit:
+            raise self._refusal(left)
 
     def _refusal(self, left: float) -> HttpError:
         retry_after = max(1, math.ceil(left))
