@@ -27,7 +27,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import REAL_DATABASE_URL, REAL_REDIS_URL, postgres_schema
+
+from tests.conftest import REAL_DATABASE_URL, REAL_REDIS_URL, postgres_schema
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_KEY = "m11a_" + "servers-admin-key-0123456789-abcdefXYZ"
