@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from m11_tenant.api.errors import HttpError
 from m11_tenant.api.ratelimit import AuthThrottle
@@ -157,7 +157,7 @@ class Authenticator:
         record = self._record(hash_key(key))
         if record is None:
             raise _unauthorized("unknown API key")
-        if not record.active(self.store.now()):
+        if record.revoked_at is not None and not record.active(self.store.now()):
             raise _unauthorized(f"API key {record.key_id} was revoked; ask for a new key")
         return principal_for(record)
 
@@ -190,13 +190,14 @@ class Authenticator:
                 del self._known[digest]
 
     def _touch(self, record: ApiKeyRecord) -> None:
-        now = self.store.now()
+        # Wall-clock time, not the store's clock: "last used" is a hint for people, and
+        # reading a test's stepping clock on every request would move its stored times.
+        now = datetime.now(UTC)
         last = record.last_used_at
-        if last is not None and (datetime.fromisoformat(now)
-                                 - datetime.fromisoformat(last)) < TOUCH_INTERVAL:
+        if last is not None and now - datetime.fromisoformat(last) < TOUCH_INTERVAL:
             return
-        with contextlib.suppress(StoreUnavailableError):  # "last used" is a hint, not a gate
-            self.store.touch_api_key(record.key_id)
+        with contextlib.suppress(StoreUnavailableError):  # a hint, not a gate
+            self.store.touch_api_key(record.key_id, now.isoformat(timespec="seconds"))
 
 
 def principal_for(record: ApiKeyRecord) -> Principal:

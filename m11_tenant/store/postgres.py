@@ -320,9 +320,8 @@ class PostgresStore(TransactionalStore):
                           (tenant_id,))
         return [ApiKeyRecord(*row) for row in rows]
 
-    def touch_api_key(self, key_id: str) -> None:
-        self._rows("UPDATE api_keys SET last_used_at = %s WHERE key_id = %s",
-                   (self._now(), key_id))
+    def touch_api_key(self, key_id: str, at: str) -> None:
+        self._rows("UPDATE api_keys SET last_used_at = %s WHERE key_id = %s", (at, key_id))
 
     def find_session(self, token_hash: str) -> SessionRecord | None:
         rows = self._rows(f"{_SESSION} WHERE s.token_hash = %s", (token_hash,))

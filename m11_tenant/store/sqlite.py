@@ -213,10 +213,10 @@ class SQLiteStore(TransactionalStore):
                           (tenant_id,))
         return [ApiKeyRecord(**row) for row in rows]
 
-    def touch_api_key(self, key_id: str) -> None:
+    def touch_api_key(self, key_id: str, at: str) -> None:
         with self._transaction():
             self.db.execute("UPDATE api_keys SET last_used_at = ? WHERE key_id = ?",
-                            (self._now(), key_id))
+                            (at, key_id))
 
     def find_session(self, token_hash: str) -> SessionRecord | None:
         rows = self._read("SELECT s.*, k.revoked_at AS key_revoked_at FROM console_sessions s "
