@@ -286,7 +286,7 @@ def test_rate_limits_and_the_throttle_hold_in_process_when_redis_is_down(repo, t
     codes = [client.post(f"/config/{tenant_id}", headers=key,
                          json={"config": {"top_k": 1 + n % 5}}).status_code for n in range(15)]
     assert codes == [200] * 10 + [429] * 5
-    assert app.state.ctx.limiter.counters.fallback
+    assert app.state.ctx.limiter.counters.errors > 0  # Redis was asked, and failed
     wrong = {"Authorization": "Bearer m11k_0000_wrong"}
     assert [client.get(f"/config/{tenant_id}", headers=wrong).status_code
             for _ in range(4)] == [401] * 3 + [429]

@@ -103,11 +103,6 @@ class Counters:
                 self._failed()
         return self.local.peek(key)
 
-    @property
-    def fallback(self) -> bool:
-        """True while the counters live in this process (Redis absent or paused)."""
-        return not self._redis_usable()
-
     def _redis_usable(self) -> bool:
         return self.client is not None and time.monotonic() >= self._paused_until
 
