@@ -33,7 +33,11 @@ Per-tenant RAG configuration: validated, stored, cached, versioned and audited.
 **Keys.** Send `Authorization: Bearer <key>` on everything except `/health` and the docs.
 The platform admin key (`M11_ADMIN_KEY`) can do everything; a tenant key (created by the
 admin with `POST /tenants/{tenant_id}/keys`) reads and changes only its own tenant — any
-other attempt is a 403 and a `denied` line in the audit log.
+other attempt is a 403 and a `denied` line in the audit log. The `plan` is the platform's:
+a tenant key that tries to change it gets 403 `platform_owned_field`. Keys are listed
+(`GET /tenants/{tenant_id}/keys`), revoked (`DELETE …/keys/{key_id}`) and rotated
+(`POST …/keys/{key_id}/rotate`); a revoked key is refused by every server within a second.
+Too many failed keys from one address: 429 with `Retry-After`.
 
 **Concurrency.** `GET /config/{tenant_id}` returns the version as `ETag`; send it back as
 `If-Match` on a write and a stale write fails with 412 instead of silently winning.
