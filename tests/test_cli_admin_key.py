@@ -33,7 +33,8 @@ def test_serve_refuses_a_weak_admin_key_from_the_environment(clean_env, monkeypa
     assert "M11_ADMIN_KEY" in err and "secrets.token_urlsafe(32)" in err and key not in err
 
 
-def test_serve_refuses_a_weak_admin_key_from_dot_env(clean_env, capsys):
+def test_serve_refuses_a_weak_admin_key_from_dot_env(clean_env, monkeypatch, capsys):
+    monkeypatch.delenv("M11_ADMIN_KEY")
     (clean_env / ".env").write_text("M11_ADMIN_KEY=change-me\n")
     assert cli.main(["serve", "--port", "1"]) == 2
     assert "at least 32" in capsys.readouterr().err
