@@ -129,7 +129,7 @@ class Authenticator:
         self.store, self._admin_key, self.throttle = store, admin_key, throttle
         self.admin_fingerprint = admin_fingerprint(admin_key)
         self._cache_seconds, self._clock = cache_seconds, clock
-        self._known: dict[str, tuple[float, ApiKeyRecord]] = {}
+        self._known: dict[str, tuple[float, ApiKeyRecord, Principal]] = {}
         self._lock = threading.Lock()
 
     def authenticate(self, authorization: str | None, client: str | None = None) -> Principal:
@@ -154,39 +154,39 @@ class Authenticator:
             return Principal(ADMIN, ADMIN)
         if not key.startswith(TENANT_KEY_PREFIX):
             raise _unauthorized("unknown API key")
-        record = self._record(hash_key(key))
-        if record is None:
+        known = self._known_key(hash_key(key))
+        if known is None:
             raise _unauthorized("unknown API key")
+        _, record, principal = known
         if record.revoked_at is not None and not record.active(self.store.now()):
             raise _unauthorized(f"API key {record.key_id} was revoked; ask for a new key")
-        return principal_for(record)
+        return principal
 
-    def _record(self, digest: str) -> ApiKeyRecord | None:
+    def _known_key(self, digest: str) -> tuple[float, ApiKeyRecord, Principal] | None:
+        """What the store says about a key: remembered for ``cache_seconds``."""
         now = self._clock()
-        with self._lock:
-            known = self._known.get(digest)
+        known = self._known.get(digest)  # a single dict read: safe without the lock
         if known is not None and now - known[0] < self._cache_seconds:
-            return known[1]
+            return known
         try:
             record = self.store.find_api_key(digest)
         except StoreUnavailableError:
             if known is not None and now - known[0] < KEY_OUTAGE_GRACE_SECONDS:
-                return known[1]
+                return known
             raise
         with self._lock:
             if record is None:
                 self._known.pop(digest, None)
-            else:
-                self._known[digest] = (now, record)
-        if record is not None:
-            self._touch(record)
-        return record
+                return None
+            known = self._known[digest] = (now, record, principal_for(record))
+        self._touch(record)
+        return known
 
     def forget(self, key_id: str) -> None:
         """Drop what this process knows about ``key_id`` (it was just revoked here), so the
         next request with it reads the database at once."""
         with self._lock:
-            for digest in [d for d, (_, r) in self._known.items() if r.key_id == key_id]:
+            for digest in [d for d, (_, r, _p) in self._known.items() if r.key_id == key_id]:
                 del self._known[digest]
 
     def _touch(self, record: ApiKeyRecord) -> None:
