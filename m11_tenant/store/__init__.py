@@ -5,6 +5,7 @@ from __future__ import annotations
 from m11_tenant.store.base import (
     BULK_ROLE,
     PLATFORM_ROLES,
+    QUERY_LOG_MAX_AGE_DAYS,
     ApiKeyRecord,
     AuditEntry,
     Change,
@@ -12,12 +13,14 @@ from m11_tenant.store.base import (
     ConfigRecord,
     ConfigStore,
     HistoryEntry,
+    LoggedQuery,
     SessionRecord,
     UsageTotals,
 )
 
-__all__ = ["BULK_ROLE", "PLATFORM_ROLES", "ApiKeyRecord", "AuditEntry", "Change", "Clock",
-           "ConfigRecord", "ConfigStore", "HistoryEntry", "SessionRecord", "UsageTotals",
+__all__ = ["BULK_ROLE", "PLATFORM_ROLES", "QUERY_LOG_MAX_AGE_DAYS", "ApiKeyRecord",
+           "AuditEntry", "Change", "Clock", "ConfigRecord", "ConfigStore", "HistoryEntry",
+           "LoggedQuery", "SessionRecord", "UsageTotals",
            "open_store"]
 
 

@@ -69,12 +69,23 @@ def _sqlite_v4_key_lifecycle_and_sessions(db: sqlite_utils.Database) -> None:
     db["console_sessions"].create_index(["expires_at"])
 
 
+def _sqlite_v7_query_log(db: sqlite_utils.Database) -> None:
+    # The opt-in per-tenant query log (questions redacted before they get here).
+    db["query_log"].create(
+        {"id": int, "tenant_id": str, "at": str, "question": str, "source_ids": str,
+         "model": str, "prompt_tokens": int, "completion_tokens": int, "cost_usd": float},
+        pk="id", not_null={"tenant_id", "at", "question", "source_ids", "model"},
+    )
+    db["query_log"].create_index(["tenant_id", "id"])
+
+
 SQLITE_MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (1, "tenant configs, history, audit log", _sqlite_v1_core),
     (2, "daily usage ledger", _sqlite_v2_usage),
     (3, "API keys (hashed) and tenant locks", _sqlite_v3_keys_and_locks),
     (4, "key revocation and use, server-side console sessions",
      _sqlite_v4_key_lifecycle_and_sessions),
+    (7, "opt-in per-tenant query log", _sqlite_v7_query_log),
 ]
 
 
@@ -157,5 +168,19 @@ POSTGRES_MIGRATIONS: list[tuple[int, str, str]] = [
             ended_at   text
         );
         CREATE INDEX console_sessions_expires ON console_sessions (expires_at);
+    """),
+    (7, "opt-in per-tenant query log", """
+        CREATE TABLE query_log (
+            id                bigserial PRIMARY KEY,
+            tenant_id         text COLLATE "C" NOT NULL,
+            at                text NOT NULL,
+            question          text NOT NULL,
+            source_ids        jsonb NOT NULL,
+            model             text NOT NULL,
+            prompt_tokens     integer NOT NULL,
+            completion_tokens integer NOT NULL,
+            cost_usd          double precision NOT NULL
+        );
+        CREATE INDEX query_log_tenant_id ON query_log (tenant_id, id);
     """),
 ]
