@@ -26,6 +26,8 @@ from m11_tenant.api.settings import Rate
 log = logging.getLogger("m11_tenant.auth")
 REDIS_PAUSE_SECONDS = 2.0
 MAX_LOCAL_KEYS = 100_000
+#: How long a process trusts that an address is not cooling down before asking Redis again.
+CLEAR_SECONDS = 1.0
 
 
 class LocalCounters:
@@ -143,19 +145,33 @@ class AuthThrottle:
     whatever key it sends — a correct guess must not answer differently from a wrong one.
 
     Other addresses are not affected; a failure is logged as a warning when it starts a
-    cool-down.
+    cool-down. What this process learns about an address is kept: a cool-down until it
+    ends, a clean record for :data:`CLEAR_SECONDS`, so a valid request costs a Redis
+    round trip at most once a second per address (a cool-down started on another server
+    is seen here within that second; a failure here sees it at once).
     """
 
-    def __init__(self, counters: Counters, rate: Rate | None):
-        self.counters, self.rate = counters, rate
+    def __init__(self, counters: Counters, rate: Rate | None, *,
+                 clock: Callable[[], float] = time.monotonic):
+        self.counters, self.rate, self._clock = counters, rate, clock
+        self._blocked: dict[str, float] = {}  # address -> end of its cool-down
+        self._clear: dict[str, float] = {}    # address -> until when it is known clean
 
     def check(self, client: str) -> None:
         """Raise 429 if ``client`` is cooling down."""
         if self.rate is None:
             return
+        now = self._clock()
+        ends = self._blocked.get(client)
+        if ends is not None and ends > now:
+            raise self._refusal(ends - now)
+        if self._clear.get(client, 0.0) > now:
+            return
         count, left = self.counters.peek(_auth_key(client))
         if count >= self.rate.limit:
+            self._remember(self._blocked, client, now + left, now)
             raise self._refusal(left)
+        self._remember(self._clear, client, now + CLEAR_SECONDS, now)
 
     def failed(self, client: str) -> None:
         """Count one failed authentication from ``client``; raise 429 instead of the 401 when
@@ -165,12 +181,25 @@ class AuthThrottle:
         if self.rate is None:
             return
         count, left = self.counters.hit(_auth_key(client), self.rate.period)
+        if count >= self.rate.limit:
+            now = self._clock()
+            self._clear.pop(client, None)
+            self._remember(self._blocked, client, now + left, now)
         if count == self.rate.limit:
             log.warning("client %r failed to authenticate %d times within %d s; refused "
                         "with 429 for %d s", client[:100], count, self.rate.period,
                         math.ceil(left))
         if count > self.rate.limit:
             raise self._refusal(left)
+
+    @staticmethod
+    def _remember(table: dict[str, float], client: str, until: float, now: float) -> None:
+        if len(table) >= MAX_LOCAL_KEYS:  # bounded: drop what has ended, else start over
+            for stale in [c for c, t in table.items() if t <= now]:
+                del table[stale]
+            if len(table) >= MAX_LOCAL_KEYS:
+                table.clear()
+        table[client] = until
 
     def _refusal(self, left: float) -> HttpError:
         retry_after = max(1, math.ceil(left))
