@@ -24,7 +24,7 @@ import fakeredis
 import redis
 
 from m11_tenant.api.auth import Authenticator, hash_key, new_admin_key, new_tenant_key
-from m11_tenant.api.ratelimit import Counters, RateLimiter
+from m11_tenant.api.ratelimit import AuthThrottle, Counters, RateLimiter
 from m11_tenant.api.settings import Rate
 from m11_tenant.store import Change, open_store
 
@@ -60,6 +60,12 @@ def main() -> None:
               f"{median_us(lambda _n: uncached.authenticate(tenant_header), 2000):.1f} µs/call")
         print(f"authenticate, admin key: "
               f"{median_us(lambda _n: auth.authenticate(admin_header)):.2f} µs/call")
+        if args.redis_url:
+            throttled = Authenticator(store, admin, throttle=AuthThrottle(
+                Counters(redis.Redis.from_url(args.redis_url), prefix="m11bench:"),
+                Rate(10, 60)))
+            cost = median_us(lambda _n: throttled.authenticate(tenant_header, "127.0.0.1"))
+            print(f"authenticate, tenant key, throttle on {args.redis_url}: {cost:.2f} µs/call")
         store.close()
     rate = Rate(10**9, 3600)
     clients: list[tuple[str, redis.Redis | None]] = [
