@@ -5,14 +5,17 @@ authentication is throttled (across servers with Redis, per server without); rat
 hold in process when Redis dies.
 
 Embedded variant: one SQLite file, no shared Redis (``REDIS_URL=``), always run. Services
-variant (marked ``services``): PostgreSQL (a schema of its own) and the real Redis.
+variant (marked ``services``): PostgreSQL (a schema of its own) and the real Redis; the
+Redis-dies test (also ``services``) starts and kills a redis-server of its own.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -27,6 +30,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 
 from tests.conftest import REAL_DATABASE_URL, REAL_REDIS_URL, postgres_schema
 
@@ -180,12 +184,23 @@ def test_concurrent_guesses_get_exactly_the_allowed_401s(pair, tenant_id):
     assert key_id
 
 
+@pytest.mark.services  # needs a redis-server of its own to kill (as in test_services.py)
 def test_rate_limits_hold_per_process_when_redis_dies(tmp_path, tenant_id):
+    binary = shutil.which("redis-server")
+    assert binary, "redis-server is not installed (the services tests need it)"
     port = free_port()
     redis_proc = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
+         "no", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     try:
+        probe = redis.Redis(port=port, socket_connect_timeout=0.2)
+        for _ in range(100):
+            with contextlib.suppress(redis.RedisError):
+                if probe.ping():
+                    break
+            time.sleep(0.05)
+        else:
+            pytest.fail("our redis-server did not start")
         redis_url = f"redis://127.0.0.1:{port}/0"
         with serve(f"sqlite:///{tmp_path / 'one.db'}", redis_url, tmp_path, count=1) as (s,):
             _, header = new_key(s.base, tenant_id)
