@@ -33,6 +33,7 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from m11_tenant.errors import ConfigValidationError, FieldError, ModelUnavailableError
+from m11_tenant.rag.alerts import CostAlerts
 from m11_tenant.rag.corpus import Passage
 from m11_tenant.rag.generate import (
     OFFLINE_NOTICE,
@@ -159,6 +160,7 @@ class RagPipeline:
         if reranker not in RERANKERS:
             raise ValueError(f"unknown reranker {reranker!r} (known: {', '.join(RERANKERS)})")
         self.config_source, self.ledger = config_source, ledger
+        self.cost_alerts = CostAlerts(ledger) if ledger is not None else None
         self._index = index
         self._catalog = None if catalog is None else catalog_from(catalog)
         self.clock = clock or utc_now
@@ -218,11 +220,16 @@ class RagPipeline:
         config_ms = (time.perf_counter() - t0) * 1e3
         now = self.clock()
         plan = check_static_limits(config, self.catalog)
-        check_usage_limits(tenant_id, plan, self.ledger.usage_totals(tenant_id, now.date()), now)
+        totals = self.ledger.usage_totals(tenant_id, now.date())
+        check_usage_limits(tenant_id, plan, totals, now)
         result = self._execute(config, question, tenant_id, record=True)
         self.ledger.record_usage(
             tenant_id, now.date(), queries=1, prompt_tokens=result.usage.prompt_tokens,
             completion_tokens=result.usage.completion_tokens, cost_usd=result.cost_usd)
+        self.cost_alerts.settle(  # after settlement: the thresholds this spend reached
+            tenant_id, spent_month_usd=totals.cost_month_usd + result.cost_usd,
+            budget_usd=plan.monthly_budget_usd, thresholds_pct=config.cost_alert_thresholds,
+            now=now)
         return result.model_copy(update={"timings_ms": {**result.timings_ms,
                                                          "config_load": config_ms}})
 

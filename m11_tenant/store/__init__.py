@@ -12,6 +12,7 @@ from m11_tenant.store.base import (
     Clock,
     ConfigRecord,
     ConfigStore,
+    CostAlert,
     HistoryEntry,
     LoggedQuery,
     SessionRecord,
@@ -19,9 +20,8 @@ from m11_tenant.store.base import (
 )
 
 __all__ = ["BULK_ROLE", "PLATFORM_ROLES", "QUERY_LOG_MAX_AGE_DAYS", "ApiKeyRecord",
-           "AuditEntry", "Change", "Clock", "ConfigRecord", "ConfigStore", "HistoryEntry",
-           "LoggedQuery", "SessionRecord", "UsageTotals",
-           "open_store"]
+           "AuditEntry", "Change", "Clock", "ConfigRecord", "ConfigStore", "CostAlert",
+           "HistoryEntry", "LoggedQuery", "SessionRecord", "UsageTotals", "open_store"]
 
 
 def open_store(url: str, *, history_limit: int = 10, clock: Clock | None = None) -> ConfigStore:
