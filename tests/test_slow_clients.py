@@ -14,7 +14,7 @@ from contextlib import contextmanager
 
 import pytest
 import uvicorn
-from api_support import make_api
+from api_support import ADMIN_KEY, make_api
 
 from m11_tenant.api.server import HeaderDeadlineProtocol, protocol
 
@@ -102,7 +102,7 @@ def test_a_trickled_body_gets_a_408(sqlite_repo, tenant_id):
     with serving(api.app) as port, socket.create_connection(("127.0.0.1", port)) as sock:
         sock.settimeout(GIVE_UP)
         sock.sendall(f"POST /config/{tenant_id} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
-                     f"test-admin-key-0123456789\r\nContent-Type: application/json\r\n"
+                     f"{ADMIN_KEY}\r\nContent-Type: application/json\r\n"
                      f"Content-Length: 100\r\n\r\n{{\"config\":".encode())
         answer = sock.recv(65536)
     assert answer.startswith(b"HTTP/1.1 408") and b"request_timeout" in answer
