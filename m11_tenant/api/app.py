@@ -25,6 +25,7 @@ from m11_tenant.api.models import REQUEST_MODELS
 from m11_tenant.api.ratelimit import RateLimiter
 from m11_tenant.api.settings import ApiSettings, api_settings
 from m11_tenant.console import install_console
+from m11_tenant.rag.ledger import WriteBehindLedger
 from m11_tenant.repository import TenantConfigRepository
 from m11_tenant.settings import Settings
 
@@ -81,13 +82,17 @@ def create_app(repo: TenantConfigRepository | None = None, *,
         server=fakeredis.FakeServer())
     limiter = RateLimiter(client, prefix=repo.cache.prefix,
                           **({"clock": clock} if clock else {}))
+    # Settlements are group-committed; the quota gate is not (see rag.ledger).
+    ledger = None if pipeline is not None else WriteBehindLedger(repo.store)
     ctx = ApiContext(repo=repo, settings=cfg, auth=Authenticator(repo.store, admin_key),
                      limiter=limiter, metrics=ApiMetrics(repo),
-                     pipeline_factory=lambda: pipeline or _default_pipeline(repo))
+                     pipeline_factory=lambda: pipeline or _default_pipeline(repo, ledger))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
+        if ledger is not None:
+            ledger.close()  # write the last settlements before the store closes
         if owns_repo:
             repo.close()
 
@@ -104,14 +109,14 @@ def create_app(repo: TenantConfigRepository | None = None, *,
     return app
 
 
-def _default_pipeline(repo: TenantConfigRepository) -> Any:
+def _default_pipeline(repo: TenantConfigRepository, ledger: Any) -> Any:
     try:
         from m11_tenant.rag import RagPipeline
     except ImportError as exc:
         raise HttpError(503, "pipeline_unavailable",
                         f"the RAG pipeline cannot be loaded here ({exc}); install the "
                         "package's RAG dependencies") from exc
-    return RagPipeline(repo, repo.store)
+    return RagPipeline(repo, ledger)
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

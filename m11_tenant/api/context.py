@@ -19,9 +19,8 @@ from m11_tenant.api.ratelimit import RateLimiter
 from m11_tenant.api.settings import ApiSettings, Rate, parse_rate
 from m11_tenant.errors import ConfigValidationError, FieldError, InvalidTenantIdError
 from m11_tenant.repository import ResolvedConfig, TenantConfigRepository
-from m11_tenant.schema import load_catalog, validate_tenant_id
+from m11_tenant.schema import validate_tenant_id
 
-DAY = 86_400
 MAX_REASON_CHARS = 500
 _ETAG = re.compile(r'(?:W/)?"?([0-9]{1,12})"?')
 
@@ -47,12 +46,12 @@ class ApiContext:
     def preview_rate(self) -> Rate | None:
         return parse_rate(self.settings.m11_rate_previews)
 
-    def query_rate(self, tenant_id: str) -> Rate | None:
+    @property
+    def query_rate(self) -> Rate | None:
+        """An extra per-key rate for queries; ``plan`` (the default) adds none: the plan's
+        daily quota is enforced exactly by the usage ledger's atomic gate, Redis or not."""
         text = self.settings.m11_rate_queries
-        if text != "plan":
-            return parse_rate(text)
-        plan = load_catalog().plan(self.repo.get_config(tenant_id).plan)
-        return Rate(plan.daily_queries, DAY)
+        return None if text == "plan" else parse_rate(text)
 
     def limit(self, kind: str, tenant_id: str, rate: Rate | None) -> None:
         try:

@@ -190,7 +190,7 @@ async def query(request: Request, ctx: Ctx, caller: Caller) -> JSONResponse:
     authorize_tenant(ctx.repo.store, caller, tid, "query")
 
     def run() -> dict:
-        ctx.limit("query", tid, ctx.query_rate(tid))
+        ctx.limit("query", tid, ctx.query_rate)
         result = ctx.pipeline.query(tid, body["query"])
         ctx.metrics.query_done(tid, result.usage.prompt_tokens, result.usage.completion_tokens,
                                result.cost_usd)

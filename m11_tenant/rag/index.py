@@ -136,8 +136,10 @@ class HybridIndex:
             raise ValueError(f"alpha must be between 0 and 1, got {alpha}")
         if top_k < 1:
             raise ValueError(f"top_k must be at least 1, got {top_k}")
+        t_embed = time.perf_counter()
+        qvec = self.embed_query(query)
         t0 = time.perf_counter()
-        bm25, cosine, qvec = self.score_all(query)
+        bm25, cosine, qvec = self.score_all(query, qvec)
         keyword, semantic = minmax(bm25), minmax(cosine)
         hybrid = alpha * semantic + (1.0 - alpha) * keyword
         # Round before sorting so float noise in the last bits cannot reorder near-ties.
@@ -149,7 +151,7 @@ class HybridIndex:
             for j, i in enumerate(order)
         ]
         t1 = time.perf_counter()
-        timings = {"retrieve": (t1 - t0) * 1e3, "rerank": 0.0}
+        timings = {"embed": (t0 - t_embed) * 1e3, "retrieve": (t1 - t0) * 1e3, "rerank": 0.0}
         if not rerank:
             return Retrieval(candidates, candidates, False, None, qvec, timings)
         n = top_k if rerank_top_n is None else min(rerank_top_n, top_k)

@@ -11,11 +11,13 @@ from m11_tenant.store.base import (
     ConfigRecord,
     ConfigStore,
     HistoryEntry,
+    UsageDelta,
     UsageTotals,
 )
 
 __all__ = ["BULK_ROLE", "ApiKeyRecord", "AuditEntry", "Change", "Clock", "ConfigRecord",
-           "ConfigStore", "HistoryEntry", "UsageTotals", "open_store"]
+           "ConfigStore", "HistoryEntry", "UsageDelta", "UsageTotals",
+           "open_store"]
 
 
 def open_store(url: str, *, history_limit: int = 10, clock: Clock | None = None) -> ConfigStore:
