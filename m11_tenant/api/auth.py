@@ -38,6 +38,9 @@ class Principal:
         return self.role == ADMIN
 
 
+ADMIN_PRINCIPAL = Principal(ADMIN, ADMIN)
+
+
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
@@ -64,6 +67,18 @@ class Authenticator:
         self._known: dict[str, Principal] = {}
         self._lock = threading.Lock()
 
+    def peek(self, authorization: str | None) -> Principal | None:
+        """The caller if it is known without asking the store (the admin key, or a tenant
+        key already found), else None — then call :meth:`authenticate`, off the event loop,
+        for the answer or the 401. Never blocks."""
+        scheme, _, key = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not key or len(key) > MAX_KEY_CHARS:
+            return None
+        if hmac.compare_digest(key.encode(), self._admin_key.encode()):
+            return ADMIN_PRINCIPAL
+        with self._lock:
+            return self._known.get(hash_key(key))
+
     def authenticate(self, authorization: str | None) -> Principal:
         if not authorization:
             raise _unauthorized("missing Authorization header; send 'Authorization: Bearer "
@@ -71,13 +86,10 @@ class Authenticator:
         scheme, _, key = authorization.partition(" ")
         if scheme.lower() != "bearer" or not key or len(key) > MAX_KEY_CHARS:
             raise _unauthorized("Authorization must be 'Bearer <key>'")
-        if hmac.compare_digest(key.encode(), self._admin_key.encode()):
-            return Principal(ADMIN, ADMIN)
-        digest = hash_key(key)
-        with self._lock:
-            known = self._known.get(digest)
+        known = self.peek(authorization)
         if known is not None:
             return known
+        digest = hash_key(key)
         if not key.startswith(TENANT_KEY_PREFIX):
             raise _unauthorized("unknown API key")
         record = self.store.find_api_key(digest)
