@@ -6,6 +6,7 @@ Run it with ``python -m m11_tenant serve`` (or ``uvicorn m11_tenant.api:create_a
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -13,6 +14,7 @@ from typing import Any
 
 import fakeredis
 from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
 from fastapi.openapi.utils import get_openapi
 from fastapi_offline import FastAPIOffline
 
@@ -28,6 +30,8 @@ from m11_tenant.console import install_console
 from m11_tenant.rag.ledger import WriteBehindLedger
 from m11_tenant.repository import TenantConfigRepository
 from m11_tenant.settings import Settings
+
+log = logging.getLogger(__name__)
 
 DESCRIPTION = """\
 Per-tenant RAG configuration: validated, stored, cached, versioned and audited.
@@ -90,6 +94,7 @@ def create_app(repo: TenantConfigRepository | None = None, *,
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(_warm_up, ctx)
         yield
         if ledger is not None:
             ledger.close()  # write the last settlements before the store closes
@@ -107,6 +112,15 @@ def create_app(repo: TenantConfigRepository | None = None, *,
     install_console(app, admin_key)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def _warm_up(ctx: ApiContext) -> None:
+    """Load the pipeline before the first request: a burst of first queries would
+    otherwise wait seconds for the model and tokenizers (or build them once per thread)."""
+    try:
+        ctx.pipeline.warm_up()
+    except Exception as exc:  # the first /query reports it to its caller, with advice
+        log.warning("the RAG pipeline could not be loaded at start: %s", exc)
 
 
 def _default_pipeline(repo: TenantConfigRepository, ledger: Any) -> Any:

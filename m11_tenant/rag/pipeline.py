@@ -56,6 +56,7 @@ from m11_tenant.rag.plans import (
 )
 from m11_tenant.rag.rerank import DEFAULT_RERANKER, RERANKERS
 from m11_tenant.rag.tokens import count_tokens
+from m11_tenant.rag.tokens import warm_up as warm_up_tokens
 from m11_tenant.templates import render_template
 
 #: Longest question accepted (characters).
@@ -199,6 +200,12 @@ class RagPipeline:
             self._openai_client = openai.OpenAI(api_key=self._env["OPENAI_API_KEY"],
                                                 max_retries=0, timeout=30.0)
         return self._openai_client
+
+    def warm_up(self) -> None:
+        """Build now what the first queries would otherwise each start building: the index
+        (embedding model and vectors), one embedding run, and the catalog's tokenizers."""
+        self.index.embed_query("warm up")
+        warm_up_tokens(tuple({m.api_model for m in self.catalog.models.values()}))
 
     # -- entry points ------------------------------------------------------------------------
     def query(self, tenant_id: str, question: str) -> QueryResult:
