@@ -175,6 +175,27 @@ def seed(tree: Path, url: str, prefix: str) -> None:
                    cwd=tree)
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a process and its children, from /proc (Linux; 0 else).
+
+    Throughput on a shared machine swings with the neighbours' load; the server's own CPU
+    time per request does not, so the summary reports both."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    try:
+        entries = [e for e in os.listdir("/proc") if e.isdigit()]
+    except OSError:
+        return 0.0
+    for entry in entries:
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(entry) == pid or int(fields[1]) == pid:  # the server or one of its workers
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -232,18 +253,21 @@ class Server:
 
     def drive(self, kind: str, count: int, seconds: float, concurrency: int,
               path: str = "/config") -> dict:
+        cpu_before = cpu_seconds(self.proc.pid)
         out = subprocess.run(
             [sys.executable, __file__, "_client", "--port", str(self.port), "--kind", kind,
              "--count", str(count), "--seconds", str(seconds), "--concurrency",
              str(concurrency), "--prefix", self.prefix, "--path", path],
             capture_output=True, text=True, timeout=seconds + 120, check=True,
             env={**os.environ, "PYTHONPATH": str(ROOT)})
+        cpu = cpu_seconds(self.proc.pid) - cpu_before
         result = json.loads(out.stdout)
         ordered = sorted(result["latencies"])
         statuses = {int(code): n for code, n in result["statuses"].items()}
         return {"requests": len(ordered), "non200": len(ordered) - statuses.get(200, 0),
                 "statuses": statuses, "rps": len(ordered) / result["elapsed"],
-                "p50": percentile(ordered, 50), "p99": percentile(ordered, 99)}
+                "p50": percentile(ordered, 50), "p99": percentile(ordered, 99),
+                "cpu_us": cpu / max(1, len(ordered)) * 1e6}
 
 
 def in_process_figures() -> list[str]:
@@ -345,26 +369,30 @@ def main() -> None:
           f"alternating the servers; {os.cpu_count()} CPUs shared with the load generator "
           f"(load average {os.getloadavg()[0]:.1f} at the end)")
     print(f"{'scenario':<34}{'server':<11}{'workers':>7}{'req/s':>8}{'p50 ms':>8}"
-          f"{'p99 ms':>8}{'non-200':>8}  req/s per round")
+          f"{'p99 ms':>8}{'non-200':>8}{'CPU µs/req':>11}  req/s per round")
     for (kind, name, workers), runs in results.items():
         label = dict(SCENARIOS)[kind]
         rps = statistics.median(r["rps"] for r in runs)
         p50 = statistics.median(r["p50"] for r in runs) * 1e3
         p99 = statistics.median(r["p99"] for r in runs) * 1e3
         bad = sum(r["non200"] for r in runs)
-        print(f"{label:<34}{name:<11}{workers:>7}{rps:>8.0f}{p50:>8.1f}{p99:>8.1f}{bad:>8}  "
-              + ", ".join(f"{r['rps']:.0f}" for r in runs))
-    print("ratios (median over rounds of the same-round ratio):")
+        cpu = statistics.median(r["cpu_us"] for r in runs)
+        print(f"{label:<34}{name:<11}{workers:>7}{rps:>8.0f}{p50:>8.1f}{p99:>8.1f}{bad:>8}"
+              f"{cpu:>11.0f}  " + ", ".join(f"{r['rps']:.0f}" for r in runs))
+    print("ratios: req/s (median over rounds of the same-round ratio), and capacity = the "
+          "inverse ratio of server CPU per request (less sensitive to the neighbours' load):")
     for (kind, name, workers), runs in results.items():
         for against in ("bare", "baseline", "reference"):
             other = results.get((kind, against, workers))
             if other is None or name in ("bare", "reference", against) or (
                     against == "reference" and name == "baseline"):
                 continue
-            ratio = statistics.median(a["rps"] / b["rps"] for a, b in zip(runs, other,
-                                                                          strict=True))
+            pairs = list(zip(runs, other, strict=True))
+            ratio = statistics.median(a["rps"] / b["rps"] for a, b in pairs)
+            capacity = statistics.median(b["cpu_us"] / a["cpu_us"] for a, b in pairs
+                                         if a["cpu_us"] > 0) if pairs[0][0]["cpu_us"] else 0
             print(f"  {dict(SCENARIOS)[kind]:<34}{workers} worker(s): {name} / {against} "
-                  f"= {ratio:.2f}x")
+                  f"= {ratio:.2f}x req/s, {capacity:.2f}x capacity")
     for line in in_process_figures():
         print(line)
     print("reproduce: python bench/http_load.py " + " ".join(sys.argv[1:]))

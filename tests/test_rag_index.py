@@ -173,7 +173,7 @@ def run_concurrently(batcher, texts):
 def test_concurrent_new_questions_are_embedded_in_batches():
     model = SlowEmbedder()
     texts = [f"question {'x' * n}" for n in range(12)]
-    results, errors = run_concurrently(EmbeddingBatcher(model), texts)
+    results, errors = run_concurrently(EmbeddingBatcher(model, parallel=1), texts)
     assert not errors and sorted(t for call in model.calls for t in call) == sorted(texts)  # each text once
     assert len(model.calls) < len(texts)  # some calls carried several questions
     for text in texts:
@@ -185,3 +185,27 @@ def test_a_failed_batch_fails_its_callers_and_the_next_batch_runs():
     with pytest.raises(RuntimeError, match="model failed"):
         batcher.embed("bad")
     assert batcher.embed("good").tolist() == [4.0, 1.0]
+
+
+def test_batches_run_side_by_side_up_to_parallel():
+    class Counting(SlowEmbedder):
+        def __init__(self):
+            super().__init__()
+            self.now = self.peak = 0
+            self.lock = threading.Lock()
+
+        def embed(self, texts):
+            with self.lock:
+                self.now += 1
+                self.peak = max(self.peak, self.now)
+            try:
+                return super().embed(texts)
+            finally:
+                with self.lock:
+                    self.now -= 1
+
+    model = Counting()
+    results, errors = run_concurrently(EmbeddingBatcher(model, max_batch=2, parallel=2),
+                                       [f"q{n}" for n in range(10)])
+    assert not errors and len(results) == 10
+    assert model.peak == 2 and all(len(call) <= 2 for call in model.calls)

@@ -20,6 +20,7 @@ thread to need the model embeds every question waiting at that moment in one bat
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -62,19 +63,21 @@ class QueryScores:
 class EmbeddingBatcher:
     """Embeds concurrent questions in micro-batches, without waiting for a batch to fill.
 
-    A caller whose text is not being embedded queues it; if no batch is running, it becomes
-    the leader and embeds everything queued (its own text included) in one call, then
-    hands every waiter its vector. A caller that arrives while a batch runs waits for the
-    next one, which its arrival helps fill. Alone, a question is embedded at once.
+    A caller queues its text; while fewer than ``parallel`` batches run (one per core: the
+    model releases the GIL), it becomes a leader and embeds up to ``max_batch`` queued
+    texts (its own among them) in one call, then hands every waiter its vector. Callers
+    arriving meanwhile queue up for the next batch. Alone, a question is embedded at once.
+    Small batches: padding to the longest text wastes more of a big one.
     """
 
-    def __init__(self, embedder: Embedder, max_batch: int = 16):
+    def __init__(self, embedder: Embedder, max_batch: int = 8, parallel: int | None = None):
         self.embedder, self.max_batch = embedder, max_batch
+        self.parallel = parallel or os.cpu_count() or 1
         self._cond = threading.Condition()
         self._queue: list[str] = []
         self._done: dict[str, np.ndarray | BaseException] = {}
         self._waiting: dict[str, int] = {}
-        self._busy = False
+        self._running = 0
 
     def embed(self, text: str) -> np.ndarray:
         with self._cond:
@@ -82,10 +85,10 @@ class EmbeddingBatcher:
                 self._queue.append(text)
             self._waiting[text] = self._waiting.get(text, 0) + 1
             while text not in self._done:
-                if not self._busy:
+                if self._queue and self._running < self.parallel:
                     self._run_batch()
-                    continue
-                self._cond.wait()
+                else:
+                    self._cond.wait()
             result = self._done[text]
             self._waiting[text] -= 1
             if not self._waiting[text]:
@@ -95,9 +98,9 @@ class EmbeddingBatcher:
         return result
 
     def _run_batch(self) -> None:
-        """Embed the queue's head (called holding the condition; releases it meanwhile)."""
+        """Embed the queue's head (called holding the condition; released meanwhile)."""
         batch, self._queue = self._queue[:self.max_batch], self._queue[self.max_batch:]
-        self._busy = True
+        self._running += 1
         self._cond.release()
         try:
             try:
@@ -106,7 +109,7 @@ class EmbeddingBatcher:
                 results = [exc] * len(batch)
         finally:
             self._cond.acquire()
-            self._busy = False
+            self._running -= 1
         self._done.update(zip(batch, results, strict=True))
         self._cond.notify_all()
 
