@@ -31,7 +31,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from http_load import free_port, wait_ready  # noqa: E402 - bench/ is not a package
+from bench.http_load import free_port, wait_ready  # noqa: E402 - ROOT is on the path now
 
 ADMIN_KEY = "bench-admin-key-0123456789abcdef0123456789"
 FREE_QUOTA = 100
@@ -56,12 +56,13 @@ def start_redis(tmp: Path) -> tuple[subprocess.Popen, str]:
     raise SystemExit("redis-server did not start")
 
 
-def burst(base: str, tenant_id: str, n: int) -> Counter:
+def burst(base: str, headers: dict[str, str], tenant_id: str, n: int) -> Counter:
+    """``n`` threads, released together, each sending one query; their outcomes
+    (``200``, or the status and error code)."""
     start = threading.Barrier(n)
     outcomes: list[str] = []
     limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
-    with httpx.Client(base_url=base, timeout=120, limits=limits,
-                      headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as client:
+    with httpx.Client(base_url=base, timeout=120, limits=limits, headers=headers) as client:
 
         def ask() -> None:
             start.wait()
@@ -132,7 +133,8 @@ def main() -> None:
                 for i, (n, q) in enumerate(bursts):
                     tenant = f"quota-{redis_state}-{i}-{run}"
                     started = time.perf_counter()
-                    outcomes = burst(base, tenant, n)
+                    outcomes = burst(base, {"Authorization": f"Bearer {ADMIN_KEY}"},
+                                     tenant, n)
                     used = repo.store.usage_totals(tenant, today).queries_today
                     rows.append((redis_state, n, q, outcomes, used,
                                  time.perf_counter() - started))

@@ -17,12 +17,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import fakeredis
-import httpx
 import pytest
 import uvicorn
 from api_support import ADMIN, ADMIN_KEY
 from rag_support import FIXED_NOW, catalog, fixture_index
 
+from bench.quota_burst import burst
 from m11_tenant.api import ApiSettings, create_app
 from m11_tenant.cache import ConfigCache, make_redis_client
 from m11_tenant.rag import RagPipeline, WriteBehindLedger
@@ -73,28 +73,6 @@ def cache_client(request):
     return make_redis_client(f"redis://127.0.0.1:{free_port()}/0")
 
 
-def burst(base: str, tenant_id: str, n: int) -> Counter:
-    """``n`` threads, released together, each sending one query; their outcomes."""
-    start = threading.Barrier(n)
-    outcomes: list[str] = []
-    limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
-    with httpx.Client(base_url=base, headers=ADMIN, timeout=60, limits=limits) as client:
-
-        def ask() -> None:
-            start.wait()
-            response = client.post("/query", json={"tenant_id": tenant_id,
-                                                   "query": "What is BM25?"})
-            outcomes.append(str(response.status_code) if response.status_code == 200
-                            else f"{response.status_code} {response.json()['error']['code']}")
-
-        threads = [threading.Thread(target=ask) for _ in range(n)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    return Counter(outcomes)
-
-
 @pytest.mark.parametrize("n, left", [(24, 7), (6, 9)])
 def test_a_burst_gets_exactly_the_slots_left(database_url, cache_client, tenant_id, n, left):
     store = open_store(database_url)
@@ -109,7 +87,7 @@ def test_a_burst_gets_exactly_the_slots_left(database_url, cache_client, tenant_
                        completion_tokens=0, cost_usd=0.0)
     try:
         with serving(app) as base:
-            outcomes = burst(base, tenant_id, n)
+            outcomes = burst(base, ADMIN, tenant_id, n)
         ledger.close()
         answered = min(n, left)
         assert outcomes == Counter({"200": answered, "429 quota_exceeded": n - answered})
