@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     warm_start: bool = Field(False, description="load every tenant into the near cache at start")
     m11_admin_key: str | None = Field(None, description="platform admin API key")
     openai_api_key: str | None = Field(None, description="enables the OpenAI client")
+    query_log_max_age_days: int = Field(
+        30, ge=1, le=365, description="days a tenant's logged question is kept at most "
+        "(the tenant's query_log_size caps how many)")
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -45,6 +45,8 @@ class ApiSettings(Settings):
     m11_rate_queries: str = Field(
         "plan", description="'plan' = only the plan's daily quota (enforced by the usage ledger); "
         "'N/unit' = that rate per tenant as well; 'off' = the same as 'plan'")
+    m11_replay_time_budget: float = Field(
+        20.0, gt=0, le=300, description="seconds a replay may run before it reports what it has")
     m11_max_body_bytes: int = Field(MAX_BODY_BYTES, ge=256, le=10 * 1024 * 1024,
                                     description="largest request body accepted (413 above)")
 

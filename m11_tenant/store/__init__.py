@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from m11_tenant.store.base import (
     BULK_ROLE,
+    QUERY_LOG_MAX_AGE_DAYS,
     ApiKeyRecord,
     AuditEntry,
     Change,
@@ -11,12 +12,14 @@ from m11_tenant.store.base import (
     ConfigRecord,
     ConfigStore,
     HistoryEntry,
+    LoggedQuery,
     UsageDelta,
     UsageTotals,
 )
 
-__all__ = ["BULK_ROLE", "ApiKeyRecord", "AuditEntry", "Change", "Clock", "ConfigRecord",
-           "ConfigStore", "HistoryEntry", "UsageDelta", "UsageTotals",
+__all__ = ["BULK_ROLE", "QUERY_LOG_MAX_AGE_DAYS", "ApiKeyRecord", "AuditEntry", "Change",
+           "Clock", "ConfigRecord", "ConfigStore", "HistoryEntry", "LoggedQuery", "UsageDelta",
+           "UsageTotals",
            "open_store"]
 
 
