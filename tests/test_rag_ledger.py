@@ -166,3 +166,28 @@ def test_write_behind_writes_on_its_own_and_on_close(store):
     record(behind, "acme", DAY, 0.25, queries=0)
     behind.close()
     assert store.usage_totals("acme", DAY).cost_month_usd == pytest.approx(0.75)
+
+
+def test_only_usage_writes_skip_the_wait_for_the_disk(store):
+    """Config writes keep their durability; the ledger's laxer commit never leaks to them."""
+    from m11_tenant.store import Change
+
+    def config_write():
+        store.write("acme", lambda _current: {"top_k": 3}, Change())
+
+    reserve(store)
+    if store.url.startswith("sqlite"):
+        def level():
+            return store.db.execute("PRAGMA synchronous").fetchone()[0]
+
+        config_write()
+        assert level() == 2  # FULL: the WAL is synced before the commit returns
+        store.record_usage_many([UsageDelta("acme", DAY, 1)])
+        assert level() == 1  # NORMAL: usage only
+        config_write()
+        assert level() == 2
+    else:
+        store.record_usage_many([UsageDelta("acme", DAY, 1)])
+        assert store._rows("SHOW synchronous_commit") == [("on",)]  # SET LOCAL ended there
+        config_write()
+    assert store.usage_totals("acme", DAY).queries_today == 2
