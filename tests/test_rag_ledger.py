@@ -32,7 +32,9 @@ def record(ledger, tenant, day, cost, queries=1):
 
 
 def reserve(ledger, tenant="acme", day=DAY, quota=3, budget=1.0):
-    return ledger.reserve_query(tenant, day, daily_queries=quota, monthly_budget_usd=budget)
+    """True when the gate gave a slot (it returns the month's spend then, else None)."""
+    spent = ledger.reserve_query(tenant, day, daily_queries=quota, monthly_budget_usd=budget)
+    return spent is not None
 
 
 def test_implements_the_protocol(ledger):
@@ -75,7 +77,9 @@ def test_a_released_slot_can_be_taken_again(ledger):
 
 def test_the_gate_refuses_once_the_months_spend_reaches_the_budget(ledger):
     record(ledger, "acme", date(2026, 3, 2), 0.75, queries=0)
-    assert reserve(ledger)  # $0.75 < $1
+    ledger.usage_totals("acme", DAY)  # (write-behind: written now)
+    spent = ledger.reserve_query("acme", DAY, daily_queries=3, monthly_budget_usd=1.0)
+    assert spent == pytest.approx(0.75)  # $0.75 < $1: the slot, and the spend it saw
     ledger.usage_totals("acme", DAY)  # (write-behind: written now)
     record(ledger, "acme", DAY, 0.25, queries=0)
     ledger.usage_totals("acme", DAY)
@@ -191,3 +195,13 @@ def test_only_usage_writes_skip_the_wait_for_the_disk(store):
         assert store._rows("SHOW synchronous_commit") == [("on",)]  # SET LOCAL ended there
         config_write()
     assert store.usage_totals("acme", DAY).queries_today == 2
+
+
+def test_a_cost_alert_is_recorded_once(ledger):
+    from m11_tenant.store import CostAlert
+
+    alert = CostAlert("acme", "2026-03", 80, 4.2, 5.0, "2026-03-14T09:00:00+00:00")
+    assert ledger.record_cost_alert(alert) is True
+    assert ledger.record_cost_alert(alert) is False
+    assert ledger.record_cost_alert(CostAlert("acme", "2026-04", 80, 4.1, 5.0,
+                                              "2026-04-02T09:00:00+00:00")) is True

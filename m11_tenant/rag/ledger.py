@@ -12,7 +12,9 @@ A query goes through the ledger twice:
 
 Settlements need not be written one transaction each: :class:`WriteBehindLedger` gathers
 them for a few milliseconds and writes each batch in one transaction (group commit). The
-gate itself is never buffered. Rows are per tenant per UTC day.
+gate itself is never buffered. Rows are per tenant per UTC day. When the month's spend
+reaches one of the tenant's alert thresholds, the pipeline calls
+:meth:`UsageLedger.record_cost_alert` (``m11_tenant.rag.alerts``).
 
 :class:`InMemoryLedger` is the in-memory twin for notebooks and tests.
 """
@@ -26,7 +28,7 @@ from datetime import date
 from typing import Protocol, runtime_checkable
 
 from m11_tenant.errors import StoreUnavailableError
-from m11_tenant.store.base import UsageDelta, UsageTotals
+from m11_tenant.store.base import CostAlert, UsageDelta, UsageTotals
 
 __all__ = ["InMemoryLedger", "UsageLedger", "UsageTotals", "WriteBehindLedger"]
 
@@ -43,10 +45,10 @@ class UsageLedger(Protocol):
     """Per-tenant, per-day usage: the store's side of plan enforcement."""
 
     def reserve_query(self, tenant_id: str, day: date, *, daily_queries: int,
-                      monthly_budget_usd: float) -> bool:
+                      monthly_budget_usd: float) -> float | None:
         """Count one query for ``day`` if fewer than ``daily_queries`` are counted and the
-        month's spend is below ``monthly_budget_usd``, atomically; False (nothing counted)
-        otherwise."""
+        month's spend is below ``monthly_budget_usd``, atomically, and return the month's
+        recorded spend; None (nothing counted) otherwise."""
         ...
 
     def record_usage(self, tenant_id: str, day: date, *, queries: int, prompt_tokens: int,
@@ -58,22 +60,44 @@ class UsageLedger(Protocol):
         """Queries recorded on ``day``; cost recorded from the 1st of ``day``'s month to ``day``."""
         ...
 
+    def record_cost_alert(self, alert: CostAlert) -> bool:
+        """Keep (and audit, where there is an audit log) a cost alert unless already
+        recorded for its tenant, month and threshold; True if this call recorded it."""
+        ...
+
 
 class InMemoryLedger:
     """A dict-backed :class:`UsageLedger` (thread-safe; forgets everything on exit)."""
 
     def __init__(self) -> None:
         self.rows: dict[tuple[str, date], dict[str, float]] = {}
+        self.alerts: dict[tuple[str, str, int], CostAlert] = {}
         self._lock = threading.Lock()
 
     def reserve_query(self, tenant_id: str, day: date, *, daily_queries: int,
-                      monthly_budget_usd: float) -> bool:
+                      monthly_budget_usd: float) -> float | None:
         with self._lock:
-            if (self._queries(tenant_id, day) >= daily_queries
-                    or self._month_cost(tenant_id, day) >= monthly_budget_usd):
-                return False
+            spent = self._month_cost(tenant_id, day)
+            if self._queries(tenant_id, day) >= daily_queries or spent >= monthly_budget_usd:
+                return None
             self._add(tenant_id, day, queries=1)
+            return spent
+
+    def record_cost_alert(self, alert: CostAlert) -> bool:
+        with self._lock:
+            key = (alert.tenant_id, alert.month, alert.threshold_pct)
+            if key in self.alerts:
+                return False
+            self.alerts[key] = alert
             return True
+
+    def cost_alerts(self, tenant_id: str | None = None, month: str | None = None,
+                    limit: int = 100) -> list[CostAlert]:
+        with self._lock:
+            found = [a for a in self.alerts.values()
+                     if tenant_id in (None, a.tenant_id) and month in (None, a.month)]
+        found.sort(key=lambda a: (a.month, a.at, a.threshold_pct), reverse=True)
+        return found[:limit]
 
     def record_usage(self, tenant_id: str, day: date, *, queries: int, prompt_tokens: int,
                      completion_tokens: int, cost_usd: float) -> None:
@@ -110,11 +134,13 @@ class BatchingStore(Protocol):
     """What :class:`WriteBehindLedger` needs from a store (SQLite and PostgreSQL have it)."""
 
     def reserve_query(self, tenant_id: str, day: date, *, daily_queries: int,
-                      monthly_budget_usd: float) -> bool: ...
+                      monthly_budget_usd: float) -> float | None: ...
 
     def record_usage_many(self, deltas: list[UsageDelta]) -> None: ...
 
     def usage_totals(self, tenant_id: str, day: date) -> UsageTotals: ...
+
+    def record_cost_alert(self, alert: CostAlert) -> bool: ...
 
 
 class WriteBehindLedger:
@@ -141,9 +167,12 @@ class WriteBehindLedger:
         self._thread: threading.Thread | None = None  # started by the first settlement
 
     def reserve_query(self, tenant_id: str, day: date, *, daily_queries: int,
-                      monthly_budget_usd: float) -> bool:
+                      monthly_budget_usd: float) -> float | None:
         return self.store.reserve_query(tenant_id, day, daily_queries=daily_queries,
                                         monthly_budget_usd=monthly_budget_usd)
+
+    def record_cost_alert(self, alert: CostAlert) -> bool:
+        return self.store.record_cost_alert(alert)  # rare: written at once, durably
 
     def record_usage(self, tenant_id: str, day: date, *, queries: int, prompt_tokens: int,
                      completion_tokens: int, cost_usd: float) -> None:

@@ -34,6 +34,7 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from m11_tenant.errors import ConfigValidationError, FieldError, ModelUnavailableError
+from m11_tenant.rag.alerts import CostAlerts
 from m11_tenant.rag.corpus import Passage
 from m11_tenant.rag.generate import (
     OFFLINE_NOTICE,
@@ -161,6 +162,7 @@ class RagPipeline:
         if reranker not in RERANKERS:
             raise ValueError(f"unknown reranker {reranker!r} (known: {', '.join(RERANKERS)})")
         self.config_source, self.ledger = config_source, ledger
+        self.cost_alerts = CostAlerts(ledger) if ledger is not None else None
         self._index = index
         self._catalog = None if catalog is None else catalog_from(catalog)
         self.clock = clock or utc_now
@@ -228,8 +230,9 @@ class RagPipeline:
         day = now.date()
         plan = check_static_limits(config, self.catalog)
         t0 = time.perf_counter()
-        if not self.ledger.reserve_query(tenant_id, day, daily_queries=plan.daily_queries,
-                                         monthly_budget_usd=plan.monthly_budget_usd):
+        spent = self.ledger.reserve_query(tenant_id, day, daily_queries=plan.daily_queries,
+                                          monthly_budget_usd=plan.monthly_budget_usd)
+        if spent is None:
             raise usage_refusal(tenant_id, plan, self.ledger.usage_totals(tenant_id, day), now)
         reserve_ms = (time.perf_counter() - t0) * 1e3
         try:
@@ -239,6 +242,10 @@ class RagPipeline:
             raise
         t0 = time.perf_counter()
         self._settle(tenant_id, day, result)
+        self.cost_alerts.settle(  # after settlement: the thresholds this spend reached
+            tenant_id, spent_month_usd=spent + result.cost_usd,
+            budget_usd=plan.monthly_budget_usd, thresholds_pct=config.cost_alert_thresholds,
+            now=now)
         ledger_ms = reserve_ms + (time.perf_counter() - t0) * 1e3
         return result.model_copy(update={"timings_ms": {
             **result.timings_ms, "config_load": config_ms, "ledger": ledger_ms}})

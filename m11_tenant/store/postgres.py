@@ -42,6 +42,7 @@ from m11_tenant.store.base import (
     Change,
     Clock,
     ConfigRecord,
+    CostAlert,
     HistoryEntry,
     LoggedQuery,
     TransactionalStore,
@@ -307,6 +308,23 @@ class PostgresStore(TransactionalStore):
                    (record.key_id, record.tenant_id, key_hash, record.created_at,
                     record.created_by))
 
+    def _insert_cost_alert(self, alert: CostAlert) -> bool:
+        return bool(self._rows(
+            "INSERT INTO cost_alerts (tenant_id, month, threshold_pct, spent_usd, budget_usd, "
+            "at) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING 1",
+            (alert.tenant_id, alert.month, alert.threshold_pct, alert.spent_usd,
+             alert.budget_usd, alert.at)))
+
+    def cost_alerts(self, tenant_id: str | None = None, month: str | None = None,
+                    limit: int = 100) -> list[CostAlert]:
+        """Recorded cost alerts, newest first; optionally one tenant's and/or one month's."""
+        rows = self._rows(
+            "SELECT tenant_id, month, threshold_pct, spent_usd, budget_usd, at FROM cost_alerts "
+            "WHERE (%s::text IS NULL OR tenant_id = %s) AND (%s::text IS NULL OR month = %s) "
+            "ORDER BY month DESC, at DESC, threshold_pct DESC, tenant_id LIMIT %s",
+            (tenant_id, tenant_id, month, month, limit))
+        return [CostAlert(*row) for row in rows]
+
     def find_api_key(self, key_hash: str) -> ApiKeyRecord | None:
         rows = self._rows("SELECT key_id, tenant_id, created_at, created_by FROM api_keys "
                           "WHERE key_hash = %s", (key_hash,))
@@ -361,12 +379,17 @@ class PostgresStore(TransactionalStore):
                  d.cost_usd) for d in deltas])
 
     def reserve_query(self, tenant_id: str, day: date, *, daily_queries: int,
-                      monthly_budget_usd: float) -> bool:
+                      monthly_budget_usd: float) -> float | None:
+        first = day.replace(day=1)
         with self._usage_transaction() as cur:
-            cur.execute(_RESERVE_QUERY, (tenant_id, day, daily_queries, tenant_id,
-                                         day.replace(day=1), day, monthly_budget_usd,
-                                         daily_queries))
-            return cur.fetchone() is not None
+            cur.execute(_RESERVE_QUERY, (tenant_id, day, daily_queries, tenant_id, first, day,
+                                         monthly_budget_usd, daily_queries))
+            if cur.fetchone() is None:
+                return None
+            cur.execute("SELECT coalesce(sum(cost_usd), 0) FROM usage_daily "
+                        "WHERE tenant_id = %s AND day >= %s AND day <= %s",
+                        (tenant_id, first, day))
+            return float(cur.fetchone()[0])
 
     def usage_totals(self, tenant_id: str, day: date) -> UsageTotals:
         today = self._rows("SELECT queries, prompt_tokens + completion_tokens, cost_usd "

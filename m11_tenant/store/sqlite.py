@@ -32,6 +32,7 @@ from m11_tenant.store.base import (
     Change,
     Clock,
     ConfigRecord,
+    CostAlert,
     HistoryEntry,
     LoggedQuery,
     TransactionalStore,
@@ -59,6 +60,8 @@ _RESERVE_QUERY = (
     "FROM usage_daily WHERE tenant_id = ? AND day >= ? AND day <= ?) < ? "
     "ON CONFLICT (tenant_id, day) DO UPDATE SET queries = queries + 1 WHERE queries < ? "
     "RETURNING queries")
+_MONTH_SPEND = ("SELECT coalesce(sum(cost_usd), 0) FROM usage_daily "
+                "WHERE tenant_id = ? AND day >= ? AND day <= ?")
 
 
 def _utcnow() -> datetime:
@@ -225,7 +228,24 @@ class SQLiteStore(TransactionalStore):
             (tenant_id, not_before or "", tenant_id, keep))
         return cur.rowcount
 
+    def _insert_cost_alert(self, alert: CostAlert) -> bool:
+        cursor = self.db.execute(
+            "INSERT OR IGNORE INTO cost_alerts (tenant_id, month, threshold_pct, spent_usd, "
+            "budget_usd, at) VALUES (?, ?, ?, ?, ?, ?)",
+            (alert.tenant_id, alert.month, alert.threshold_pct, alert.spent_usd,
+             alert.budget_usd, alert.at))
+        return cursor.rowcount == 1
+
     # ---- reads ----------------------------------------------------------------------------
+    def cost_alerts(self, tenant_id: str | None = None, month: str | None = None,
+                    limit: int = 100) -> list[CostAlert]:
+        """Recorded cost alerts, newest first; optionally one tenant's and/or one month's."""
+        rows = self._read(
+            "SELECT * FROM cost_alerts WHERE (? IS NULL OR tenant_id = ?) "
+            "AND (? IS NULL OR month = ?) ORDER BY month DESC, at DESC, threshold_pct DESC, "
+            "tenant_id LIMIT ?", (tenant_id, tenant_id, month, month, limit))
+        return [CostAlert(**row) for row in rows]
+
     def is_locked(self, tenant_id: str) -> bool:
         return self._is_locked(tenant_id)
 
@@ -288,13 +308,14 @@ class SQLiteStore(TransactionalStore):
                  d.completion_tokens, d.cost_usd) for d in deltas])
 
     def reserve_query(self, tenant_id: str, day: date, *, daily_queries: int,
-                      monthly_budget_usd: float) -> bool:
-        iso = day.isoformat()
+                      monthly_budget_usd: float) -> float | None:
+        iso, first = day.isoformat(), day.replace(day=1).isoformat()
         with self._transaction(LAZY):
-            rows = self.db.execute(_RESERVE_QUERY, (
-                tenant_id, iso, daily_queries, tenant_id, day.replace(day=1).isoformat(), iso,
-                monthly_budget_usd, daily_queries)).fetchall()
-        return bool(rows)
+            if not self.db.execute(_RESERVE_QUERY, (
+                    tenant_id, iso, daily_queries, tenant_id, first, iso, monthly_budget_usd,
+                    daily_queries)).fetchall():
+                return None
+            return float(self.db.execute(_MONTH_SPEND, (tenant_id, first, iso)).fetchone()[0])
 
     def usage_totals(self, tenant_id: str, day: date) -> UsageTotals:
         today = self._read("SELECT * FROM usage_daily WHERE tenant_id = ? AND day = ?",
