@@ -1,18 +1,23 @@
-"""HTTP load on the management API: requests/s and p50/p95/p99 on loopback.
+"""HTTP load on the management API, side by side with a bare endpoint and a baseline commit.
 
-Seeds 100 tenants into a fresh SQLite database, starts ``python -m m11_tenant serve`` (uvicorn)
-on 127.0.0.1 with 1 and then 2 workers, and drives it from a separate client process (a
-small asyncio HTTP/1.1 keep-alive client, so the client costs little CPU). Every run is
-bounded by a request count and a time limit. Scenarios:
+Seeds 100 tenants into fresh SQLite databases, starts ``python -m m11_tenant serve``
+(uvicorn) on 127.0.0.1 for this checkout and, with ``--baseline DIR``, for another
+checkout (e.g. a worktree of an older commit), plus a *bare* FastAPI app on the same
+uvicorn: ``GET /config/{id}`` returning a constant config behind a Bearer check, and the
+module's reference pattern (Redis GET + ``json.loads`` + pydantic + an INFO log line).
+A separate client process (a small asyncio HTTP/1.1 keep-alive client) drives each server
+in turn for a bounded time; rounds alternate the servers, so machine noise hits all of them
+alike, and the summary prints the median ratio over the rounds. Scenarios:
 
-* ``GET /config/{id}`` round-robin over the 100 tenants (the config read path)
-* ``POST /query`` round-robin over the tenants (retrieval + offline generation + ledger)
+* ``GET /config/{id}`` round-robin over the 100 tenants
+* ``POST /query`` with questions drawn from the 80 eval questions (embeddings cached)
+* ``POST /query`` with every question new (each one embedded)
 
-The course's acceptance line is "1,000 req/s with 100 tenant configs, p95 < 2 s"; the
-summary prints where each scenario stands against it. Only 127.0.0.1 is ever contacted.
+Then in process: per-stage p50/p95 of a query, embed ms per question fresh and cached.
+Only 127.0.0.1 is ever contacted. ``wrk`` is not needed.
 
-    python bench/http_load.py [--workers 1,2] [--get-requests 20000] [--query-requests 1500]
-                              [--seconds 30] [--concurrency 32] [--redis-url redis://127.0.0.1:6379/14]
+    python bench/http_load.py [--baseline ../wt-base] [--workers 1,2] [--seconds 4]
+                              [--rounds 2] [--concurrency 16] [--redis-url redis://127.0.0.1:6379/2]
 """
 
 from __future__ import annotations
@@ -20,13 +25,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from fastapi import FastAPI
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -34,23 +43,76 @@ sys.path.insert(0, str(ROOT))
 ADMIN_KEY = "m11a_bench-admin-key-0123456789-abcdefXYZ"
 TENANTS = 100
 PLANS = ("pro", "enterprise", "starter")
-QUESTIONS = ("What is hybrid search?", "How do I roll back a tenant's config?",
-             "How are API keys stored?", "What does the reranker do?")
-TARGET_RPS, TARGET_P95_S = 1000, 2.0
+SCENARIOS = (("get", "GET /config/{id}"), ("query", "POST /query, eval questions"),
+             ("fresh", "POST /query, every question new"))
+
+
+# ---- the bare app (runs in its own uvicorn process) ----------------------------------------
+def bare_app(redis_url: str | None) -> FastAPI:
+    """The floor: FastAPI's own cost for a Bearer-checked constant config (an ``async``
+    endpoint: FastAPI's cheapest ordinary path), and the module's reference read (Redis GET
+    + json.loads + pydantic + a log line, a plain ``def`` as the module wrote it)."""
+    import fakeredis
+    import redis
+    from fastapi import Header, HTTPException
+    from fastapi.responses import JSONResponse
+
+    from m11_tenant.schema import TenantConfig
+
+    config = {"tenant_id": "bench-000", "config": TenantConfig().model_dump(), "version": 1,
+              "source": "near_cache", "degraded": False, "updated_at": "2026-01-01T00:00:00",
+              "updated_by": "bench"}
+    client = (redis.Redis.from_url(redis_url) if redis_url
+              else fakeredis.FakeRedis(server=fakeredis.FakeServer()))
+    for n in range(TENANTS):
+        client.set(f"bench-ref:{n:03d}", json.dumps(TenantConfig().model_dump()))
+    log = logging.getLogger("reference")
+    logging.basicConfig(level=logging.INFO, stream=open(os.devnull, "w"))  # noqa: SIM115
+    app = FastAPI()
+
+    def check(authorization: str | None) -> None:
+        if authorization != f"Bearer {ADMIN_KEY}":
+            raise HTTPException(401)
+
+    @app.get("/config/{tenant_id}")
+    async def bare(tenant_id: str, authorization: str | None = Header(None)) -> JSONResponse:
+        check(authorization)
+        return JSONResponse(config, headers={"ETag": '"1"'})
+
+    @app.get("/reference/config/{tenant_id}")
+    def reference(tenant_id: str, authorization: str | None = Header(None)) -> dict:
+        check(authorization)
+        raw = client.get(f"bench-ref:{tenant_id[-3:]}")
+        cfg = TenantConfig(**json.loads(raw))
+        log.info("config loaded for %s", tenant_id)
+        return {"tenant_id": tenant_id, "config": cfg.model_dump()}
+
+    return app
 
 
 # ---- the client process --------------------------------------------------------------------
-def build_requests(kind: str, count: int) -> list[bytes]:
+def questions() -> list[str]:
+    from m11_tenant.rag import load_eval
+
+    return [q.question for q in load_eval()]
+
+
+def build_requests(kind: str, count: int, prefix: str, path: str) -> list[bytes]:
     head = f"Host: 127.0.0.1\r\nAuthorization: Bearer {ADMIN_KEY}\r\n"
+    asked = questions() if kind != "get" else []
+    stamp = int(time.time() * 1000) % 1_000_000  # fresh questions differ run to run
     requests = []
     for n in range(count):
-        tenant = f"bench-{n % TENANTS:03d}"
+        tenant = f"{prefix}-{n % TENANTS:03d}"
         if kind == "get":
-            requests.append(f"GET /config/{tenant} HTTP/1.1\r\n{head}\r\n".encode())
-        else:
-            body = json.dumps({"tenant_id": tenant, "query": QUESTIONS[n % len(QUESTIONS)]})
-            requests.append((f"POST /query HTTP/1.1\r\n{head}Content-Type: application/json\r\n"
-                             f"Content-Length: {len(body)}\r\n\r\n{body}").encode())
+            requests.append(f"GET {path}/{tenant} HTTP/1.1\r\n{head}\r\n".encode())
+            continue
+        question = asked[n % len(asked)]
+        if kind == "fresh":
+            question = f"{question} (case {stamp}-{n})"
+        body = json.dumps({"tenant_id": tenant, "query": question})
+        requests.append((f"POST /query HTTP/1.1\r\n{head}Content-Type: application/json\r\n"
+                         f"Content-Length: {len(body)}\r\n\r\n{body}").encode())
     return requests
 
 
@@ -76,22 +138,15 @@ async def _connection(port: int, queue: list[bytes], deadline: float,
         writer.close()
 
 
-async def _drive(port: int, kind: str, count: int, seconds: float, concurrency: int) -> dict:
-    queue = build_requests(kind, count)[::-1]
+async def _drive(args: argparse.Namespace) -> dict:
+    queue = build_requests(args.kind, args.count, args.prefix, args.path)[::-1]
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     started = time.perf_counter()
-    deadline = started + seconds
-    await asyncio.gather(*(_connection(port, queue, deadline, latencies, statuses)
-                           for _ in range(concurrency)))
-    elapsed = time.perf_counter() - started
-    return {"latencies": latencies, "statuses": statuses, "elapsed": elapsed}
-
-
-def client_main(args: argparse.Namespace) -> None:
-    result = asyncio.run(_drive(args.port, args.kind, args.count, args.seconds,
-                                args.concurrency))
-    print(json.dumps(result))
+    await asyncio.gather(*(_connection(args.port, queue, started + args.seconds, latencies,
+                                       statuses) for _ in range(args.concurrency)))
+    return {"latencies": latencies, "statuses": statuses,
+            "elapsed": time.perf_counter() - started}
 
 
 # ---- the orchestrating process ------------------------------------------------------------
@@ -101,15 +156,44 @@ def percentile(ordered: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
 
 
-def seed(url: str) -> None:
-    from m11_tenant import open_repository
+SEED = """
+import sys
+from m11_tenant import open_repository
+repo = open_repository(sys.argv[1], redis_url="")
+for n in range({tenants}):
+    repo.update_config(f"{{sys.argv[2]}}-{{n:03d}}", {{"plan": {plans}[n % 3],
+                       "top_k": 3 + n % 8, "alpha": round((n % 5) / 4, 2)}},
+                       merge=False, actor="bench")
+repo.close()
+"""
 
-    repo = open_repository(url, redis_url="")
-    for n in range(TENANTS):
-        repo.update_config(f"bench-{n:03d}", {"plan": PLANS[n % 3], "top_k": 3 + n % 8,
-                                              "alpha": round((n % 5) / 4, 2)},
-                           merge=False, actor="bench")
-    repo.close()
+
+def seed(tree: Path, url: str, prefix: str) -> None:
+    """Seed with the checkout's own code, so each server opens a database it created."""
+    subprocess.run([sys.executable, "-c", SEED.format(tenants=TENANTS, plans=PLANS), url,
+                    prefix], env={**os.environ, "PYTHONPATH": str(tree)}, check=True,
+                   cwd=tree)
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a process and its children, from /proc (Linux; 0 else).
+
+    Throughput on a shared machine swings with the neighbours' load; the server's own CPU
+    time per request does not, so the summary reports both."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    try:
+        entries = [e for e in os.listdir("/proc") if e.isdigit()]
+    except OSError:
+        return 0.0
+    for entry in entries:
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(entry) == pid or int(fields[1]) == pid:  # the server or one of its workers
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
 
 
 def free_port() -> int:
@@ -118,110 +202,233 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(url: str, workers: int, redis_url: str | None, log: Path) -> tuple:
-    port = free_port()
-    env = {**os.environ, "M11_ADMIN_KEY": ADMIN_KEY, "PYTHONPATH": str(ROOT),
-           "M11_RATE_QUERIES": "off"}
-    env.pop("REDIS_URL", None)
-    cmd = [sys.executable, "-m", "m11_tenant", "serve", "--host", "127.0.0.1", "--port",
-           str(port), "--workers", str(workers), "--database-url", url, "--no-access-log"]
-    if redis_url:
-        cmd += ["--redis-url", redis_url]
-    sink = log.open("w")
-    proc = subprocess.Popen(cmd, env=env, stdout=sink, stderr=subprocess.STDOUT, cwd=log.parent)
+def wait_ready(proc: subprocess.Popen, port: int, log: Path) -> None:
     import httpx
 
-    for _ in range(300):
+    for _ in range(600):
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return proc, port
+            httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
+            return
         except httpx.TransportError:
+            if proc.poll() is not None:
+                break
             time.sleep(0.1)
     proc.kill()
     raise SystemExit(f"server did not start; see {log}:\n{log.read_text()[-2000:]}")
 
 
-def run_client(port: int, kind: str, count: int, seconds: float, concurrency: int) -> dict:
-    out = subprocess.run(
-        [sys.executable, __file__, "_client", "--port", str(port), "--kind", kind,
-         "--count", str(count), "--seconds", str(seconds), "--concurrency", str(concurrency)],
-        capture_output=True, text=True, timeout=seconds + 60, check=True)
-    return json.loads(out.stdout)
+class Server:
+    """One server process under test (this checkout, the baseline, or the bare app)."""
+
+    def __init__(self, name: str, tree: Path | None, prefix: str, tmp: Path) -> None:
+        self.name, self.tree, self.prefix, self.tmp = name, tree, prefix, tmp
+        self.url = f"sqlite:///{tmp}/{name}.db"
+        self.proc: subprocess.Popen | None = None
+        self.port = 0
+
+    def start(self, workers: int, redis_url: str | None) -> None:
+        self.port = free_port()
+        log = self.tmp / f"{self.name}-w{workers}.log"
+        env = {**os.environ, "M11_ADMIN_KEY": ADMIN_KEY, "M11_RATE_QUERIES": "off"}
+        env.pop("REDIS_URL", None)
+        if self.tree is None:  # the bare app
+            cmd = [sys.executable, __file__, "_bare", "--port", str(self.port),
+                   "--workers", str(workers)] + (["--redis-url", redis_url] if redis_url else [])
+            env["PYTHONPATH"] = str(ROOT)
+        else:
+            cmd = [sys.executable, "-m", "m11_tenant", "serve", "--host", "127.0.0.1",
+                   "--port", str(self.port), "--workers", str(workers), "--database-url",
+                   self.url, "--no-access-log"] + (["--redis-url", redis_url] if redis_url
+                                                   else [])
+            env["PYTHONPATH"] = str(self.tree)
+        self.proc = subprocess.Popen(cmd, env=env, stdout=log.open("w"),
+                                     stderr=subprocess.STDOUT, cwd=self.tmp)
+        wait_ready(self.proc, self.port, log)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+            self.proc = None
+
+    def drive(self, kind: str, count: int, seconds: float, concurrency: int,
+              path: str = "/config") -> dict:
+        cpu_before = cpu_seconds(self.proc.pid)
+        out = subprocess.run(
+            [sys.executable, __file__, "_client", "--port", str(self.port), "--kind", kind,
+             "--count", str(count), "--seconds", str(seconds), "--concurrency",
+             str(concurrency), "--prefix", self.prefix, "--path", path],
+            capture_output=True, text=True, timeout=seconds + 120, check=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)})
+        cpu = cpu_seconds(self.proc.pid) - cpu_before
+        result = json.loads(out.stdout)
+        ordered = sorted(result["latencies"])
+        statuses = {int(code): n for code, n in result["statuses"].items()}
+        return {"requests": len(ordered), "non200": len(ordered) - statuses.get(200, 0),
+                "statuses": statuses, "rps": len(ordered) / result["elapsed"],
+                "p50": percentile(ordered, 50), "p99": percentile(ordered, 99),
+                "cpu_us": cpu / max(1, len(ordered)) * 1e6}
 
 
-def summarize(name: str, workers: int, result: dict) -> dict:
-    ordered = sorted(result["latencies"])
-    statuses = {int(code): n for code, n in result["statuses"].items()}  # JSON keys are str
-    return {"scenario": name, "workers": workers, "requests": len(ordered),
-            "ok": statuses.get(200, 0),
-            "other": {code: n for code, n in statuses.items() if code != 200},
-            "seconds": result["elapsed"], "rps": len(ordered) / result["elapsed"],
-            "p50": percentile(ordered, 50), "p95": percentile(ordered, 95),
-            "p99": percentile(ordered, 99)}
+def in_process_figures() -> list[str]:
+    """Per-stage timings of a query, embed ms fresh and cached (this checkout only)."""
+    from datetime import UTC, datetime
+
+    from m11_tenant.rag import InMemoryLedger, RagPipeline, get_default_index
+    from m11_tenant.schema import TenantConfig
+
+    class Configs:
+        def get_config(self, _tenant_id: str) -> TenantConfig:
+            return TenantConfig(plan="enterprise")
+
+    asked = questions()
+    index = get_default_index()
+    pipeline = RagPipeline(Configs(), InMemoryLedger(), index=index, generation="offline",
+                           env={}, clock=lambda: datetime(2026, 1, 1, tzinfo=UTC))
+    stages: dict[str, list[float]] = {}
+    fresh, cached = [], []
+    for n, q in enumerate(asked * 3):
+        t0 = time.perf_counter()
+        index.embed_query(f"{q} (probe {n})")
+        fresh.append((time.perf_counter() - t0) * 1e3)
+        t0 = time.perf_counter()
+        index.embed_query(q)
+        cached.append((time.perf_counter() - t0) * 1e3)
+        for stage, ms in pipeline.query(f"t{n % 10}", q).timings_ms.items():
+            stages.setdefault(stage, []).append(ms)
+    cached = cached[len(asked):]  # the first pass filled the cache
+
+    def p(values: list[float], q: int) -> float:
+        return percentile(sorted(values), q)
+
+    lines = ["in process (this checkout): per-stage ms of POST /query's pipeline, "
+             f"{len(asked) * 3} queries, p50 / p95"]
+    lines += [f"  {stage:<12}{p(v, 50):>8.3f}{p(v, 95):>9.3f}" for stage, v in stages.items()]
+    lines.append(f"  embed one question: fresh p50 {p(fresh, 50):.2f} ms (p95 "
+                 f"{p(fresh, 95):.2f}), cached p50 {p(cached, 50) * 1e3:.1f} µs")
+    return lines
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--baseline", type=Path, help="another checkout to run side by side")
     parser.add_argument("--workers", default="1,2")
-    parser.add_argument("--get-requests", type=int, default=20_000)
-    parser.add_argument("--query-requests", type=int, default=1_500)
-    parser.add_argument("--seconds", type=float, default=30.0, help="time limit per scenario")
-    parser.add_argument("--concurrency", type=int, default=32, help="keep-alive connections")
+    parser.add_argument("--seconds", type=float, default=4.0, help="per scenario and server")
+    parser.add_argument("--rounds", type=int, default=2, help="alternations of the servers")
+    parser.add_argument("--concurrency", type=int, default=16, help="keep-alive connections")
     parser.add_argument("--redis-url", help="a real Redis shared by the workers (default: "
                         "fakeredis with 1 worker; no cache with several)")
+    parser.add_argument("--scenarios", default="get,query,fresh")
     args = parser.parse_args()
     if args.redis_url and not args.redis_url.startswith("redis://127.0.0.1"):
         raise SystemExit("only a Redis on 127.0.0.1 may be used")
+    kinds = args.scenarios.split(",")
 
-    rows = []
-    with tempfile.TemporaryDirectory(prefix="m11-bench-") as tmp:
-        url = f"sqlite:///{tmp}/bench.db"
-        seed(url)
+    results: dict[tuple[str, str, int], list[dict]] = {}
+    with tempfile.TemporaryDirectory(prefix="m11-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        servers = [Server("this", ROOT, "bench", tmp)]
+        if args.baseline:
+            servers.append(Server("baseline", args.baseline.resolve(), "base", tmp))
+        for server in servers:
+            seed(server.tree, server.url, server.prefix)
+        bare = Server("bare", None, "bench", tmp)
         for workers in [int(w) for w in args.workers.split(",")]:
-            proc, port = start_server(url, workers, args.redis_url, Path(tmp) / f"w{workers}.log")
+            running = [*servers, bare] if "get" in kinds else servers
             try:
-                # Warm up: every worker loads its config cache and builds its RAG index.
-                run_client(port, "query", 8 * workers, 120, 2 * workers)
-                run_client(port, "get", 500, 30, 8)
-                for kind, name, count in (("get", "GET /config/{id}", args.get_requests),
-                                          ("query", "POST /query", args.query_requests)):
-                    result = run_client(port, kind, count, args.seconds, args.concurrency)
-                    rows.append(summarize(name, workers, result))
+                for server in running:
+                    server.start(workers, args.redis_url)
+                    if server is not bare:  # every worker loads its index and tokenizer
+                        server.drive("query", 20 * workers, 120, 4 * workers)
+                    server.drive("get", 500, 30, 8)
+                for _ in range(args.rounds):
+                    for kind in kinds:
+                        plays = [(s.name, s, "/config") for s in servers]
+                        if kind == "get":
+                            plays += [("bare", bare, "/config"),
+                                      ("reference", bare, "/reference/config")]
+                        count = 200_000 if kind == "get" else 20_000
+                        for name, server, path in plays:
+                            results.setdefault((kind, name, workers), []).append(
+                                server.drive(kind, count, args.seconds, args.concurrency,
+                                             path))
             finally:
-                proc.terminate()
-                proc.wait(timeout=30)
+                for server in running:
+                    server.stop()
 
     if args.redis_url:  # leave the shared Redis as we found it
         import redis
 
         client = redis.Redis.from_url(args.redis_url)
-        for key in client.scan_iter("m11:*bench-*"):
-            client.delete(key)
+        for pattern in ("m11:*bench-*", "m11:*base-*", "bench-ref:*"):
+            for key in client.scan_iter(pattern):
+                client.delete(key)
     cache = f"Redis {args.redis_url}" if args.redis_url else "fakeredis (1 worker) / no cache (2+)"
-    print(f"m11_tenant HTTP load, {TENANTS} tenants, SQLite, {cache}, "
-          f"{args.concurrency} keep-alive connections, {os.cpu_count()} CPUs")
-    print(f"{'scenario':<18}{'workers':>8}{'requests':>10}{'non-200':>9}{'req/s':>9}"
-          f"{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}  vs 1,000 req/s & p95 < 2 s")
-    for r in rows:
-        verdict = ("meets" if r["rps"] >= TARGET_RPS and r["p95"] < TARGET_P95_S
-                   else f"{r['rps'] / TARGET_RPS:.0%} of the rate"
-                   + (", p95 ok" if r["p95"] < TARGET_P95_S else ", p95 over"))
-        print(f"{r['scenario']:<18}{r['workers']:>8}{r['requests']:>10}"
-              f"{r['requests'] - r['ok']:>9}{r['rps']:>9.0f}{r['p50'] * 1e3:>9.1f}"
-              f"{r['p95'] * 1e3:>9.1f}{r['p99'] * 1e3:>9.1f}  {verdict}")
-        if r["other"]:
-            print(f"{'':<18}statuses other than 200: {r['other']}")
+    print(f"m11_tenant HTTP load: {TENANTS} tenants, SQLite, {cache}, {args.concurrency} "
+          f"keep-alive connections, {args.seconds:g} s per run, {args.rounds} rounds "
+          f"alternating the servers; {os.cpu_count()} CPUs shared with the load generator "
+          f"(load average {os.getloadavg()[0]:.1f} at the end)")
+    print(f"{'scenario':<34}{'server':<11}{'workers':>7}{'req/s':>8}{'p50 ms':>8}"
+          f"{'p99 ms':>8}{'non-200':>8}{'CPU µs/req':>11}  req/s per round")
+    for (kind, name, workers), runs in results.items():
+        label = dict(SCENARIOS)[kind]
+        rps = statistics.median(r["rps"] for r in runs)
+        p50 = statistics.median(r["p50"] for r in runs) * 1e3
+        p99 = statistics.median(r["p99"] for r in runs) * 1e3
+        bad = sum(r["non200"] for r in runs)
+        cpu = statistics.median(r["cpu_us"] for r in runs)
+        print(f"{label:<34}{name:<11}{workers:>7}{rps:>8.0f}{p50:>8.1f}{p99:>8.1f}{bad:>8}"
+              f"{cpu:>11.0f}  " + ", ".join(f"{r['rps']:.0f}" for r in runs))
+    print("ratios: req/s (median over rounds of the same-round ratio), and capacity = the "
+          "inverse ratio of server CPU per request (less sensitive to the neighbours' load):")
+    for (kind, name, workers), runs in results.items():
+        for against in ("bare", "baseline", "reference"):
+            other = results.get((kind, against, workers))
+            if other is None or name in ("bare", "reference", against) or (
+                    against == "reference" and name == "baseline"):
+                continue
+            pairs = list(zip(runs, other, strict=True))
+            ratio = statistics.median(a["rps"] / b["rps"] for a, b in pairs)
+            capacity = statistics.median(b["cpu_us"] / a["cpu_us"] for a, b in pairs
+                                         if a["cpu_us"] > 0) if pairs[0][0]["cpu_us"] else 0
+            print(f"  {dict(SCENARIOS)[kind]:<34}{workers} worker(s): {name} / {against} "
+                  f"= {ratio:.2f}x req/s, {capacity:.2f}x capacity")
+    for line in in_process_figures():
+        print(line)
     print("reproduce: python bench/http_load.py " + " ".join(sys.argv[1:]))
 
 
+def _sub_main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("mode", choices=("_client", "_bare"))
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--count", type=int, default=0)
+    parser.add_argument("--seconds", type=float, default=0)
+    parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--kind", default="get")
+    parser.add_argument("--prefix", default="bench")
+    parser.add_argument("--path", default="/config")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--redis-url")
+    args = parser.parse_args()
+    if args.mode == "_client":
+        print(json.dumps(asyncio.run(_drive(args))))
+        return
+    import uvicorn
+
+    os.environ["BENCH_REDIS_URL"] = args.redis_url or ""
+    uvicorn.run("bench.http_load:_bare_factory", factory=True, host="127.0.0.1",
+                port=args.port, workers=args.workers, access_log=False, log_level="warning")
+
+
+def _bare_factory() -> FastAPI:
+    app = bare_app(os.environ.get("BENCH_REDIS_URL") or None)
+    app.get("/health")(lambda: {"ok": True})
+    return app
+
+
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == "_client":
-        client_parser = argparse.ArgumentParser()
-        client_parser.add_argument("_client")
-        for name, kind in (("--port", int), ("--count", int), ("--seconds", float),
-                           ("--concurrency", int)):
-            client_parser.add_argument(name, type=kind, required=True)
-        client_parser.add_argument("--kind", choices=("get", "query"), required=True)
-        client_main(client_parser.parse_args())
+    if len(sys.argv) > 1 and sys.argv[1] in ("_client", "_bare"):
+        _sub_main()
     else:
         main()

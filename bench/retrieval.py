@@ -137,7 +137,8 @@ def main() -> None:
     pipeline = RagPipeline(index=index, generation="offline", env={})
     pipeline.run(_Cfg(), questions[0].question)  # warm-up (tokenizer caches)
     times, cpu = [], []
-    stages: dict[str, list[float]] = {"retrieve": [], "rerank": [], "generate": []}
+    stages: dict[str, list[float]] = {"embed": [], "retrieve": [], "rerank": [],
+                                      "generate": []}
     for _ in range(args.repeat):
         for q in questions:
             t0, c0 = time.perf_counter(), time.process_time()

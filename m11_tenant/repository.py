@@ -85,15 +85,31 @@ class TenantConfigRepository:
         """The tenant's effective config (the defaults when nothing is stored)."""
         return self.get_record(tenant_id).config
 
+    def get_near(self, tenant_id: str) -> ResolvedConfig | None:
+        """The effective config if this process's near cache holds it, else None. Never
+        waits on Redis or the database (an async handler may call it on its event loop)."""
+        near = self.near
+        if near is None:
+            return None
+        stats = self.stats
+        if not stats.due():
+            hit = near.get(tenant_id)  # only valid ids ever get in, so a hit needs no check
+            if hit is not None:
+                stats.count_load(tenant_id, "near")
+            return hit
+        started = time.perf_counter()
+        hit = near.get(tenant_id)
+        if hit is not None:
+            stats.record_load(tenant_id, "near", (time.perf_counter() - started) * 1e6)
+        return hit
+
     def get_record(self, tenant_id: str) -> ResolvedConfig:
         """The effective config with its version, source and degraded flag."""
+        hit = self.get_near(tenant_id)
+        if hit is not None:
+            return hit
         started = time.perf_counter()
         near = self.near
-        if near is not None:  # only valid ids ever get in, so a hit needs no check
-            hit = near.get(tenant_id)
-            if hit is not None:
-                self.stats.record_load(tenant_id, "near", (time.perf_counter() - started) * 1e6)
-                return hit
         validate_tenant_id(tenant_id)
         if self._stale_in_cache and not self.cache.paused:
             self._retry_invalidations()

@@ -1,7 +1,8 @@
 """Config-load statistics: latency percentiles, cache hit rate, validation errors.
 
 Pure bookkeeping with bounded memory (a fixed window of recent latencies per tenant), so
-it can run on every request of a long-lived process.
+it can run on every request of a long-lived process. Near-cache hits are counted exactly
+but timed one in :data:`SAMPLE_EVERY`: timing and recording a hit cost more than the hit.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from dataclasses import dataclass, field
 
 WINDOW = 1024
 TRACKED_TENANTS = 1000  # per-tenant latency windows kept (the most recently read tenants)
+SAMPLE_EVERY = 16  # near-cache hits: one in this many is timed (a power of two)
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -42,6 +44,18 @@ class LoadStats:
     validation_errors: Counter[str] = field(default_factory=Counter)
     _latencies: OrderedDict[str, deque[float]] = field(default_factory=OrderedDict)
     _overall: deque[float] = field(default_factory=lambda: deque(maxlen=WINDOW))
+    _ticks: int = 0
+
+    def due(self) -> bool:
+        """True once every :data:`SAMPLE_EVERY` calls: time this load (racy by design: two
+        threads may share a tick, which only shifts which hit is sampled)."""
+        self._ticks += 1
+        return not self._ticks & (SAMPLE_EVERY - 1)
+
+    def count_load(self, tenant_id: str, source: str) -> None:
+        """Count a load without timing it (the counts stay exact)."""
+        self.loads[tenant_id] += 1
+        self.sources[source] += 1
 
     def record_load(self, tenant_id: str, source: str, micros: float) -> None:
         self.loads[tenant_id] += 1

@@ -4,22 +4,19 @@ SQLite ledger (the store's contract, in miniature) and a fake OpenAI-compatible 
 from __future__ import annotations
 
 import functools
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import openai
-import sqlite_utils
 
 from m11_tenant.rag.corpus import load_corpus, load_eval
 from m11_tenant.rag.embed import MiniLMEmbedder
 from m11_tenant.rag.index import HybridIndex
-from m11_tenant.rag.ledger import UsageTotals
 from m11_tenant.rag.plans import CatalogView, default_catalog
 from m11_tenant.schema import TenantConfig, validate_config
-from m11_tenant.store import CostAlert
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FIXED_NOW = datetime(2026, 3, 14, 15, 0, 0, tzinfo=UTC)
@@ -70,51 +67,6 @@ class DictConfigSource:
 
     def list_tenants(self) -> list[str]:
         return list(self.configs)
-
-
-class SqliteLedger:
-    """The UsageLedger protocol on SQLite via sqlite-utils: one row per tenant per day,
-    incremented atomically by an upsert."""
-
-    def __init__(self, path: str | Path):
-        self.db = sqlite_utils.Database(path)
-        self.db.execute(
-            "CREATE TABLE IF NOT EXISTS usage (tenant_id TEXT NOT NULL, day TEXT NOT NULL, "
-            "queries INTEGER NOT NULL, prompt_tokens INTEGER NOT NULL, "
-            "completion_tokens INTEGER NOT NULL, cost_usd REAL NOT NULL, "
-            "PRIMARY KEY (tenant_id, day))"
-        )
-        self.db.execute(
-            "CREATE TABLE IF NOT EXISTS cost_alerts (tenant_id TEXT NOT NULL, month TEXT NOT NULL, "
-            "threshold_pct INTEGER NOT NULL, PRIMARY KEY (tenant_id, month, threshold_pct))"
-        )
-
-    def record_cost_alert(self, alert: CostAlert) -> bool:
-        with self.db.conn:
-            cursor = self.db.execute("INSERT OR IGNORE INTO cost_alerts VALUES (?, ?, ?)",
-                                     [alert.tenant_id, alert.month, alert.threshold_pct])
-        return cursor.rowcount == 1
-
-    def record_usage(self, tenant_id: str, day: date, *, queries: int, prompt_tokens: int,
-                     completion_tokens: int, cost_usd: float) -> None:
-        with self.db.conn:
-            self.db.execute(
-                "INSERT INTO usage VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (tenant_id, day) DO "
-                "UPDATE SET queries = queries + excluded.queries, "
-                "prompt_tokens = prompt_tokens + excluded.prompt_tokens, "
-                "completion_tokens = completion_tokens + excluded.completion_tokens, "
-                "cost_usd = cost_usd + excluded.cost_usd",
-                [tenant_id, day.isoformat(), queries, prompt_tokens, completion_tokens, cost_usd],
-            )
-
-    def usage_totals(self, tenant_id: str, day: date) -> UsageTotals:
-        today = self.db.execute("SELECT queries FROM usage WHERE tenant_id = ? AND day = ?",
-                                [tenant_id, day.isoformat()]).fetchone()
-        month = self.db.execute(
-            "SELECT COALESCE(SUM(cost_usd), 0) FROM usage WHERE tenant_id = ? "
-            "AND day >= ? AND day <= ?",
-            [tenant_id, day.replace(day=1).isoformat(), day.isoformat()]).fetchone()
-        return UsageTotals(queries_today=today[0] if today else 0, cost_month_usd=float(month[0]))
 
 
 # --- a fake OpenAI-compatible client ------------------------------------------------------

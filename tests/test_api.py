@@ -584,11 +584,8 @@ def test_queries_are_limited_by_the_configured_rate(repo, tenant_id):
     assert int(response.headers["Retry-After"]) <= 86_400
 
 
-def test_query_rate_follows_the_plan_quota_by_default(api, tenant_id):
-    ctx = api.app.state.ctx
-    assert ctx.query_rate(tenant_id).limit == 100  # free plan
-    api.write(tenant_id, {"plan": "pro"})
-    assert (ctx.query_rate(tenant_id).limit, ctx.query_rate(tenant_id).period) == (10_000, 86_400)
+def test_by_default_the_plan_quota_is_the_ledgers_alone(api):
+    assert api.app.state.ctx.query_rate is None  # no Redis window on top of the gate
 
 
 def test_quota_used_up_in_the_ledger_is_429_with_retry_after(api, tenant_id):

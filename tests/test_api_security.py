@@ -17,7 +17,9 @@ from fastapi.testclient import TestClient
 
 from m11_tenant.api import ApiSettings, create_app
 from m11_tenant.api.auth import check_admin_key
+from m11_tenant.cache import NearCache
 from m11_tenant.errors import WeakAdminKeyError
+from m11_tenant.repository import TenantConfigRepository
 from m11_tenant.schema import PLATFORM_OWNED_FIELDS
 
 
@@ -245,10 +247,19 @@ def client_from(api, address: str) -> TestClient:
 
 
 def test_guessing_is_throttled_per_address(repo, tenant_id, caplog):
+    near = NearCache(max_entries=100)
+    near.enable()  # one process, nothing to invalidate from elsewhere
+    repo = TenantConfigRepository(repo.store, repo.cache, near=near)  # GET /config's fast path
     api = make_api(repo, m11_auth_failures="5/hour")
     attacker, bystander = client_from(api, "203.0.113.7"), client_from(api, "198.51.100.2")
     key = api.key_for(tenant_id)
     wrong = {"Authorization": "Bearer m11k_0000_wrong"}
+    # The attacker's own key first, twice: its next reads would take GET /config's fast
+    # path (a known key and a near-cache hit), which must not step around the throttle.
+    api.app.state.ctx.auth._cache_seconds = 3600  # the key stays known however slow this runs
+    api.write(tenant_id, {"top_k": 3})
+    assert [attacker.get(f"/config/{tenant_id}", headers=key).status_code
+            for _ in range(2)] == [200, 200]
     with caplog.at_level(logging.WARNING, logger="m11_tenant.auth"):
         codes = [attacker.get(f"/config/{tenant_id}", headers=wrong).status_code
                  for _ in range(7)]

@@ -1,10 +1,13 @@
 """Hybrid retrieval: what top_k, alpha and reranking do to the sources (as documented)."""
 
+import threading
+import time
+
 import numpy as np
 import pytest
 from rag_support import fixture_index
 
-from m11_tenant.rag.index import minmax
+from m11_tenant.rag.index import EmbeddingBatcher, minmax
 from m11_tenant.rag.rerank import RERANKERS
 
 CACHE_Q = "What happens when everyone misses the cache at once?"
@@ -131,3 +134,78 @@ def test_coverage_weighs_rare_terms_more_and_ignores_repetition():
     assert cov[1] == pytest.approx(1.0)
     assert cov[0] < cov[2] < cov[1]  # "isolation" is rarer than "tenant"
     assert index.coverage("tenant isolation", [2, 1]).tolist() == [cov[2], cov[1]]
+
+
+class SlowEmbedder:
+    """Counts calls; each call takes a while, so concurrent questions pile up behind it."""
+
+    model_id, dim = "slow-test", 2
+
+    def __init__(self, fail_on: str | None = None):
+        self.calls: list[list[str]] = []
+        self.fail_on = fail_on
+
+    def embed(self, texts):
+        self.calls.append(list(texts))
+        time.sleep(0.05)
+        if self.fail_on in texts:
+            raise RuntimeError("model failed (test)")
+        return np.array([[len(t), 1.0] for t in texts], dtype=np.float32)
+
+
+def run_concurrently(batcher, texts):
+    results, errors = {}, []
+
+    def ask(text):
+        try:
+            results[text] = batcher.embed(text)
+        except RuntimeError as exc:
+            errors.append(str(exc))
+
+    threads = [threading.Thread(target=ask, args=(t,)) for t in texts]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results, errors
+
+
+def test_concurrent_new_questions_are_embedded_in_batches():
+    model = SlowEmbedder()
+    texts = [f"question {'x' * n}" for n in range(12)]
+    results, errors = run_concurrently(EmbeddingBatcher(model, parallel=1), texts)
+    assert not errors and sorted(t for call in model.calls for t in call) == sorted(texts)  # each text once
+    assert len(model.calls) < len(texts)  # some calls carried several questions
+    for text in texts:
+        assert results[text].tolist() == [len(text), 1.0]  # each caller got its own vector
+
+
+def test_a_failed_batch_fails_its_callers_and_the_next_batch_runs():
+    batcher = EmbeddingBatcher(SlowEmbedder(fail_on="bad"))
+    with pytest.raises(RuntimeError, match="model failed"):
+        batcher.embed("bad")
+    assert batcher.embed("good").tolist() == [4.0, 1.0]
+
+
+def test_batches_run_side_by_side_up_to_parallel():
+    class Counting(SlowEmbedder):
+        def __init__(self):
+            super().__init__()
+            self.now = self.peak = 0
+            self.lock = threading.Lock()
+
+        def embed(self, texts):
+            with self.lock:
+                self.now += 1
+                self.peak = max(self.peak, self.now)
+            try:
+                return super().embed(texts)
+            finally:
+                with self.lock:
+                    self.now -= 1
+
+    model = Counting()
+    results, errors = run_concurrently(EmbeddingBatcher(model, max_batch=2, parallel=2),
+                                       [f"q{n}" for n in range(10)])
+    assert not errors and len(results) == 10
+    assert model.peak == 2 and all(len(call) <= 2 for call in model.calls)

@@ -113,7 +113,8 @@ def test_results_are_deterministic_and_timings_stay_out_of_the_dump():
     a, b = p.query("acme", Q), p.query("acme", Q)
     assert a.model_dump() == b.model_dump()
     assert "timings_ms" not in a.model_dump()
-    assert set(a.timings_ms) == {"config_load", "retrieve", "rerank", "generate"}
+    assert set(a.timings_ms) == {"config_load", "embed", "retrieve", "rerank", "generate",
+                                 "ledger"}
 
 
 def test_query_records_usage_and_run_records_nothing():
@@ -243,7 +244,8 @@ def test_model_and_fallback_both_failing_is_a_clear_refusal_and_records_nothing(
     with pytest.raises(ModelUnavailableError, match=r"tried gpt-4-turbo → gpt-3\.5-turbo") as info:
         live(fake, {"acme": cfg}, ledger).query("acme", Q)
     assert len(info.value.detail["attempts"]) == 4
-    assert ledger.rows == {}
+    totals = ledger.usage_totals("acme", FIXED_NOW.date())  # the reserved slot given back
+    assert (totals.queries_today, totals.tokens_today, totals.cost_month_usd) == (0, 0, 0.0)
 
 
 def test_claude_when_live_without_a_fallback_fails_clearly():

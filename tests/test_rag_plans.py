@@ -10,10 +10,10 @@ from m11_tenant.errors import BudgetExceededError, QueryRefusedError, QuotaExcee
 from m11_tenant.rag.ledger import UsageTotals
 from m11_tenant.rag.plans import (
     check_static_limits,
-    check_usage_limits,
     price,
     seconds_until_next_month,
     seconds_until_tomorrow,
+    usage_refusal,
 )
 
 NOW = datetime(2026, 12, 31, 23, 0, 0, tzinfo=UTC)
@@ -26,20 +26,21 @@ def test_reset_times():
     assert seconds_until_next_month(datetime(2026, 2, 28, 0, 0, tzinfo=UTC)) == 86400
 
 
-def test_under_the_limits_passes():
-    check_usage_limits("acme", PLAN, UsageTotals(queries_today=2, cost_month_usd=0.99), NOW)
-
-
 def test_quota_refusal_says_when_it_resets():
-    with pytest.raises(QuotaExceededError, match="used its 3 queries") as info:
-        check_usage_limits("acme", PLAN, UsageTotals(queries_today=3, cost_month_usd=0.0), NOW)
-    assert info.value.retry_after == 3600
+    refusal = usage_refusal("acme", PLAN, UsageTotals(queries_today=3, cost_month_usd=0.0), NOW)
+    assert isinstance(refusal, QuotaExceededError)
+    assert "used its 3 queries" in str(refusal) and refusal.retry_after == 3600
+
+
+def test_quota_comes_first_when_both_are_used_up():
+    both = UsageTotals(queries_today=3, cost_month_usd=1.0)
+    assert isinstance(usage_refusal("acme", PLAN, both, NOW), QuotaExceededError)
 
 
 def test_budget_refusal_says_when_it_resets():
-    with pytest.raises(BudgetExceededError, match=r"spent \$1.00 of its \$1.00") as info:
-        check_usage_limits("acme", PLAN, UsageTotals(queries_today=0, cost_month_usd=1.0), NOW)
-    assert info.value.retry_after == 3600
+    refusal = usage_refusal("acme", PLAN, UsageTotals(queries_today=0, cost_month_usd=1.0), NOW)
+    assert isinstance(refusal, BudgetExceededError)
+    assert "spent $1.00 of its $1.00" in str(refusal) and refusal.retry_after == 3600
 
 
 @pytest.mark.parametrize(("overrides", "message"), [

@@ -6,12 +6,14 @@ Run it with ``python -m m11_tenant serve`` (or ``uvicorn m11_tenant.api:create_a
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
 from fastapi.openapi.utils import get_openapi
 from fastapi_offline import FastAPIOffline
 
@@ -25,8 +27,11 @@ from m11_tenant.api.ratelimit import AuthThrottle, Counters, RateLimiter
 from m11_tenant.api.security import SecurityHeaders, install_log_redaction
 from m11_tenant.api.settings import ApiSettings, api_settings, parse_rate
 from m11_tenant.console import install_console
+from m11_tenant.rag.ledger import WriteBehindLedger
 from m11_tenant.repository import TenantConfigRepository
 from m11_tenant.settings import Settings
+
+log = logging.getLogger(__name__)
 
 DESCRIPTION = """\
 Per-tenant RAG configuration: validated, stored, cached, versioned and audited.
@@ -90,15 +95,20 @@ def create_app(repo: TenantConfigRepository | None = None, *,
                               f"{admin_key}")
     counters = Counters(rate_client or repo.cache.client, prefix=repo.cache.prefix)
     throttle = AuthThrottle(counters, parse_rate(cfg.m11_auth_failures))
+    # Settlements are group-committed; the quota gate is not (see rag.ledger).
+    ledger = None if pipeline is not None else WriteBehindLedger(repo.store)
     ctx = ApiContext(repo=repo, settings=cfg,
                      auth=Authenticator(repo.store, admin_key, throttle=throttle),
                      limiter=RateLimiter(counters, **({"clock": clock} if clock else {})),
                      metrics=ApiMetrics(repo),
-                     pipeline_factory=lambda: pipeline or _default_pipeline(repo))
+                     pipeline_factory=lambda: pipeline or _default_pipeline(repo, ledger))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(_warm_up, ctx)
         yield
+        if ledger is not None:
+            ledger.close()  # write the last settlements before the store closes
         if owns_repo:
             repo.close()
 
@@ -118,14 +128,23 @@ def create_app(repo: TenantConfigRepository | None = None, *,
     return app
 
 
-def _default_pipeline(repo: TenantConfigRepository) -> Any:
+def _warm_up(ctx: ApiContext) -> None:
+    """Load the pipeline before the first request: a burst of first queries would
+    otherwise wait seconds for the model and tokenizers (or build them once per thread)."""
+    try:
+        ctx.pipeline.warm_up()
+    except Exception as exc:  # the first /query reports it to its caller, with advice
+        log.warning("the RAG pipeline could not be loaded at start: %s", exc)
+
+
+def _default_pipeline(repo: TenantConfigRepository, ledger: Any) -> Any:
     try:
         from m11_tenant.rag import RagPipeline
     except ImportError as exc:
         raise HttpError(503, "pipeline_unavailable",
                         f"the RAG pipeline cannot be loaded here ({exc}); install the "
                         "package's RAG dependencies") from exc
-    return RagPipeline(repo, repo.store)
+    return RagPipeline(repo, ledger)
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

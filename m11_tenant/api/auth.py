@@ -74,6 +74,9 @@ class Principal:
         return self.role == ADMIN
 
 
+ADMIN_PRINCIPAL = Principal(ADMIN, ADMIN)
+
+
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
@@ -135,6 +138,26 @@ class Authenticator:
         self._known: dict[str, tuple[float, ApiKeyRecord, Principal]] = {}
         self._lock = threading.Lock()
 
+    def peek(self, authorization: str | None, client: str | None = None) -> Principal | None:
+        """The caller if it is known without asking the store or Redis (the admin key, or a
+        tenant key read less than ``cache_seconds`` ago and not revoked, from an address
+        known not to be cooling down), else None — then call :meth:`authenticate`, off the
+        event loop, for the answer, the 401 or the 429. Never blocks."""
+        scheme, _, key = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not key or len(key) > MAX_KEY_CHARS:
+            return None
+        if self.throttle is not None and not self.throttle.known_clean(client):
+            return None
+        if hmac.compare_digest(key.encode(), self._admin_key.encode()):
+            return ADMIN_PRINCIPAL
+        known = self._known.get(hash_key(key))  # a single dict read: safe without the lock
+        if known is None or self._clock() - known[0] >= self._cache_seconds:
+            return None
+        _, record, principal = known
+        if record.revoked_at is not None and not record.active(self.store.now()):
+            return None
+        return principal
+
     def authenticate(self, authorization: str | None, client: str | None = None) -> Principal:
         """The caller of a request from address ``client`` (None: not throttled)."""
         if not authorization:
@@ -154,7 +177,7 @@ class Authenticator:
         if scheme.lower() != "bearer" or not key or len(key) > MAX_KEY_CHARS:
             raise _unauthorized("Authorization must be 'Bearer <key>'")
         if hmac.compare_digest(key.encode(), self._admin_key.encode()):
-            return Principal(ADMIN, ADMIN)
+            return ADMIN_PRINCIPAL
         if not key.startswith(TENANT_KEY_PREFIX):
             raise _unauthorized("unknown API key")
         known = self._known_key(hash_key(key))

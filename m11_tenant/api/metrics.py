@@ -72,6 +72,7 @@ class ApiMetrics:
         self.config_load = Histogram(
             "m11_config_load_seconds", "Time to load a tenant's effective config",
             ["source"], buckets=LOAD_BUCKETS, registry=r)
+        self.near_load = self.config_load.labels("near")  # bound once: the hot path's
         self.validation_errors = Counter(
             "m11_validation_errors", "Requests refused as invalid (422)", ["tenant"],
             registry=r)

@@ -173,6 +173,14 @@ class AuthThrottle:
             raise self._refusal(left)
         self._remember(self._clear, client, now + CLEAR_SECONDS, now)
 
+    def known_clean(self, client: str | None) -> bool:
+        """True when ``client`` is known, without asking Redis, not to be cooling down (the
+        hot path's test: otherwise :meth:`check` decides, off the event loop)."""
+        if self.rate is None or client is None:
+            return True
+        now = self._clock()
+        return self._clear.get(client, 0.0) > now and self._blocked.get(client, 0.0) <= now
+
     def failed(self, client: str) -> None:
         """Count one failed authentication from ``client``; raise 429 instead of the 401 when
         it is past the limit. Each failure's answer comes from its own atomic count, so N

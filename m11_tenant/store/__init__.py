@@ -16,12 +16,14 @@ from m11_tenant.store.base import (
     HistoryEntry,
     LoggedQuery,
     SessionRecord,
+    UsageDelta,
     UsageTotals,
 )
 
 __all__ = ["BULK_ROLE", "PLATFORM_ROLES", "QUERY_LOG_MAX_AGE_DAYS", "ApiKeyRecord",
            "AuditEntry", "Change", "Clock", "ConfigRecord", "ConfigStore", "CostAlert",
-           "HistoryEntry", "LoggedQuery", "SessionRecord", "UsageTotals", "open_store"]
+           "HistoryEntry", "LoggedQuery", "SessionRecord", "UsageDelta", "UsageTotals",
+           "open_store"]
 
 
 def open_store(url: str, *, history_limit: int = 10, clock: Clock | None = None) -> ConfigStore:

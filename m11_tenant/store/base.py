@@ -147,6 +147,18 @@ class UsageTotals:
 
 
 @dataclass(frozen=True)
+class UsageDelta:
+    """Amounts to add to one tenant's row for one UTC day (negative ``queries`` releases)."""
+
+    tenant_id: str
+    day: date
+    queries: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+
+
+@dataclass(frozen=True)
 class LoggedQuery:
     """One question of a tenant's opt-in query log, as stored (already redacted).
 
@@ -223,6 +235,11 @@ class ConfigStore(Protocol):
 
     def record_usage(self, tenant_id: str, day: date, *, queries: int, prompt_tokens: int,
                      completion_tokens: int, cost_usd: float) -> None: ...
+
+    def record_usage_many(self, deltas: list[UsageDelta]) -> None: ...
+
+    def reserve_query(self, tenant_id: str, day: date, *, daily_queries: int,
+                      monthly_budget_usd: float) -> float | None: ...
 
     def usage_totals(self, tenant_id: str, day: date) -> UsageTotals: ...
 
@@ -479,6 +496,29 @@ class TransactionalStore(ABC):
                 self._drop_lock(tenant_id)
             self._append_audit(now, tenant_id, change, None, {"locked": [not locked, locked]})
             return True
+
+    def record_usage(self, tenant_id: str, day: date, *, queries: int, prompt_tokens: int,
+                     completion_tokens: int, cost_usd: float) -> None:
+        """Add these amounts to the tenant's row for ``day`` (one delta of
+        :meth:`record_usage_many`)."""
+        self.record_usage_many([UsageDelta(tenant_id, day, queries, prompt_tokens,
+                                           completion_tokens, cost_usd)])
+
+    @abstractmethod
+    def record_usage_many(self, deltas: list[UsageDelta]) -> None:
+        """Add every delta to its (tenant, day) row, creating rows as needed, in ONE
+        transaction committed without waiting for the disk: usage counters are the one
+        thing a power cut may roll back by its last moments (config writes never are)."""
+
+    @abstractmethod
+    def reserve_query(self, tenant_id: str, day: date, *, daily_queries: int,
+                      monthly_budget_usd: float) -> float | None:
+        """The quota and budget gate: count one query for ``day`` if and only if fewer than
+        ``daily_queries`` are counted that day and the month's recorded spend (1st to
+        ``day``) is below ``monthly_budget_usd`` — checked and counted in ONE statement, so
+        concurrent callers (threads, processes, servers) can never overshoot the quota.
+        Returns the month's recorded spend (for cost alerts), or None, counting nothing,
+        when either limit is reached."""
 
     def add_api_key(self, tenant_id: str, key_id: str, key_hash: str,
                     change: Change) -> ApiKeyRecord:

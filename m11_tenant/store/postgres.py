@@ -13,6 +13,12 @@ little. A lost connection is reopened on the next call; after a failed connect t
 answers "unavailable" at once for ``retry_after`` seconds, so an outage costs one connect
 timeout per pause instead of one per request (reads then fall back to the last known good
 copy without waiting).
+
+Durability: config, history, audit, key and lock transactions commit as the server is
+configured (``synchronous_commit = on`` by default: the commit waits for the WAL flush).
+Only the usage ledger's transactions say ``SET LOCAL synchronous_commit = off``: a crash of
+the database server can lose their last moments (PostgreSQL bounds it at 3 ×
+``wal_writer_delay``), never a config. They are sent in pipeline mode, one round trip.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from m11_tenant.store.base import (
     LoggedQuery,
     SessionRecord,
     TransactionalStore,
+    UsageDelta,
     UsageTotals,
 )
 from m11_tenant.store.migrations import POSTGRES_MIGRATIONS
@@ -54,6 +61,21 @@ CONNECT_OPTIONS = {
     "application_name": "m11_tenant",
 }
 _LOST = (psycopg.OperationalError, psycopg.InterfaceError)
+_UPSERT_USAGE = (
+    "INSERT INTO usage_daily AS u (tenant_id, day, queries, prompt_tokens, completion_tokens, "
+    "cost_usd) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (tenant_id, day) DO UPDATE SET "
+    "queries = u.queries + excluded.queries, "
+    "prompt_tokens = u.prompt_tokens + excluded.prompt_tokens, "
+    "completion_tokens = u.completion_tokens + excluded.completion_tokens, "
+    "cost_usd = u.cost_usd + excluded.cost_usd")
+# The gate, one statement (see SQLiteStore): INSERT … ON CONFLICT DO UPDATE locks the day's
+# row, so concurrent reservations queue on it and each re-checks the count it left.
+_RESERVE_QUERY = (
+    "INSERT INTO usage_daily AS u (tenant_id, day, queries, prompt_tokens, completion_tokens, "
+    "cost_usd) SELECT %s, %s, 1, 0, 0, 0.0 WHERE %s > 0 AND (SELECT coalesce(sum(cost_usd), 0) "
+    "FROM usage_daily WHERE tenant_id = %s AND day >= %s AND day <= %s) < %s "
+    "ON CONFLICT (tenant_id, day) DO UPDATE SET queries = u.queries + 1 "
+    "WHERE u.queries < %s RETURNING u.queries")
 _CURRENT = "SELECT tenant_id, config, version, updated_at, updated_by FROM tenant_configs"
 _KEY = ("SELECT key_id, tenant_id, created_at, created_by, revoked_at, revoked_by, "
         "last_used_at FROM api_keys")
@@ -391,19 +413,38 @@ class PostgresStore(TransactionalStore):
         return [LoggedQuery(r[0], r[1], tuple(r[2]), *r[3:]) for r in rows]
 
     # ---- usage ledger -------------------------------------------------------------------
-    def record_usage(self, tenant_id: str, day: date, *, queries: int, prompt_tokens: int,
-                     completion_tokens: int, cost_usd: float) -> None:
-        with self._transaction():
-            self._rows(
-                "INSERT INTO usage_daily AS u (tenant_id, day, queries, prompt_tokens, "
-                "completion_tokens, cost_usd) VALUES (%s, %s, %s, %s, %s, %s) "
-                "ON CONFLICT (tenant_id, day) DO UPDATE SET "
-                "queries = u.queries + excluded.queries, "
-                "prompt_tokens = u.prompt_tokens + excluded.prompt_tokens, "
-                "completion_tokens = u.completion_tokens + excluded.completion_tokens, "
-                "cost_usd = u.cost_usd + excluded.cost_usd",
-                (tenant_id, day, queries, prompt_tokens, completion_tokens, cost_usd),
-            )
+    @contextmanager
+    def _usage_transaction(self) -> Iterator[psycopg.Cursor[Any]]:
+        """A ledger transaction that commits without waiting for the disk, sent in one go."""
+        with self._lock:
+            conn = self._connection()
+            try:
+                with conn.pipeline(), conn.transaction(), conn.cursor() as cur:
+                    cur.execute("SET LOCAL synchronous_commit = off")
+                    yield cur
+            except _LOST as exc:
+                raise self._unavailable(exc, "a usage write to") from exc
+
+    def record_usage_many(self, deltas: list[UsageDelta]) -> None:
+        if not deltas:
+            return
+        with self._usage_transaction() as cur:
+            cur.executemany(_UPSERT_USAGE, [
+                (d.tenant_id, d.day, d.queries, d.prompt_tokens, d.completion_tokens,
+                 d.cost_usd) for d in deltas])
+
+    def reserve_query(self, tenant_id: str, day: date, *, daily_queries: int,
+                      monthly_budget_usd: float) -> float | None:
+        first = day.replace(day=1)
+        with self._usage_transaction() as cur:
+            cur.execute(_RESERVE_QUERY, (tenant_id, day, daily_queries, tenant_id, first, day,
+                                         monthly_budget_usd, daily_queries))
+            if cur.fetchone() is None:
+                return None
+            cur.execute("SELECT coalesce(sum(cost_usd), 0) FROM usage_daily "
+                        "WHERE tenant_id = %s AND day >= %s AND day <= %s",
+                        (tenant_id, first, day))
+            return float(cur.fetchone()[0])
 
     def usage_totals(self, tenant_id: str, day: date) -> UsageTotals:
         today = self._rows("SELECT queries, prompt_tokens + completion_tokens, cost_usd "

@@ -4,6 +4,11 @@ WAL mode lets readers run while a writer writes; ``busy_timeout`` makes a second
 wait for the write lock instead of failing at once; every write opens with
 ``BEGIN IMMEDIATE`` so a merge's read-modify-write holds the lock from its first read, and
 two processes updating the same tenant cannot lose an update.
+
+Durability is chosen per transaction: config writes, history, audit lines and keys commit
+with ``synchronous = FULL`` (fsync of the WAL before the commit returns); the usage
+ledger commits with ``synchronous = NORMAL`` (no fsync; WAL mode keeps the file
+consistent, and a power cut can only roll back the last moments of usage counters).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from m11_tenant.store.base import (
     LoggedQuery,
     SessionRecord,
     TransactionalStore,
+    UsageDelta,
     UsageTotals,
 )
 from m11_tenant.store.migrations import SQLITE_MIGRATIONS
@@ -39,6 +45,26 @@ from m11_tenant.store.migrations import SQLITE_MIGRATIONS
 BUSY_TIMEOUT_MS = 10_000
 _KEY = ("SELECT key_id, tenant_id, created_at, created_by, revoked_at, revoked_by, "
         "last_used_at FROM api_keys")
+#: ``PRAGMA synchronous`` per transaction kind (see the module docstring).
+DURABLE, LAZY = "FULL", "NORMAL"
+_UPSERT_USAGE = (
+    "INSERT INTO usage_daily (tenant_id, day, queries, prompt_tokens, completion_tokens, "
+    "cost_usd) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (tenant_id, day) DO UPDATE SET "
+    "queries = queries + excluded.queries, "
+    "prompt_tokens = prompt_tokens + excluded.prompt_tokens, "
+    "completion_tokens = completion_tokens + excluded.completion_tokens, "
+    "cost_usd = cost_usd + excluded.cost_usd")
+# One statement checks both limits and counts the query: the SELECT yields a row only while
+# the month's spend is under budget, and the upsert's WHERE only while the day's count is
+# under quota. RETURNING says whether a row was written, i.e. whether the slot is ours.
+_RESERVE_QUERY = (
+    "INSERT INTO usage_daily (tenant_id, day, queries, prompt_tokens, completion_tokens, "
+    "cost_usd) SELECT ?, ?, 1, 0, 0, 0.0 WHERE ? > 0 AND (SELECT coalesce(sum(cost_usd), 0) "
+    "FROM usage_daily WHERE tenant_id = ? AND day >= ? AND day <= ?) < ? "
+    "ON CONFLICT (tenant_id, day) DO UPDATE SET queries = queries + 1 WHERE queries < ? "
+    "RETURNING queries")
+_MONTH_SPEND = ("SELECT coalesce(sum(cost_usd), 0) FROM usage_daily "
+                "WHERE tenant_id = ? AND day >= ? AND day <= ?")
 
 
 def _utcnow() -> datetime:
@@ -63,6 +89,7 @@ class SQLiteStore(TransactionalStore):
         # One connection shared by this process's threads, guarded by a lock: sqlite3
         # connections are not safe to use from two threads at once.
         self._lock = threading.RLock()
+        self._synchronous = ""
         try:
             conn = sqlite3.connect(path, check_same_thread=False,
                                    timeout=BUSY_TIMEOUT_MS / 1000)
@@ -104,9 +131,12 @@ class SQLiteStore(TransactionalStore):
 
     # ---- plumbing -----------------------------------------------------------------------
     @contextmanager
-    def _transaction(self) -> Iterator[None]:
+    def _transaction(self, synchronous: str = DURABLE) -> Iterator[None]:
         with self._lock:
             try:
+                if synchronous != self._synchronous:  # only settable between transactions
+                    self.db.execute(f"PRAGMA synchronous = {synchronous}")
+                    self._synchronous = synchronous
                 self.db.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
                 raise StoreUnavailableError(f"SQLite refused a write: {exc}") from exc
@@ -319,19 +349,23 @@ class SQLiteStore(TransactionalStore):
                             r["cost_usd"], r["at"], r["id"]) for r in rows]
 
     # ---- usage ledger -------------------------------------------------------------------
-    def record_usage(self, tenant_id: str, day: date, *, queries: int, prompt_tokens: int,
-                     completion_tokens: int, cost_usd: float) -> None:
-        with self._transaction():
-            self.db.execute(
-                "INSERT INTO usage_daily (tenant_id, day, queries, prompt_tokens, "
-                "completion_tokens, cost_usd) VALUES (?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (tenant_id, day) DO UPDATE SET "
-                "queries = queries + excluded.queries, "
-                "prompt_tokens = prompt_tokens + excluded.prompt_tokens, "
-                "completion_tokens = completion_tokens + excluded.completion_tokens, "
-                "cost_usd = cost_usd + excluded.cost_usd",
-                (tenant_id, day.isoformat(), queries, prompt_tokens, completion_tokens, cost_usd),
-            )
+    def record_usage_many(self, deltas: list[UsageDelta]) -> None:
+        if not deltas:
+            return
+        with self._transaction(LAZY):
+            self.db.conn.executemany(_UPSERT_USAGE, [
+                (d.tenant_id, d.day.isoformat(), d.queries, d.prompt_tokens,
+                 d.completion_tokens, d.cost_usd) for d in deltas])
+
+    def reserve_query(self, tenant_id: str, day: date, *, daily_queries: int,
+                      monthly_budget_usd: float) -> float | None:
+        iso, first = day.isoformat(), day.replace(day=1).isoformat()
+        with self._transaction(LAZY):
+            if not self.db.execute(_RESERVE_QUERY, (
+                    tenant_id, iso, daily_queries, tenant_id, first, iso, monthly_budget_usd,
+                    daily_queries)).fetchall():
+                return None
+            return float(self.db.execute(_MONTH_SPEND, (tenant_id, first, iso)).fetchone()[0])
 
     def usage_totals(self, tenant_id: str, day: date) -> UsageTotals:
         today = self._read("SELECT * FROM usage_daily WHERE tenant_id = ? AND day = ?",
