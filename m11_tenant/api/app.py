@@ -60,7 +60,8 @@ def create_app(repo: TenantConfigRepository | None = None, *,
             settings' database and Redis (closed when the app shuts down).
         settings: :class:`ApiSettings` (or plain ``Settings``); default from the environment.
         pipeline: a ``RagPipeline`` for ``/query`` and previews; default one built on first
-            use over ``repo`` with the store as its usage ledger.
+            use over ``repo`` with the store as its usage ledger, live for the providers the
+            settings configure (offline without any).
         clock: seconds since the epoch, for rate-limit windows (tests).
         rate_client: the Redis client rate limits count in; default the repository's cache
             client (a private fakeredis when the cache is disabled).
@@ -83,7 +84,7 @@ def create_app(repo: TenantConfigRepository | None = None, *,
                           **({"clock": clock} if clock else {}))
     ctx = ApiContext(repo=repo, settings=cfg, auth=Authenticator(repo.store, admin_key),
                      limiter=limiter, metrics=ApiMetrics(repo),
-                     pipeline_factory=lambda: pipeline or _default_pipeline(repo))
+                     pipeline_factory=lambda: pipeline or _default_pipeline(repo, cfg))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -104,14 +105,14 @@ def create_app(repo: TenantConfigRepository | None = None, *,
     return app
 
 
-def _default_pipeline(repo: TenantConfigRepository) -> Any:
+def _default_pipeline(repo: TenantConfigRepository, settings: Settings) -> Any:
     try:
         from m11_tenant.rag import RagPipeline
     except ImportError as exc:
         raise HttpError(503, "pipeline_unavailable",
                         f"the RAG pipeline cannot be loaded here ({exc}); install the "
                         "package's RAG dependencies") from exc
-    return RagPipeline(repo, repo.store)
+    return RagPipeline(repo, repo.store, settings=settings)
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -140,18 +140,19 @@ async def preview(tenant_id: TenantId, request: Request, ctx: Ctx,
                     {**UPDATE_FIELDS, "query": (str, type(None))}, required=("config",))
     reason_of(body.get("reason"))
 
-    def run() -> dict:
+    def propose() -> tuple[Any, Any]:
         current = ctx.repo.get_record(tid)
-        proposed = apply_update(current.config, body["config"], merge=body.get("merge", True))
-        result = ctx.pipeline.run(proposed, body.get("query") or DEFAULT_PREVIEW_QUESTION,
-                                  tenant_id=tid)
-        dump = proposed.model_dump()
-        return {"tenant_id": tid, "config": dump,
-                "diff": config_diff(current.config.model_dump(), dump),
-                "current_version": current.version, "result": result.model_dump(),
-                "written": False}
+        return current, apply_update(current.config, body["config"],
+                                     merge=body.get("merge", True))
 
-    return JSONResponse(await run_in_threadpool(run))
+    current, proposed = await run_in_threadpool(propose)
+    result = await ctx.pipeline.arun(proposed, body.get("query") or DEFAULT_PREVIEW_QUESTION,
+                                     tenant_id=tid)
+    dump = proposed.model_dump()
+    return JSONResponse({"tenant_id": tid, "config": dump,
+                         "diff": config_diff(current.config.model_dump(), dump),
+                         "current_version": current.version, "result": result.model_dump(),
+                         "written": False})
 
 
 @router.get("/config/{tenant_id}/lock", response_model=LockResponse, tags=["lock"],
@@ -189,15 +190,13 @@ async def query(request: Request, ctx: Ctx, caller: Caller) -> JSONResponse:
     tid = body_tenant(body["tenant_id"])
     authorize_tenant(ctx.repo.store, caller, tid, "query")
 
-    def run() -> dict:
-        ctx.limit("query", tid, ctx.query_rate(tid))
-        result = ctx.pipeline.query(tid, body["query"])
-        ctx.metrics.query_done(tid, result.usage.prompt_tokens, result.usage.completion_tokens,
-                               result.cost_usd)
-        return result.model_dump()
-
     try:
-        return JSONResponse(await run_in_threadpool(run))
+        await run_in_threadpool(lambda: ctx.limit("query", tid, ctx.query_rate(tid)))
+        # Awaited on the event loop: a slow model holds no worker thread while it answers.
+        result = await ctx.pipeline.aquery(tid, body["query"])
     except TenantConfigError as exc:
         ctx.metrics.queries.labels(tid, to_http(exc).code).inc()
         raise
+    ctx.metrics.query_done(tid, result.usage.prompt_tokens, result.usage.completion_tokens,
+                           result.cost_usd)
+    return JSONResponse(result.model_dump())
