@@ -93,6 +93,8 @@ class StandIn:
         self.latency = latency
         self.keys = {"openai": openai_key, "anthropic": anthropic_key}
         self.requests: list[Seen] = []
+        self.in_flight = 0  # answers being prepared right now (waiting out ``latency``)
+        self.max_in_flight = 0  # the most at one moment since the last reset
         self._faults: dict[str, deque[Fault]] = {}
         self._always: dict[str, Fault] = {}
         self._lock = threading.Lock()
@@ -119,6 +121,7 @@ class StandIn:
             self._faults.clear()
             self._always.clear()
             self.requests.clear()
+            self.max_in_flight = 0
 
     def _next_fault(self, model: str) -> Fault | None:
         with self._lock:
@@ -223,8 +226,13 @@ class StandIn:
             await _send(send, 400, _error(api, "invalid_request_error",
                                           "temperature: range: 0..1"))
             return
-        if self.latency:
-            await asyncio.sleep(self.latency)
+        self.in_flight += 1  # the server's one event loop: no lock needed
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if self.latency:
+                await asyncio.sleep(self.latency)
+        finally:
+            self.in_flight -= 1
         self._seen(api, model, "ok", request)
         await _send(send, 200, answer(api, model, request))
 
