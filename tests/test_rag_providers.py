@@ -211,7 +211,10 @@ def test_concurrent_queries_are_all_in_flight_at_once_on_one_event_loop(standin)
     cfg = make_config()
 
     async def burst():
-        return await asyncio.gather(*(p.arun(cfg, f"{Q} ({i})") for i in range(60)))
+        try:
+            return await asyncio.gather(*(p.arun(cfg, f"{Q} ({i})") for i in range(60)))
+        finally:
+            await p.aclose()
 
     results = asyncio.run(burst())
     assert len({r.question for r in results}) == 60
@@ -293,7 +296,8 @@ def test_a_failing_provider_is_a_503_naming_the_attempts(standin, sqlite_repo):
 
 
 def test_the_console_preview_answers_live(standin, sqlite_repo):
-    from test_console import ADMIN_KEY, form_of, sign_in
+    from fastapi.testclient import TestClient
+    from test_console import ADMIN_KEY, form_of
 
     from m11_tenant.api import ApiSettings, create_app
 
@@ -302,9 +306,12 @@ def test_the_console_preview_answers_live(standin, sqlite_repo):
                            settings=standin.settings())
     app = create_app(sqlite_repo, settings=ApiSettings(_env_file=None, m11_admin_key=ADMIN_KEY),
                      pipeline=pipeline)
-    client = sign_in(app)
-    response = client.post("/console/t/acme/preview", data={
-        **form_of(client, "acme"), "model": "claude-3-sonnet", "question": Q})
+    with TestClient(app) as client:  # one event loop, closed with the app's lifespan
+        nonce = re.search(r'name="login_nonce" value="([^"]+)"',
+                          client.get("/console/login").text)[1]
+        client.post("/console/login", data={"login_nonce": nonce, "key": ADMIN_KEY})
+        response = client.post("/console/t/acme/preview", data={
+            **form_of(client, "acme"), "model": "claude-3-sonnet", "question": Q})
     assert response.status_code == 200, response.text
     answer = re.search(r'id="preview-answer".*?</span>(.*?)</div>', response.text, re.S)[1]
     assert "[stand-in claude-3-sonnet-20240229]" in answer

@@ -89,6 +89,7 @@ def create_app(repo: TenantConfigRepository | None = None, *,
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
+        await ctx.close_pipeline()
         if owns_repo:
             repo.close()
 

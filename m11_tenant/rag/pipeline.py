@@ -207,6 +207,11 @@ class RagPipeline:
             return False
         return self.generation == "live" or bool(self.providers.configured)
 
+    async def aclose(self) -> None:
+        """Close the provider connections this event loop opened (server shutdown)."""
+        if self._providers is not None:
+            await self._providers.aclose()
+
     # -- entry points ------------------------------------------------------------------------
     def query(self, tenant_id: str, question: str) -> QueryResult:
         """:meth:`aquery` for synchronous callers (notebooks, scripts, the CLI)."""

@@ -35,6 +35,7 @@ from typing import Any, Protocol
 import anthropic
 import openai
 
+from m11_tenant.rag.blocking import close_at_exit, is_background_loop
 from m11_tenant.rag.generate import Generation, GenerationFailed
 from m11_tenant.schema import PROVIDERS
 from m11_tenant.settings import Settings
@@ -56,12 +57,18 @@ class Generator(Protocol):
     async def generate(self, prompt: str, *, api_model: str, temperature: float,
                        max_tokens: int) -> Generation: ...
 
+    async def aclose(self) -> None:
+        """Close the client's connections (on the loop that opened them)."""
+
 
 class OpenAIChat:
     """Chat completions through ``openai.AsyncOpenAI`` (OpenAI, or any compatible server)."""
 
     def __init__(self, client: openai.AsyncOpenAI, provider: str = "openai"):
         self.client, self.provider = client, provider
+
+    async def aclose(self) -> None:
+        await self.client.close()
 
     async def generate(self, prompt: str, *, api_model: str, temperature: float,
                        max_tokens: int) -> Generation:
@@ -89,6 +96,9 @@ class AnthropicMessages:
 
     def __init__(self, client: anthropic.AsyncAnthropic):
         self.client = client
+
+    async def aclose(self) -> None:
+        await self.client.close()
 
     async def generate(self, prompt: str, *, api_model: str, temperature: float,
                        max_tokens: int) -> Generation:
@@ -180,15 +190,29 @@ class Providers:
             raise GenerationFailed(f"provider {provider!r} is not configured here "
                                    f"(set {_HOW_TO_ENABLE.get(provider, 'a known provider')})",
                                    retryable=False)
-        clients = self._by_loop.setdefault(asyncio.get_running_loop(), {})
+        loop = asyncio.get_running_loop()
+        if loop not in self._by_loop and is_background_loop(loop):
+            close_at_exit(self.aclose)
+        clients = self._by_loop.setdefault(loop, {})
         if provider not in clients:
             clients[provider] = self._build(provider)
         return clients[provider]
 
+    async def aclose(self) -> None:
+        """Close the running loop's clients (the server does this when it shuts down)."""
+        for generator in self._by_loop.pop(asyncio.get_running_loop(), {}).values():
+            await generator.aclose()
+
     def _build(self, provider: str) -> Generator:
         s = self.settings
-        # The pipeline times each attempt itself; the SDK's timeout is a backstop.
+        # The pipeline times each attempt itself; the SDK's timeout is a backstop. The SDKs'
+        # aiohttp transport: about half the CPU per call of their default httpx pool, which
+        # matters when one worker has hundreds of calls in flight (bench/live_concurrency.py).
         common: dict[str, Any] = {"max_retries": 0, "timeout": s.m11_model_timeout + 1}
+        if provider == "anthropic":
+            common["http_client"] = anthropic.DefaultAioHttpClient()
+        else:
+            common["http_client"] = openai.DefaultAioHttpClient()
         if provider == "anthropic":
             return AnthropicMessages(anthropic.AsyncAnthropic(
                 api_key=s.anthropic_api_key or KEY_NOT_NEEDED, base_url=s.anthropic_base_url,
