@@ -7,8 +7,10 @@ drives ``POST /query`` with 50, 200 and 500 concurrent keep-alive clients (the r
 client of ``bench/http_load.py``, in its own process). With a model that takes 0.5 s, N
 clients can never do better than N / 0.5 s requests per second: the table prints req/s
 against that bound, p50/p99, non-200 answers and the server's memory (RSS) before and after
-each level. The goal: at least 90 % of the bound at 200 clients, no errors, memory flat.
-Only 127.0.0.1 is ever contacted.
+each level, and the CPU time each process spent per request (server and stand-in): a
+server that needs C ms of CPU per request cannot serve more than 1000 / C requests per
+second on one core, whatever the concurrency. The goal: at least 90 % of the bound at 200
+clients, no errors, memory flat. Only 127.0.0.1 is ever contacted.
 
     python bench/live_concurrency.py [--clients 50,200,500] [--seconds 15] [--latency 0.5]
 """
@@ -26,6 +28,12 @@ from pathlib import Path
 import http_load as load  # the sibling script: seeding, server start, the raw HTTP client
 
 GOAL_SHARE, GOAL_CLIENTS = 0.90, 200
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mib(pid: int) -> float:
@@ -65,11 +73,16 @@ def main() -> None:
                 load.run_client(port, "query", 100, 120, 20)  # index built, clients warm
                 for clients in levels:
                     before = rss_mib(server.pid)
+                    cpu = cpu_seconds(server.pid), cpu_seconds(standin.pid)
                     count = int(clients / args.latency * args.seconds * 1.2) + clients
                     result = load.run_client(port, "query", count, args.seconds, clients)
                     row = load.summarize("POST /query", 1, result)
+                    done = max(1, row["requests"])
                     rows.append({**row, "clients": clients, "bound": clients / args.latency,
-                                 "rss_before": before, "rss_after": rss_mib(server.pid)})
+                                 "rss_before": before, "rss_after": rss_mib(server.pid),
+                                 "server_cpu_ms": (cpu_seconds(server.pid) - cpu[0]) / done * 1e3,
+                                 "standin_cpu_ms": (cpu_seconds(standin.pid) - cpu[1]) / done
+                                 * 1e3})
             finally:
                 server.terminate()
                 server.wait(timeout=30)
@@ -80,10 +93,12 @@ def main() -> None:
     print(f"POST /query, one worker, the model (stand-in) answering in {args.latency:g} s, "
           f"{os.cpu_count()} CPUs shared by server, stand-in and load client")
     print(f"{'clients':>8}{'bound/s':>9}{'req/s':>8}{'of bound':>10}{'p50 ms':>9}{'p99 ms':>9}"
-          f"{'non-200':>9}{'RSS MiB before → after':>26}")
+          f"{'non-200':>9}{'server CPU ms/req':>19}{'stand-in CPU':>14}"
+          f"{'RSS MiB before → after':>25}")
     for r in rows:
         print(f"{r['clients']:>8}{r['bound']:>9.0f}{r['rps']:>8.0f}{r['rps'] / r['bound']:>10.0%}"
               f"{r['p50'] * 1e3:>9.0f}{r['p99'] * 1e3:>9.0f}{r['requests'] - r['ok']:>9}"
+              f"{r['server_cpu_ms']:>19.1f}{r['standin_cpu_ms']:>14.1f}"
               f"{r['rss_before']:>15.0f} → {r['rss_after']:.0f}")
         if r["other"]:
             print(f"{'':>8}statuses other than 200: {r['other']}")
