@@ -194,6 +194,8 @@ DEFAULT_TEMPLATE = (
     "by their [n] number.\n\nContext:\n{context}\n\nQuestion: {query}\nAnswer:"
 )
 MAX_RETRIES_LIMIT = 10
+#: Most questions a tenant's query log may keep (``query_log_size``).
+MAX_QUERY_LOG_SIZE = 1000
 
 
 class TenantConfig(BaseModel):
@@ -214,6 +216,8 @@ class TenantConfig(BaseModel):
     prompt_variables: dict[str, str] = Field(default_factory=dict)
     prompt_template: str = Field(DEFAULT_TEMPLATE, max_length=templates.MAX_TEMPLATE_CHARS)
     branding: Branding = Field(default_factory=Branding)
+    query_log_size: int = Field(0, ge=0, le=MAX_QUERY_LOG_SIZE,
+                                description="questions kept for replay; 0 = no query log")
 
     @field_validator("plan")
     @classmethod
@@ -298,6 +302,8 @@ class TenantConfig(BaseModel):
 
 
 CONFIG_FIELDS = tuple(TenantConfig.model_fields)
+# Fields only the platform admin may write (a tenant key changing them is refused).
+PLATFORM_OWNED_FIELDS: frozenset[str] = frozenset({"plan"})
 BRANDING_FIELDS = tuple(Branding.model_fields)
 
 
@@ -409,7 +415,7 @@ def apply_update(current: TenantConfig, updates: object, *, merge: bool) -> Tena
 
 def config_diff(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> dict[str, Any]:
     """Field-by-field ``{"field": [old, new]}`` of two config dumps (branding flattened)."""
-    flat_old, flat_new = _flatten(old or {}), _flatten(new or {})
+    flat_old, flat_new = flatten_config(old or {}), flatten_config(new or {})
     return {
         key: [flat_old.get(key), flat_new.get(key)]
         for key in sorted(flat_old.keys() | flat_new.keys())
@@ -417,7 +423,8 @@ def config_diff(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) ->
     }
 
 
-def _flatten(config: Mapping[str, Any]) -> dict[str, Any]:
+def flatten_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A config dump with ``branding`` spread into ``branding.<key>`` fields."""
     flat: dict[str, Any] = {}
     for key, value in config.items():
         if key == "branding" and isinstance(value, Mapping):

@@ -53,6 +53,9 @@ class Settings(BaseSettings):
         None, description="its key, if it wants one")
     m11_model_timeout: float = Field(30.0, gt=0, le=600, description="seconds one model call "
                                      "may take before it counts as a failed attempt")
+    query_log_max_age_days: int = Field(
+        30, ge=1, le=365, description="days a tenant's logged question is kept at most "
+        "(the tenant's query_log_size caps how many)")
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -18,7 +18,7 @@ from m11_tenant.api import ApiSettings, create_app
 from m11_tenant.api.auth import hash_key, new_tenant_key
 from m11_tenant.console import routes
 from m11_tenant.console.session import LOGIN_COOKIE, SESSION_COOKIE
-from m11_tenant.store import Change
+from m11_tenant.store import Change, LoggedQuery
 
 ADMIN_KEY = "m11a_console-tests-admin-key-0123456789"
 
@@ -392,6 +392,52 @@ def test_preview_of_an_overlong_question_shows_it_next_to_the_question(app, seed
         **form_of(client, seeded), "question": "why? " * 500})
     assert response.status_code == 422
     assert field_error(response.text, "f-question")
+
+
+def test_preview_panel_replays_logged_questions(app, repo, seeded):
+    repo.update_config(seeded, {"query_log_size": 10})
+    for question in ("What is hybrid search?", "How do I roll back a config?"):
+        repo.store.append_query_log(
+            LoggedQuery(seeded, question, (), "gpt-3.5-turbo", 0, 0, 0.0), keep=10)
+    client = sign_in(app)
+    response = client.post(f"/console/t/{seeded}/preview", data={
+        **form_of(client, seeded), "top_k": "9", "replay": "2"})
+    assert response.status_code == 200, response.text
+    report = re.search(r'id="replay-report".*?</section>', response.text, re.S)[0]
+    assert "Replay of 2 logged questions (offline)" in report
+    assert "What is hybrid search?" in report and "How do I roll back a config?" in report
+    assert 'name="replay" value="2"' in response.text
+    assert repo.get_record(seeded).version == 2  # nothing stored
+    assert repo.get_audit_log(seeded)[0].action == "replay"
+
+
+@pytest.mark.parametrize("replay", ["0", "abc", "500"])
+def test_a_bad_replay_count_is_shown_next_to_its_box(app, seeded, replay):
+    client = sign_in(app)
+    response = client.post(f"/console/t/{seeded}/preview", data={
+        **form_of(client, seeded), "replay": replay})
+    assert response.status_code == 422
+    assert "integer from 1 to 200" in field_error(response.text, "f-replay")
+
+
+def test_replay_without_a_query_log_says_how_to_turn_it_on(app, seeded):
+    client = sign_in(app)
+    response = client.post(f"/console/t/{seeded}/preview", data={
+        **form_of(client, seeded), "replay": "5"})
+    assert response.status_code == 422
+    assert "query_log_size" in field_error(response.text, "f-replay")
+
+
+def test_explain_page_lists_every_field_with_its_origin(app, repo, seeded):
+    client = sign_in(app, tenant_key(repo, seeded))
+    page = client.get(f"/console/t/{seeded}/explain")
+    assert page.status_code == 200
+    table = html.unescape(re.sub(r"<[^>]+>", " ", re.search(
+        r'id="explain".*?</table>', page.text, re.S)[0]))
+    assert re.search(r"temperature\s+0.7\s+default", table)
+    assert "Only the platform admin may change: plan" in html.unescape(page.text)
+    assert sign_in(app, tenant_key(repo, seeded + "-x")).get(
+        f"/console/t/{seeded}/explain").status_code == 403
 
 
 # ---- history, rollback, audit --------------------------------------------------------------

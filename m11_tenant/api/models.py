@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from m11_tenant.rag.replay import MAX_REPLAY
 from m11_tenant.schema import TenantConfig
 from m11_tenant.store import AuditEntry
 
@@ -41,6 +42,10 @@ class PreviewRequest(ConfigUpdateRequest):
                       "query": "How do I roll back a tenant's config?"}]})
     query: str | None = Field(None, max_length=2000,
                               description="sample question (default: a fixed one)")
+    replay: int | None = Field(None, ge=1, le=MAX_REPLAY, description="also re-run this "
+                               "many of the tenant's newest logged questions under both configs")
+    live: bool = Field(False, description="replay with the live providers (default: the "
+                       "offline generator, which costs nothing)")
 
 
 class QueryRequest(BaseModel):
@@ -166,6 +171,37 @@ class QueryResponse(BaseModel):
     cost_usd: float
 
 
+class ReplayQuestion(BaseModel):
+    question: str = Field(description="as logged (redacted)")
+    sources_before: list[str]
+    sources_after: list[str]
+    sources_gained: list[str]
+    sources_lost: list[str]
+    source_overlap: float = Field(description="|before ∩ after| / |before ∪ after|")
+    answer_changed: bool
+    tokens_before: int
+    tokens_after: int
+    cost_before_usd: float
+    cost_after_usd: float
+
+
+class ReplaySummary(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    replayed: int
+    sources_changed_share: float
+    mean_source_overlap: float
+    cost_delta_usd: float
+    projected_monthly_cost_delta_usd: float = Field(
+        description="mean delta per question x the logged traffic rate x 30 (capped by the "
+        "plan's daily quota)")
+
+
+class ReplayReport(BaseModel):
+    generator: str = Field(description="offline (default) or live")
+    questions: list[ReplayQuestion]
+    summary: ReplaySummary
+
+
 class PreviewResponse(BaseModel):
     tenant_id: str
     config: dict[str, Any] = Field(description="the config the change would produce")
@@ -173,6 +209,46 @@ class PreviewResponse(BaseModel):
     current_version: int
     result: QueryResponse
     written: bool = Field(False, description="always false: a preview stores nothing")
+    replay: ReplayReport | None = Field(None, description="only when the body asks for it")
+
+
+class ExplainField(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    value: Any
+    default: Any
+    source: str = Field(description="default or set (then set_by, version, at, action, reason)")
+    who_may_change: str
+    plan_limit: str | None
+    at_plan_cap: bool
+
+
+class ExplainResponse(BaseModel):
+    tenant_id: str
+    version: int
+    plan: dict[str, Any]
+    fields: dict[str, ExplainField]
+    forbidden_for_tenant: list[str] = Field(description="fields only the platform admin sets")
+
+
+class QueryLogEntry(BaseModel):
+    at: str
+    question: str = Field(description="e-mail addresses and long digit runs redacted")
+    source_ids: list[str]
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+
+
+class QueryLogResponse(BaseModel):
+    tenant_id: str
+    query_log_size: int
+    entries: list[QueryLogEntry] = Field(description="newest first")
+
+
+class QueryLogDeleted(BaseModel):
+    tenant_id: str
+    deleted: int = Field(description="how many logged questions were deleted")
 
 
 class KeyResponse(BaseModel):

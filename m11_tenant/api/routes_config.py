@@ -1,4 +1,5 @@
-"""Per-tenant routes: config read/write/delete, history, rollback, preview, lock, query."""
+"""Per-tenant routes: config read/write/delete, history, rollback, preview (and replay),
+explain, query log, lock, query."""
 
 from __future__ import annotations
 
@@ -11,6 +12,13 @@ from fastapi.responses import JSONResponse
 
 from m11_tenant.api.auth import authorize_tenant
 from m11_tenant.api.body import envelope, read_json
+from m11_tenant.api.change_safety import (
+    check_replay,
+    explain_tenant,
+    query_log_task,
+    read_query_log,
+    run_replay,
+)
 from m11_tenant.api.context import (
     Caller,
     Ctx,
@@ -25,18 +33,21 @@ from m11_tenant.api.models import (
     ConfigResponse,
     ConfigUpdateRequest,
     DeleteResponse,
+    ExplainResponse,
     HistoryResponse,
     LockRequest,
     LockResponse,
     PreviewRequest,
     PreviewResponse,
+    QueryLogDeleted,
+    QueryLogResponse,
     QueryRequest,
     QueryResponse,
     body_doc,
     error_docs,
 )
 from m11_tenant.errors import TenantConfigError
-from m11_tenant.schema import apply_update, config_diff
+from m11_tenant.schema import MAX_QUERY_LOG_SIZE, apply_update, config_diff
 from m11_tenant.store import Change
 
 router = APIRouter()
@@ -50,6 +61,8 @@ Reason = Annotated[str | None, Query(max_length=500, description="why, for the a
 
 DEFAULT_PREVIEW_QUESTION = "How does hybrid search combine keyword and semantic retrieval?"
 UPDATE_FIELDS = {"config": (dict,), "merge": (bool,), "reason": (str, type(None))}
+PREVIEW_FIELDS = {**UPDATE_FIELDS, "query": (str, type(None)), "replay": (int, type(None)),
+                  "live": (bool,)}
 
 
 @router.get("/config/{tenant_id}", response_model=ConfigResponse, tags=["config"],
@@ -130,15 +143,18 @@ def rollback(tenant_id: TenantId, ctx: Ctx, caller: Caller,
 @router.post("/config/{tenant_id}/preview", response_model=PreviewResponse, tags=["config"],
              openapi_extra=body_doc(PreviewRequest),
              responses=error_docs(400, 403, 413, 415, 422, 429, 503),
-             summary="Validate a proposed change and run a sample query with it; writes nothing")
+             summary="Validate a proposed change and run a sample query with it; with "
+                     "replay=N also re-run the N newest logged questions; writes nothing "
+                     "but the replay's audit line")
 async def preview(tenant_id: TenantId, request: Request, ctx: Ctx,
                   caller: Caller) -> JSONResponse:
     tid = ctx.tenant(caller, tenant_id, "preview a config")
     if not caller.is_admin:
         ctx.limit("preview", tid, ctx.preview_rate)
-    body = envelope(await read_json(request, ctx.settings.m11_max_body_bytes),
-                    {**UPDATE_FIELDS, "query": (str, type(None))}, required=("config",))
-    reason_of(body.get("reason"))
+    body = envelope(await read_json(request, ctx.settings.m11_max_body_bytes), PREVIEW_FIELDS,
+                    required=("config",))
+    reason = reason_of(body.get("reason"))
+    count = None if body.get("replay") is None else check_replay(body["replay"])
 
     def propose() -> tuple[Any, Any]:
         current = ctx.repo.get_record(tid)
@@ -149,10 +165,46 @@ async def preview(tenant_id: TenantId, request: Request, ctx: Ctx,
     result = await ctx.pipeline.arun(proposed, body.get("query") or DEFAULT_PREVIEW_QUESTION,
                                      tenant_id=tid)
     dump = proposed.model_dump()
-    return JSONResponse({"tenant_id": tid, "config": dump,
-                         "diff": config_diff(current.config.model_dump(), dump),
-                         "current_version": current.version, "result": result.model_dump(),
-                         "written": False})
+    out = {"tenant_id": tid, "config": dump,
+           "diff": config_diff(current.config.model_dump(), dump),
+           "current_version": current.version, "result": result.model_dump(),
+           "written": False}
+    if count is not None:
+        out["replay"] = await run_in_threadpool(
+            run_replay, ctx, caller, tid, current, proposed, count,
+            live=body.get("live", False), reason=reason)
+    return JSONResponse(out)
+
+
+@router.get("/config/{tenant_id}/explain", response_model=ExplainResponse, tags=["config"],
+            responses=error_docs(400, 403),
+            summary="Per field: effective value, where it comes from, who may change it")
+def get_explain(tenant_id: TenantId, ctx: Ctx, caller: Caller) -> JSONResponse:
+    tid = ctx.tenant(caller, tenant_id, "explain the config")
+    return JSONResponse(explain_tenant(ctx, tid))
+
+
+@router.get("/config/{tenant_id}/query-log", response_model=QueryLogResponse,
+            tags=["query log"], responses=error_docs(400, 403),
+            summary="The tenant's logged questions (redacted), newest first")
+def get_query_log(tenant_id: TenantId, ctx: Ctx, caller: Caller,
+                  limit: Annotated[int, Query(ge=1, le=MAX_QUERY_LOG_SIZE)] = 100
+                  ) -> JSONResponse:
+    tid = ctx.tenant(caller, tenant_id, "read the query log")
+    entries = read_query_log(ctx, tid, limit)
+    return JSONResponse({"tenant_id": tid, "query_log_size": ctx.repo.get_config(tid)
+                         .query_log_size, "entries": entries})
+
+
+@router.delete("/config/{tenant_id}/query-log", response_model=QueryLogDeleted,
+               tags=["query log"], responses=error_docs(400, 403, 503),
+               summary="Delete every logged question of the tenant (audited)")
+def delete_query_log(tenant_id: TenantId, ctx: Ctx, caller: Caller,
+                     reason: Reason = None) -> JSONResponse:
+    tid = ctx.tenant(caller, tenant_id, "delete the query log")
+    deleted = ctx.repo.store.clear_query_log(
+        tid, Change(caller.actor, caller.role, "query_log_deleted", reason))
+    return JSONResponse({"tenant_id": tid, "deleted": deleted})
 
 
 @router.get("/config/{tenant_id}/lock", response_model=LockResponse, tags=["lock"],
@@ -199,4 +251,4 @@ async def query(request: Request, ctx: Ctx, caller: Caller) -> JSONResponse:
         raise
     ctx.metrics.query_done(tid, result.usage.prompt_tokens, result.usage.completion_tokens,
                            result.cost_usd)
-    return JSONResponse(result.model_dump())
+    return JSONResponse(result.model_dump(), background=query_log_task(ctx, tid, result))

@@ -44,6 +44,8 @@ class ApiSettings(Settings):
     m11_rate_previews: str = Field("20/hour", description="previews per tenant key")
     m11_rate_queries: str = Field(
         "plan", description="'plan' = the plan's daily quota per UTC day; 'N/unit'; or 'off'")
+    m11_replay_time_budget: float = Field(
+        20.0, gt=0, le=300, description="seconds a replay may run before it reports what it has")
     m11_max_body_bytes: int = Field(MAX_BODY_BYTES, ge=256, le=10 * 1024 * 1024,
                                     description="largest request body accepted (413 above)")
 

@@ -25,7 +25,7 @@ _INT = re.compile(r"[+-]?[0-9]{1,12}")
 FLOAT_STEP = 0.05
 EXTRA_VARIABLE_ROWS = 2
 MAX_FORM_FIELDS = 200
-OTHER_INPUTS = ("reason", "question")  # inputs of the page that are not config fields
+OTHER_INPUTS = ("reason", "question", "replay")  # inputs of the page that are not config fields
 
 LABELS = {
     "plan": "Plan", "model": "Model", "fallback_model": "Fallback model",
@@ -34,7 +34,7 @@ LABELS = {
     "enable_reranking": "Rerank the retrieved passages", "rerank_top_n": "Keep after reranking",
     "prompt_variables": "Prompt variables", "prompt_template": "Prompt template",
     "branding.primary_color": "Primary colour", "branding.secondary_color": "Secondary colour",
-    "branding.logo_url": "Logo URL",
+    "branding.logo_url": "Logo URL", "query_log_size": "Questions kept for replay",
 }
 HINTS = {
     "temperature": "0 = focused and repeatable, 2 = most varied",
@@ -47,6 +47,8 @@ HINTS = {
     "branding.primary_color": "#RRGGBB: the chat card's header",
     "branding.secondary_color": "#RRGGBB: the answer's background",
     "branding.logo_url": "https:// — shown in the chat card",
+    "query_log_size": "0 = no query log; up to 1000 recent questions (e-mails and long "
+                      "numbers redacted) for replaying a change",
 }
 
 
@@ -114,6 +116,7 @@ GROUPS = (
     ("Retrieval", ("top_k", "alpha", "enable_reranking", "rerank_top_n")),
     ("Prompt", ("prompt_template", "prompt_variables")),
     ("Branding", ("branding.primary_color", "branding.secondary_color", "branding.logo_url")),
+    ("Query log", ("query_log_size",)),
 )
 
 

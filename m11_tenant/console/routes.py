@@ -25,6 +25,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 
 from m11_tenant.api.auth import Principal, authorize_tenant
+from m11_tenant.api.change_safety import check_replay, explain_tenant, run_replay
 from m11_tenant.api.context import ApiContext, path_tenant, reason_of
 from m11_tenant.api.errors import HttpError, to_http
 from m11_tenant.api.routes_config import DEFAULT_PREVIEW_QUESTION
@@ -336,7 +337,7 @@ def _config_page(request: Request, session: Session, tid: str, current: Resolved
                  errors: list[FieldError] | None = None, notice: str = "",
                  banner: HttpError | None = None, conflict: Mapping[str, Any] | None = None,
                  preview: Mapping[str, Any] | None = None, question: str = "",
-                 reason: str = "") -> HTMLResponse:
+                 reason: str = "", replay: str = "") -> HTMLResponse:
     headers = {k: v for k, v in (banner.headers if banner else {}).items() if k == "Retry-After"}
     # Inputs a post left out show the stored value rather than an empty box.
     values = {**forms.values_of(current.config.model_dump()), **values}
@@ -351,7 +352,7 @@ def _config_page(request: Request, session: Session, tid: str, current: Resolved
         current=current, values=values, expected_version=expected_version,
         errors=errors or [], by_field=forms.errors_by_field(errors or []), notice=notice,
         banner=banner, conflict=conflict, preview=preview,
-        question=question or DEFAULT_PREVIEW_QUESTION, reason=reason,
+        question=question or DEFAULT_PREVIEW_QUESTION, reason=reason, replay=replay,
         variable_rows=forms.variable_rows(values), plans=list(catalog.plans),
         models=list(catalog.models), plan_models=forms.plan_models(catalog),
         allowed=set(catalog.plan(shown_plan).allowed_models),
@@ -461,12 +462,18 @@ async def preview_config(request: Request, tenant_id: str) -> Response:
     form = forms.parse_config_form(pairs)
     expected = _version_field(pairs, "expected_version")
     question = _field(pairs, "question").strip() or DEFAULT_PREVIEW_QUESTION
+    replay_text = _field(pairs, "replay").strip()
     page = {"values": form.values, "question": question,
-            "reason": _field(pairs, "reason").strip()}
+            "reason": _field(pairs, "reason").strip(), "replay": replay_text}
     current = await run_in_threadpool(ctx.repo.get_record, tid)
     errors = list(form.errors)
     try:
         proposed = apply_update(current.config, form.updates, merge=True)
+    except ConfigValidationError as exc:
+        errors += exc.errors
+    try:
+        count = check_replay(int(replay_text) if replay_text.isdigit() else replay_text) \
+            if replay_text else None
     except ConfigValidationError as exc:
         errors += exc.errors
     if errors:
@@ -481,7 +488,15 @@ async def preview_config(request: Request, tenant_id: str) -> Response:
         err = to_http(exc)
         return _config_page(request, session, tid, current, status=err.status, banner=err,
                             expected_version=expected, **page)
-    preview = {"config": proposed, "result": result,
+    replayed = None
+    if count is not None:
+        try:
+            replayed = await run_in_threadpool(
+                lambda: run_replay(ctx, session.principal, tid, current, proposed, count,
+                                   reason=page["reason"] or None))
+        except ConfigValidationError as exc:  # nothing logged
+            return _refused(request, session, tid, current, exc.errors, expected, page)
+    preview = {"config": proposed, "result": result, "replay": replayed,
                "diff": views.diff_rows(current.config.model_dump(), proposed.model_dump())}
     return _config_page(request, session, tid, current, expected_version=expected,
                         preview=preview, **page)
@@ -541,6 +556,18 @@ async def rollback(request: Request, tenant_id: str) -> Response:
                                        status=err.status, banner=err)
     ctx.metrics.config_changed(tid, "rollback")
     return _see_other(f"/console/t/{tid}?saved={resolved.version}&rolled_back={version}")
+
+
+# ---- explain -------------------------------------------------------------------------------
+@router.get("/t/{tenant_id}/explain")
+def explain_page(request: Request, tenant_id: str) -> Response:
+    session = signed_in(request)
+    tid = _authorized(request, session, tenant_id, "explain the config")
+    explained = explain_tenant(_ctx(request), tid)
+    return render(request, "explain.html", session=session, tid=tid, tab="explain",
+                  explained=explained,
+                  rows=[(name, views.shown(item["value"]), item)
+                        for name, item in explained["fields"].items()])
 
 
 # ---- audit log -----------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from m11_tenant.store.base import (
     BULK_ROLE,
+    QUERY_LOG_MAX_AGE_DAYS,
     ApiKeyRecord,
     AuditEntry,
     Change,
@@ -11,11 +12,13 @@ from m11_tenant.store.base import (
     ConfigRecord,
     ConfigStore,
     HistoryEntry,
+    LoggedQuery,
     UsageTotals,
 )
 
-__all__ = ["BULK_ROLE", "ApiKeyRecord", "AuditEntry", "Change", "Clock", "ConfigRecord",
-           "ConfigStore", "HistoryEntry", "UsageTotals", "open_store"]
+__all__ = ["BULK_ROLE", "QUERY_LOG_MAX_AGE_DAYS", "ApiKeyRecord", "AuditEntry", "Change",
+           "Clock", "ConfigRecord", "ConfigStore", "HistoryEntry", "LoggedQuery", "UsageTotals",
+           "open_store"]
 
 
 def open_store(url: str, *, history_limit: int = 10, clock: Clock | None = None) -> ConfigStore:

@@ -9,8 +9,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
-from datetime import date, datetime
+from dataclasses import dataclass, replace
+from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 
 from m11_tenant.errors import ConfigNotFoundError, TenantLockedError, VersionConflictError
@@ -96,6 +96,28 @@ class UsageTotals:
     tokens_today: int = 0
 
 
+@dataclass(frozen=True)
+class LoggedQuery:
+    """One question of a tenant's opt-in query log, as stored (already redacted).
+
+    No answer text is kept: a replay re-runs the question, it does not need the old answer.
+    """
+
+    tenant_id: str
+    question: str
+    source_ids: tuple[str, ...]
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    at: str = ""  # set by the store's clock when it is appended
+    id: int = 0
+
+
+#: Days a logged question is kept at most (retention by age; ``query_log_size`` is by count).
+QUERY_LOG_MAX_AGE_DAYS = 30
+
+
 # Builds the new config dict from the current record (None when nothing is stored). It
 # runs inside the write transaction, so a merge reads and writes atomically.
 BuildConfig = Callable[[ConfigRecord | None], dict[str, Any]]
@@ -105,6 +127,7 @@ class ConfigStore(Protocol):
     """The source of truth for tenant configs, their history, the audit log and usage."""
 
     url: str
+    clock: Clock  # stored times come from it
 
     def get(self, tenant_id: str) -> ConfigRecord | None: ...
 
@@ -139,6 +162,14 @@ class ConfigStore(Protocol):
     def set_locked(self, tenant_id: str, locked: bool, change: Change) -> bool: ...
 
     def is_locked(self, tenant_id: str) -> bool: ...
+
+    def append_query_log(self, entry: LoggedQuery, *, keep: int,
+                         max_age_days: int = QUERY_LOG_MAX_AGE_DAYS) -> None: ...
+
+    def query_log(self, tenant_id: str, *, limit: int,
+                  max_age_days: int = QUERY_LOG_MAX_AGE_DAYS) -> list[LoggedQuery]: ...
+
+    def clear_query_log(self, tenant_id: str, change: Change) -> int: ...
 
     def ping(self) -> None: ...
 
@@ -208,9 +239,21 @@ class TransactionalStore(ABC):
     def _insert_api_key(self, record: ApiKeyRecord, key_hash: str) -> None:
         """Insert one API key row (its hash, never the key)."""
 
+    @abstractmethod
+    def _insert_logged_query(self, entry: LoggedQuery) -> None:
+        """Append one question to the tenant's query log (serialised per tenant)."""
+
+    @abstractmethod
+    def _trim_query_log(self, tenant_id: str, keep: int, not_before: str | None) -> int:
+        """Keep the tenant's ``keep`` newest questions not older than ``not_before``;
+        return how many were dropped."""
+
     # ---- the shared algorithm ------------------------------------------------------
     def _now(self) -> str:
         return self.clock().isoformat(timespec="seconds")
+
+    def _days_ago(self, days: int) -> str:
+        return (self.clock() - timedelta(days=days)).isoformat(timespec="seconds")
 
     def write(self, tenant_id: str, build: BuildConfig, change: Change) -> ConfigRecord:
         """Build and store a new version atomically; a stale ``expected_version`` fails."""
@@ -234,6 +277,8 @@ class TransactionalStore(ABC):
                 HistoryEntry(tenant_id, version, config, now, change.actor, change.action)
             )
             self._trim_history(tenant_id, version - self.history_limit + 1)
+            # A lowered query_log_size (0: the log is off) applies at once, in this transaction.
+            self._trim_query_log(tenant_id, int(config.get("query_log_size", 0)), None)
             self._append_audit(now, tenant_id, change, version,
                                config_diff(current.config if current else None, config))
             return record
@@ -250,6 +295,7 @@ class TransactionalStore(ABC):
             if change.expected_version is not None and change.expected_version != current.version:
                 raise VersionConflictError(tenant_id, change.expected_version, current.version)
             self._delete_current(tenant_id)
+            self._trim_query_log(tenant_id, 0, None)  # the defaults keep no query log
             self._append_audit(self._now(), tenant_id, change, current.version,
                                config_diff(current.config, None))
             return current
@@ -282,3 +328,21 @@ class TransactionalStore(ABC):
             self._insert_api_key(record, key_hash)
             self._append_audit(now, tenant_id, change, None, {"api_key": [None, key_id]})
             return record
+
+    def append_query_log(self, entry: LoggedQuery, *, keep: int,
+                         max_age_days: int = QUERY_LOG_MAX_AGE_DAYS) -> None:
+        """Log one question, then drop what is past ``keep`` entries or ``max_age_days``.
+
+        Both happen in one transaction, so no reader ever sees more than ``keep`` entries.
+        """
+        with self._transaction():
+            self._insert_logged_query(replace(entry, at=self._now()))
+            self._trim_query_log(entry.tenant_id, keep, self._days_ago(max_age_days))
+
+    def clear_query_log(self, tenant_id: str, change: Change) -> int:
+        """Delete the tenant's whole query log; audit how many questions went."""
+        with self._transaction():
+            dropped = self._trim_query_log(tenant_id, 0, None)
+            self._append_audit(self._now(), tenant_id, change, None,
+                               {"query_log": [dropped, 0]})
+            return dropped

@@ -52,10 +52,21 @@ def _sqlite_v3_keys_and_locks(db: sqlite_utils.Database) -> None:
     )
 
 
+def _sqlite_v7_query_log(db: sqlite_utils.Database) -> None:
+    # The opt-in per-tenant query log (questions redacted before they get here).
+    db["query_log"].create(
+        {"id": int, "tenant_id": str, "at": str, "question": str, "source_ids": str,
+         "model": str, "prompt_tokens": int, "completion_tokens": int, "cost_usd": float},
+        pk="id", not_null={"tenant_id", "at", "question", "source_ids", "model"},
+    )
+    db["query_log"].create_index(["tenant_id", "id"])
+
+
 SQLITE_MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (1, "tenant configs, history, audit log", _sqlite_v1_core),
     (2, "daily usage ledger", _sqlite_v2_usage),
     (3, "API keys (hashed) and tenant locks", _sqlite_v3_keys_and_locks),
+    (7, "opt-in per-tenant query log", _sqlite_v7_query_log),
 ]
 
 
@@ -120,5 +131,19 @@ POSTGRES_MIGRATIONS: list[tuple[int, str, str]] = [
             locked_by text NOT NULL,
             reason    text
         );
+    """),
+    (7, "opt-in per-tenant query log", """
+        CREATE TABLE query_log (
+            id                bigserial PRIMARY KEY,
+            tenant_id         text COLLATE "C" NOT NULL,
+            at                text NOT NULL,
+            question          text NOT NULL,
+            source_ids        jsonb NOT NULL,
+            model             text NOT NULL,
+            prompt_tokens     integer NOT NULL,
+            completion_tokens integer NOT NULL,
+            cost_usd          double precision NOT NULL
+        );
+        CREATE INDEX query_log_tenant_id ON query_log (tenant_id, id);
     """),
 ]

@@ -30,12 +30,14 @@ from psycopg.types.json import Jsonb
 
 from m11_tenant.errors import StoreUnavailableError
 from m11_tenant.store.base import (
+    QUERY_LOG_MAX_AGE_DAYS,
     ApiKeyRecord,
     AuditEntry,
     Change,
     Clock,
     ConfigRecord,
     HistoryEntry,
+    LoggedQuery,
     TransactionalStore,
     UsageTotals,
 )
@@ -287,6 +289,33 @@ class PostgresStore(TransactionalStore):
         rows = self._rows("SELECT key_id, tenant_id, created_at, created_by FROM api_keys "
                           "WHERE key_hash = %s", (key_hash,))
         return ApiKeyRecord(*rows[0]) if rows else None
+
+    # ---- the opt-in query log ---------------------------------------------------------------
+    def _insert_logged_query(self, entry: LoggedQuery) -> None:
+        # One appender per tenant at a time (seed 1: not the config writers' lock), so two
+        # concurrent appends cannot both trim without seeing each other's row.
+        self._rows("SELECT pg_advisory_xact_lock(hashtextextended(%s, 1))", (entry.tenant_id,))
+        self._rows(
+            "INSERT INTO query_log (tenant_id, at, question, source_ids, model, prompt_tokens, "
+            "completion_tokens, cost_usd) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            (entry.tenant_id, entry.at, entry.question, Jsonb(list(entry.source_ids)),
+             entry.model, entry.prompt_tokens, entry.completion_tokens, entry.cost_usd))
+
+    def _trim_query_log(self, tenant_id: str, keep: int, not_before: str | None) -> int:
+        with self._lock:
+            cur = self._connection().execute(
+                "DELETE FROM query_log WHERE tenant_id = %s AND (at < %s OR id NOT IN (SELECT "
+                "id FROM query_log WHERE tenant_id = %s ORDER BY id DESC LIMIT %s))",
+                (tenant_id, not_before or "", tenant_id, keep))
+            return cur.rowcount
+
+    def query_log(self, tenant_id: str, *, limit: int,
+                  max_age_days: int = QUERY_LOG_MAX_AGE_DAYS) -> list[LoggedQuery]:
+        rows = self._rows("SELECT tenant_id, question, source_ids, model, prompt_tokens, "
+                          "completion_tokens, cost_usd, at, id FROM query_log "
+                          "WHERE tenant_id = %s AND at >= %s ORDER BY id DESC LIMIT %s",
+                          (tenant_id, self._days_ago(max_age_days), limit))
+        return [LoggedQuery(r[0], r[1], tuple(r[2]), *r[3:]) for r in rows]
 
     # ---- usage ledger -------------------------------------------------------------------
     def record_usage(self, tenant_id: str, day: date, *, queries: int, prompt_tokens: int,

@@ -21,12 +21,14 @@ import sqlite_utils
 
 from m11_tenant.errors import StoreUnavailableError
 from m11_tenant.store.base import (
+    QUERY_LOG_MAX_AGE_DAYS,
     ApiKeyRecord,
     AuditEntry,
     Change,
     Clock,
     ConfigRecord,
     HistoryEntry,
+    LoggedQuery,
     TransactionalStore,
     UsageTotals,
 )
@@ -180,6 +182,21 @@ class SQLiteStore(TransactionalStore):
              "created_at": record.created_at, "created_by": record.created_by}
         )
 
+    def _insert_logged_query(self, entry: LoggedQuery) -> None:
+        self.db.execute(
+            "INSERT INTO query_log (tenant_id, at, question, source_ids, model, prompt_tokens, "
+            "completion_tokens, cost_usd) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (entry.tenant_id, entry.at, entry.question, json.dumps(list(entry.source_ids)),
+             entry.model, entry.prompt_tokens, entry.completion_tokens, entry.cost_usd))
+
+    def _trim_query_log(self, tenant_id: str, keep: int, not_before: str | None) -> int:
+        # BEGIN IMMEDIATE already serialises every writer, so the count cannot race.
+        cur = self.db.execute(
+            "DELETE FROM query_log WHERE tenant_id = ? AND (at < ? OR id NOT IN (SELECT id "
+            "FROM query_log WHERE tenant_id = ? ORDER BY id DESC LIMIT ?))",
+            (tenant_id, not_before or "", tenant_id, keep))
+        return cur.rowcount
+
     # ---- reads ----------------------------------------------------------------------------
     def is_locked(self, tenant_id: str) -> bool:
         return self._is_locked(tenant_id)
@@ -223,6 +240,15 @@ class SQLiteStore(TransactionalStore):
         return [AuditEntry(r["id"], r["at"], r["actor"], r["role"], r["tenant_id"],
                            r["action"], r["version"], json.loads(r["diff"]), r["reason"])
                 for r in rows]
+
+    def query_log(self, tenant_id: str, *, limit: int,
+                  max_age_days: int = QUERY_LOG_MAX_AGE_DAYS) -> list[LoggedQuery]:
+        rows = self._read("SELECT * FROM query_log WHERE tenant_id = ? AND at >= ? "
+                          "ORDER BY id DESC LIMIT ?",
+                          (tenant_id, self._days_ago(max_age_days), limit))
+        return [LoggedQuery(r["tenant_id"], r["question"], tuple(json.loads(r["source_ids"])),
+                            r["model"], r["prompt_tokens"], r["completion_tokens"],
+                            r["cost_usd"], r["at"], r["id"]) for r in rows]
 
     # ---- usage ledger -------------------------------------------------------------------
     def record_usage(self, tenant_id: str, day: date, *, queries: int, prompt_tokens: int,

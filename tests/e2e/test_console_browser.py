@@ -1,5 +1,5 @@
 """The console in headless Chromium against a live server: sign in, edit and save, see a
-validation error, see a conflict, roll back, preview in the tenant's branding.
+validation error, see a conflict, roll back, preview in the tenant's branding, replay, explain.
 
 Each main page is written to ``test-artifacts/console/`` as a screenshot for review.
 """
@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from m11_tenant.api.auth import hash_key, new_tenant_key
-from m11_tenant.store import Change
+from m11_tenant.store import Change, LoggedQuery
 
 pytestmark = pytest.mark.browser
 
@@ -253,3 +253,27 @@ def test_a_tenant_key_sees_only_its_own_tenant(page, live_server, artifacts):
     assert page.url.endswith("/console/login")
     page.goto(live_server.url(f"/console/t/{tid}"))
     assert page.url.endswith("/console/login")
+
+
+def test_preview_panel_replays_logged_questions_and_explain_names_the_origin(
+        page, live_server, artifacts):
+    tid = new_tenant(live_server, "e2e-replay", query_log_size=10)
+    for question in ("How do I roll back a tenant's config?", "What is hybrid search?"):
+        live_server.repo.store.append_query_log(
+            LoggedQuery(tid, question, (), "gpt-3.5-turbo", 0, 0, 0.0), keep=10)
+    sign_in(page, live_server)
+    page.goto(live_server.url(f"/console/t/{tid}"))
+    page.fill("#f-top-k", "8")
+    page.fill("#f-replay", "2")
+    with page.expect_navigation():
+        page.click("#preview-button")
+    report = page.locator("#replay-report")
+    assert "Replay of 2 logged questions (offline)" in report.inner_text()
+    assert page.locator("#replay-questions tbody tr").count() == 2
+    assert live_server.repo.get_record(tid).version == 1  # a replay writes nothing
+    report.scroll_into_view_if_needed()
+    shoot(page, artifacts, "09-replay")
+    page.click("nav.tabs a:has-text('Explain')")
+    row = page.locator("#explain tr", has_text="query_log_size").inner_text()
+    assert "set by seed in version 1" in row and "e2e seed" in row
+    shoot(page, artifacts, "10-explain")
