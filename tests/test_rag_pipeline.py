@@ -199,7 +199,7 @@ def test_a_key_in_the_settings_builds_the_real_client_which_cannot_reach_the_net
 
     p = pipeline(settings=keyed, sleep=record)
     assert p.live
-    with pytest.raises(ModelUnavailableError, match="API(Connection|Timeout)Error") as info:
+    with pytest.raises(ModelUnavailableError, match=r"API(Connection|Timeout)Error") as info:
         p.run(make_config(max_retries=1), Q)
     assert len(info.value.detail["attempts"]) == 2 and len(sleeps) == 1
 

@@ -23,6 +23,7 @@ from rag_support import (
 )
 
 from m11_tenant.errors import ModelUnavailableError
+from m11_tenant.rag.blocking import run_blocking
 from m11_tenant.rag.generate import backoff_seconds
 from m11_tenant.rag.ledger import InMemoryLedger
 from m11_tenant.rag.pipeline import RagPipeline
@@ -216,7 +217,7 @@ def test_concurrent_queries_are_all_in_flight_at_once_on_one_event_loop(standin)
         finally:
             await p.aclose()
 
-    results = asyncio.run(burst())
+    results = run_blocking(burst())  # the loop behind the synchronous door
     assert len({r.question for r in results}) == 60
     assert all(r.generator == "openai" for r in results)
     # Not a timing: the stand-in saw all 60 requests waiting at the same moment, more
@@ -336,3 +337,18 @@ def test_check_live_runs_every_tenant_against_the_providers(standin, tmp_path, m
     models = {catalog().model(repo.get_config(t).model).api_model for t in repo.list_tenants()}
     assert {s.model for s in standin.requests} == models
     assert len(standin.requests) == 6 * 4 and {s.outcome for s in standin.requests} == {"ok"}
+
+
+def test_a_catalog_entry_with_an_unknown_provider_is_refused_at_load(tmp_path):
+    import json
+    import shutil
+
+    from m11_tenant.schema import DATA_DIR
+
+    shutil.copy(DATA_DIR / "plans.json", tmp_path / "plans.json")
+    doc = json.loads((DATA_DIR / "models.json").read_text())
+    doc["models"][0]["provider"] = "mistral"
+    (tmp_path / "models.json").write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match="provider 'mistral'; known providers: openai, "
+                                         "anthropic, openai_compatible"):
+        load_catalog(tmp_path)
