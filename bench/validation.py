@@ -1,7 +1,9 @@
 """How long validating a tenant config takes: a new template vs one already seen.
 
-The injection guard is the expensive part (about a millisecond per text), so the schema
-remembers templates and variables that passed; this prints both paths.
+The injection guard is the expensive part (its rules take milliseconds per text; its
+semantic layer embeds each sentence it has not seen before), so the schema remembers
+templates and variables that passed; this prints the paths: seen before, a new template
+whose sentences are known (an edit that adds no sentence), and one with a new sentence.
 
     python bench/validation.py
 """
@@ -37,9 +39,14 @@ def main() -> None:
     def fresh_template(i: int) -> None:  # a template the process has never seen
         validate_config({**config, "prompt_template": config["prompt_template"] + f" #{i}"})
 
+    def fresh_sentence(i: int) -> None:  # ... with a sentence never embedded before
+        validate_config({**config, "prompt_template": config["prompt_template"]
+                         + f"\nMention ticket number {i} when it helps."})
+
     rows = [
         ("validate_config, template seen before (cache reads)", lambda i: validate_config(config)),
         ("validate_config, new template (a write)", fresh_template),
+        ("validate_config, new template with a new sentence", fresh_sentence),
         ("parse_json_object, 1 KB body", lambda i: parse_json_object(body)),
     ]
     print(f"{'path':<55} {'p50 us':>8} {'p95 us':>8}")

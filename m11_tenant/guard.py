@@ -2,24 +2,40 @@
 
 Tenant text (a template, a variable value) ends up inside the prompt the model reads, so
 it must not carry instructions aimed at the model, markup aimed at the user's browser, or
-links that smuggle the user's question out. The guard is a deny-list, and deny-lists are
-never complete: ``bench/injection_guard.py`` measures what it catches, what it misses and
-what it refuses wrongly. Two rules keep it honest:
+links that smuggle the user's question out. No guard of this kind is complete:
+``bench/injection_guard.py`` measures what it catches, what it misses and what it refuses
+wrongly, on a held-out set written apart from the one it was tuned on. It is layered:
 
-* match on a *normalised* view, so cheap disguises do not work: HTML entities decoded,
-  Unicode tag characters decoded, NFKC, accents and zero-width/format characters removed,
-  Cyrillic/Greek lookalikes mapped to Latin, case folded, punctuation and whitespace
-  collapsed (and, for the phrase rules, letter-spaced words re-joined, leetspeak and ROT13
-  undone, base64/hex runs decoded);
-* keep each rule narrow enough that ordinary tenant text passes: "never ignore the
-  compliance team's instructions" or "explain what a javascript: URL does" are fine.
+1. **Normalised views.** HTML entities and Unicode tag characters decoded, NFKC, accents
+   and zero-width/format characters removed, lookalike letters mapped to Latin with the
+   Unicode TR39 confusables table, case folded. The phrase rules then read several views:
+   words only, punctuation inside words removed ("ig.nore"), letter-spacing re-joined,
+   leetspeak, ROT13, other Caesar shifts and Atbash undone, reversed text and word order.
+2. **Phrase rules**: instruction overrides, prompt-leak requests and mode switches in
+   English, and override phrases in 18 other languages (verb and instruction noun close
+   together, negation-aware).
+3. **Role, markup and link rules**: role lines (``system:``, ``Human:``, a ``User:`` line
+   that is not the template's own ``User: {query}``), ``[SYSTEM]`` headers, chat turn
+   tokens, active HTML, markdown images, script/data URLs, links that embed a placeholder.
+4. **Encodings**: base64 (also split by separators), base32, hex (glued, spaced,
+   ``\\x``-escaped) and URL-encoding are decoded and checked again.
+5. **Semantic layer** (:mod:`m11_tenant.intents`): each sentence is compared with labelled
+   injection intents using the package's MiniLM embeddings, and the matched intent is
+   named, for paraphrases no rule lists.
+
+Config validation also runs the guard on the *composed* template (each variable's value in
+its place), see :func:`m11_tenant.templates.validate_template`. Each rule is kept narrow
+enough that ordinary tenant text passes: "never ignore the compliance team's instructions"
+or "explain what a javascript: URL does" are fine.
 
 Character policy (:func:`find_forbidden_character`) is separate and strict: control
 characters other than ``\\n`` and ``\\t``, bidirectional controls, Unicode tag characters,
 line/paragraph separators, unpaired surrogates and variation-selector runs are refused
 outright, because they change what a reviewer sees without changing what the model reads.
 
-Everything here is pure; messages are built only from the input.
+Everything here is pure except that the semantic layer loads the embedding model once
+(and logs an error if it cannot: the rule layers then stand alone); messages are built
+only from the input.
 """
 
 from __future__ import annotations
@@ -27,13 +43,19 @@ from __future__ import annotations
 import base64
 import binascii
 import html
+import logging
 import re
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
+from urllib.parse import unquote
+
+from m11_tenant.intents import IntentMatch, default_matcher, split_sentences
+from m11_tenant.minilm import EmbeddingModelError
 
 __all__ = ["Finding", "check_injection", "find_forbidden_character", "find_injection",
-           "normalize"]
+           "normalize", "semantic_candidate"]
 
 
 @dataclass(frozen=True)
@@ -101,41 +123,54 @@ def find_forbidden_character(text: str) -> str | None:
 
 # --------------------------------------------------------------------------- normalising
 
-# Lookalikes NFKC leaves alone. Uppercase and lowercase are listed separately because some
-# letters only look Latin in one case (Greek capital eta looks like H, small eta like n).
-_CONFUSABLES = str.maketrans({
-    # Cyrillic
-    "А": "a", "а": "a", "В": "b", "в": "b", "С": "c", "с": "c", "Е": "e", "е": "e",
-    "Ё": "e", "ё": "e", "Н": "h", "н": "h", "І": "i", "і": "i", "Ї": "i", "ї": "i",
-    "Ј": "j", "ј": "j", "К": "k", "к": "k", "М": "m", "м": "m", "О": "o", "о": "o",
-    "Р": "p", "р": "p", "Ѕ": "s", "ѕ": "s", "Т": "t", "т": "t", "У": "y", "у": "y",
-    "Х": "x", "х": "x", "Ү": "y", "ү": "y", "Һ": "h", "һ": "h", "Ԁ": "d", "ԁ": "d",
-    "Ԛ": "q", "ԛ": "q", "Ԝ": "w", "ԝ": "w", "ԍ": "g", "Ӏ": "l", "ӏ": "l", "п": "n",
-    "г": "r",
-    # Greek
-    "Α": "a", "α": "a", "Β": "b", "β": "b", "Ε": "e", "ε": "e", "Ζ": "z", "Η": "h",
-    "η": "n", "Ι": "i", "ι": "i", "Κ": "k", "κ": "k", "Μ": "m", "Ν": "n", "ν": "v",
-    "Ο": "o", "ο": "o", "Ρ": "p", "ρ": "p", "Τ": "t", "τ": "t", "Υ": "y", "υ": "u",
-    "Χ": "x", "χ": "x", "Ϲ": "c", "ϲ": "c", "ϳ": "j", "ω": "w",
-    "Σ": "c", "σ": "c", "ς": "c",  # NFKC turns the lunate sigma (ϲ, looks like c) into σ
-    # Latin small capitals and dotless letters
-    "ı": "i", "ȷ": "j", "ɩ": "i", "ɪ": "i", "ɡ": "g", "ʀ": "r", "ᴀ": "a", "ʙ": "b",
-    "ᴄ": "c", "ᴅ": "d", "ᴇ": "e", "ɢ": "g", "ʜ": "h", "ᴊ": "j", "ᴋ": "k", "ʟ": "l",
-    "ᴍ": "m", "ɴ": "n", "ᴏ": "o", "ᴘ": "p", "ꜱ": "s", "ᴛ": "t", "ᴜ": "u", "ᴠ": "v",
-    "ᴡ": "w", "ʏ": "y", "ᴢ": "z",
-    # Armenian
-    "օ": "o", "ս": "u", "հ": "h", "ո": "n",
-})
+# Lookalikes: Unicode TR39's confusables table (the copy maintained in the
+# confusable-homoglyphs package), applied after case folding. TR39 pairs characters by
+# how they look in their own case, so a few lowercase forms of Latin-looking capitals
+# and the Latin small capitals are not in it; _LOOKALIKE_EXTRAS adds those.
+_LOOKALIKE_EXTRAS = {
+    # Cyrillic and Greek lowercase forms that look like Latin small capitals or letters
+    "в": "b", "ё": "e", "н": "h", "ї": "i", "к": "k", "м": "m", "т": "t", "һ": "h",
+    "ԁ": "d", "ԛ": "q", "ԍ": "g", "п": "n", "β": "b", "ε": "e", "η": "n", "κ": "k",
+    "τ": "t", "χ": "x", "ω": "w", "ȷ": "j",
+    # Latin small capitals
+    "ʀ": "r", "ᴀ": "a", "ʙ": "b", "ᴄ": "c", "ᴅ": "d", "ᴇ": "e", "ɢ": "g", "ʜ": "h",
+    "ᴊ": "j", "ᴋ": "k", "ʟ": "l", "ᴍ": "m", "ɴ": "n", "ᴏ": "o", "ᴘ": "p", "ꜱ": "s",
+    "ᴛ": "t", "ᴜ": "u", "ᴠ": "v", "ᴡ": "w", "ʏ": "y", "ᴢ": "z",
+}
+
+
+@lru_cache(maxsize=1)
+def _lookalikes() -> dict[int, str]:
+    """Every non-ASCII character TR39 lists as confusable with one ASCII letter or digit,
+    mapped to it (a lowercase letter preferred: the table is applied after case folding).
+
+    Built on first use: the package's JSON takes about 40 ms to load.
+    """
+    from confusable_homoglyphs.confusables import confusables_data
+
+    table: dict[int, str] = {}
+    for char, lookalikes in confusables_data.items():
+        if len(char) != 1 or char.isascii():
+            continue
+        ascii_forms = [e["c"] for e in lookalikes if len(e["c"]) == 1 and e["c"].isascii()
+                       and e["c"].isalnum()]
+        ranked = sorted(ascii_forms, key=lambda c: (not c.islower(), not c.isalpha()))
+        if ranked:
+            table[ord(char)] = ranked[0].lower()
+    table.update({ord(k): v for k, v in _LOOKALIKE_EXTRAS.items()})
+    return table
+
 
 # Blank "letters" (category Lo/So, so not caught as format characters) used to pad words.
 _INVISIBLE = dict.fromkeys(map(ord, "\u115f\u1160\u3164\uffa0\u2800\u034f"))
+# NFKC would turn the lunate sigma (looks like c) into a sigma (looks like o).
+_BEFORE_NFKC = str.maketrans({"ϲ": "c", "Ϲ": "C"})
 _LINE_BREAKS = str.maketrans({"\r": "\n", "\x0b": "\n", "\x0c": "\n", "\x85": "\n",
                               "\u2028": "\n", "\u2029": "\n"})
 _LEET_I = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t",
-                         "@": "a", "$": "s"})
+                         "@": "a", "$": "s", "!": "i", "|": "i", "+": "t"})
 _LEET_L = str.maketrans({"0": "o", "1": "l", "3": "e", "4": "a", "5": "s", "7": "t",
-                         "@": "a", "$": "s"})
-_ROT13 = str.maketrans("abcdefghijklmnopqrstuvwxyz", "nopqrstuvwxyzabcdefghijklm")
+                         "@": "a", "$": "s", "!": "i", "|": "l", "+": "t"})
 
 
 _TAG_RUN = re.compile("[\U000e0020-\U000e007e]+")
@@ -159,7 +194,7 @@ def _unescape(text: str) -> str:
 
 def _fold(text: str) -> str:
     """NFKC, accents stripped, format characters removed; case kept."""
-    text = _unescape(_decode_tags(text)).translate(_LINE_BREAKS)
+    text = _unescape(_decode_tags(text)).translate(_LINE_BREAKS).translate(_BEFORE_NFKC)
     text = unicodedata.normalize("NFKD", text)
     text = "".join(c for c in text
                    if unicodedata.category(c) not in ("Mn", "Cf") and ord(c) not in _INVISIBLE)
@@ -171,7 +206,7 @@ def normalize(text: str) -> str:
 
     Whitespace and punctuation are kept, so line starts and URLs are still visible.
     """
-    return _fold(text).translate(_CONFUSABLES).casefold()
+    return _fold(text).casefold().translate(_lookalikes())
 
 
 def _words(text: str) -> str:
@@ -199,19 +234,46 @@ def _rejoin_spaced(words: str) -> str:
 
 
 _HYPHEN_BREAK = re.compile(r"(?<=[a-z])-[ \t]*\n[ \t]*(?=[a-z])")
+# Punctuation between two letters with no space around it splits a word ("ig.nore",
+# "dis-re-gard", "i|g|n"); an apostrophe is left alone ("team's").
+_IN_WORD_SEPARATORS = re.compile(r"(?<=[a-z0-9])[.\-_*|/+~·•:^=]+(?=[a-z0-9])")
+
+_ALPHABET = "abcdefghijklmnopqrstuvwxyz"
+# A shifted alphabet (Caesar) or a mirrored one (Atbash) is worth reading only if it
+# turns up words an instruction to the model is made of.
+_CIPHER_CUES = frozenset({"ignore", "disregard", "forget", "instructions", "previous",
+                          "prompt", "system", "rules", "reveal", "override"})
+_CIPHERS = [str.maketrans(_ALPHABET, _ALPHABET[k:] + _ALPHABET[:k]) for k in range(1, 26)
+            ] + [str.maketrans(_ALPHABET, _ALPHABET[::-1])]
+
+
+def _deciphered(words: str) -> Iterator[str]:
+    """Caesar shifts (ROT13 among them), Atbash, reversed text and reversed word order, each
+    only if it reads as at least two cue words (ordinary text then costs no extra scan)."""
+    for view in (*(words.translate(table) for table in _CIPHERS), words[::-1],
+                 " ".join(reversed(words.split(" ")))):
+        if len(_CIPHER_CUES.intersection(view.split(" "))) >= 2:
+            yield view
 
 
 def _phrase_views(norm: str) -> Iterator[str]:
-    """The phrase rules run on each view: plain, letter-spacing re-joined, leetspeak
-    undone (1 read as i, then as l), ROT13 and reversed."""
+    """The phrase rules run on each view: the text as words, plain and with in-word
+    separators removed, each with leetspeak undone (1 read as i, then as l) and with
+    letter-spacing re-joined; then the plain words deciphered (:func:`_deciphered`).
+    Views equal to one already read are skipped, so ordinary text costs one or two."""
     seen: set[str] = set()
     norm = _HYPHEN_BREAK.sub("", norm)
-    for source in (norm, norm.translate(_LEET_I), norm.translate(_LEET_L)):
-        words = _words(source)
-        for view in (words, _rejoin_spaced(words), words.translate(_ROT13), words[::-1]):
-            if view not in seen:
-                seen.add(view)
-                yield view
+    joined = _IN_WORD_SEPARATORS.sub("", norm)
+    plain = _words(norm)
+    candidates = [plain]
+    for source in (norm, joined):
+        for leet in (None, _LEET_I, _LEET_L):
+            words = _words(source.translate(leet) if leet else source)
+            candidates += [words, _rejoin_spaced(words)]
+    for view in [*candidates, *_deciphered(plain)]:
+        if view not in seen:
+            seen.add(view)
+            yield view
 
 
 # --------------------------------------------------------------------------- phrase rules
@@ -251,6 +313,13 @@ _STRICT_NOUN = _alt(
     "|restrictions|constraints|programming|policies|safeguards|filters|limitations"
     "|system prompt"
 )
+_LEAK_VERB = _alt(
+    "tell me|show me|what are|what were|what is|list|quote|summarize|summarise|translate"
+    "|paste|dump|print|output|reveal|repeat|display|write out|copy|recite|spell out|echo"
+    "|leak|disclose|expose|give me|show"
+)
+_LEAK_ADJ = _alt("full|entire|exact|complete|verbatim|whole|very|own|hidden|secret|initial"
+                 "|original|system|setup|first")
 _POS = _alt("above|before|so far|until now|previously|earlier|up to now|up to this point")
 
 _ROM_VERB = _alt(
@@ -294,30 +363,69 @@ _DE_NOUN = _alt(
     "|hinweise|systemprompt|prompt|instructies|regels|opdrachten"
 )
 
-_PHRASES: list[tuple[str, re.Pattern[str]]] = [(label, re.compile(pattern)) for label, pattern in [
+_PHRASE_RULES: list[tuple[str, str]] = [
     ("instruction-override phrase",
-     rf"{_NEG}\b{_VERB}(?:{_J}{_FILL}){{0,4}}{_J}{_QUAL}(?:{_J}{_QUAL}|{_J}{_FILL}){{0,2}}{_J}{_NOUN}\b"),
+     rf"\b{_NEG}{_VERB}(?:{_J}{_FILL}){{0,4}}{_J}{_QUAL}(?:{_J}{_QUAL}|{_J}{_FILL}){{0,2}}{_J}{_NOUN}\b"),
     ("instruction-override phrase",
-     rf"{_NEG}\b{_VERB}(?:{_J}{_FILL}){{0,5}}{_J}{_POS}\b"),
+     rf"\b{_NEG}{_VERB}(?:{_J}{_FILL}){{0,5}}{_J}{_POS}\b"),
     ("instruction-override phrase",
-     rf"{_NEG}\b{_VERB}{_J}(?:all|any|every|your)(?:{_J}{_FILL}){{0,2}}(?:{_J}{_QUAL}){{0,2}}"
+     rf"\b{_NEG}{_VERB}{_J}(?:all|any|every|your)(?:{_J}{_FILL}){{0,2}}(?:{_J}{_QUAL}){{0,2}}"
      rf"{_J}{_STRICT_NOUN}\b"),
     ("prompt-leak request",
-     rf"{_NEG}\b(?:print|reveal|show|repeat|output|display|tell me|leak|dump|disclose|expose"
+     rf"\b{_NEG}(?:print|reveal|show|repeat|output|display|tell me|leak|dump|disclose|expose"
      rf"|recite|write out|give me|spell out|echo)(?:{_J}(?:me|back|out|all|of|us)){{0,2}}"
      rf"{_J}(?:your|the|its)(?:{_J}(?:full|entire|exact|complete|verbatim|whole)){{0,2}}"
      rf"{_J}(?:system|initial|original|hidden|secret|developer|previous|pre)"
      rf"{_J}(?:prompt|prompts|instructions|message|rules|configuration)\b"),
     ("prompt-leak request",
-     rf"{_NEG}\b(?:repeat|print|output|reveal|copy|echo)(?:{_J}(?:everything|all|the|text"
+     rf"\b{_NEG}(?:repeat|print|output|reveal|copy|echo)(?:{_J}(?:everything|all|the|text"
      rf"|words|lines|content|instructions|of)){{1,3}}{_J}(?:above|before)\b"),
+    ("prompt-leak request",
+     rf"\b{_NEG}{_LEAK_VERB}(?:{_J}(?:me|us|back|out|all|of|everything|into{_J}\w+)){{0,2}}"
+     rf"{_J}your(?:{_J}{_LEAK_ADJ}){{0,3}}{_J}(?:instructions|prompt|configuration|setup"
+     rf"|rules|guidelines|directives|system{_J}prompt|initial{_J}prompt)\b"),
+    ("prompt-leak request",
+     rf"\b{_NEG}{_LEAK_VERB}(?:{_J}(?:me|us|back|out|all|of)){{0,2}}{_J}the"
+     rf"(?:{_J}(?:full|entire|exact|complete|verbatim|whole|very)){{0,2}}{_J}(?:system|initial"
+     rf"|hidden|original|secret|setup|first|opening){_J}(?:prompt|instructions|message|text)\b"),
+    ("prompt-leak request",
+     rf"\b{_NEG}(?:put|copy|repeat|print|output|quote|paste|translate|summari[sz]e|reveal"
+     rf"|show|dump){_J}(?:everything|all(?:{_J}the{_J}text)?|the{_J}(?:text|words|lines))"
+     rf"(?:{_J}(?:written|said|stated|given|that{_J}came|you{_J}were{_J}given)){{0,1}}"
+     rf"{_J}(?:above|before{_J}(?:this|that)|earlier|at{_J}the{_J}start)\b"),
+    ("prompt-leak request",
+     rf"\b(?:text|words|message|prompt){_J}(?:that{_J})?(?:begins|starts|starting|beginning)"
+     rf"{_J}with{_J}you{_J}are\b|\bwhat{_J}(?:was|is){_J}the{_J}(?:very{_J})?first{_J}message\b"),
+    ("mode-switch phrase",
+     rf"\b(?:safety|content|ethical|moderation){_J}(?:checks|filters|filter|policy|policies"
+     rf"|guidelines|rules|restrictions){_J}(?:are|is){_J}(?:now{_J})?(?:off|disabled|lifted"
+     rf"|removed|suspended|deactivated)\b"
+     rf"|\bno{_J}(?:content|safety|ethical){_J}(?:policy|filters|rules|restrictions"
+     rf"|guidelines){_J}(?:apply|applies)\b"),
+    ("mode-switch phrase",
+     rf"\b{_NEG}(?:answer|respond|reply|act|operate|behave|talk|speak)(?:{_J}\w+){{0,4}}"
+     rf"{_J}without{_J}(?:any{_J})?(?:ethical{_J}|content{_J}|safety{_J}|moral{_J})?(?:filters"
+     rf"|filter|restrictions|rules|guidelines|limits|limitations|censorship|constraints)\b"
+     rf"|\b(?:ai|assistant|chatbot|model|persona){_J}(?:with|that{_J}has|having){_J}no"
+     rf"(?:{_J}(?:ethical|moral|content|safety))?{_J}(?:filters|rules|restrictions|guidelines"
+     rf"|limits|morals|boundaries)\b"),
+    ("mode-switch phrase",
+     rf"\bjailbreak(?:{_J}mode)?{_J}(?:is{_J})?(?:enabled|activated|engaged|on|successful)\b"
+     rf"|\byou{_J}can{_J}now{_J}do{_J}anything\b"
+     rf"|\byou{_J}are{_J}(?:now{_J})?[a-z]+{_J}which{_J}stands{_J}for\b"
+     rf"|\b(?:unlocked|jailbreak|jailbroken|sudo|god|opposite|evil|chaos|unrestricted"
+     rf"|unfiltered|uncensored){_J}mode{_J}(?:is{_J})?(?:now{_J})?(?:on|enabled|activated|engaged"
+     rf"|unlocked)\b"
+     rf"|\b(?:roleplay|role{_J}play|play|pretend{_J}to{_J}be|act){_J}(?:as{_J})?(?:your|an|a)"
+     rf"{_J}(?:evil|unfiltered|uncensored|unrestricted|jailbroken|amoral|unethical|dark)"
+     rf"{_J}(?:twin|version|ai|assistant|persona|self|alter{_J}ego|chatbot)\b"),
     ("mode-switch phrase",
      rf"\byou{_J}(?:are|re|r){_J}(?:now{_J})?(?:in{_J}|an?{_J})?(?:dan|developer|dev|god"
      rf"|jailbreak|jailbroken|unrestricted|unfiltered|uncensored|debug|admin|root|sudo"
      rf"|evil|chaos|maintenance){_J}(?:mode|ai|model|assistant|version)\b"),
     ("mode-switch phrase",
      rf"\b(?:enter|enable|activate|switch to|entering|enabling){_J}(?:god|jailbreak|dan"
-     rf"|unrestricted|unfiltered|uncensored|sudo){_J}mode\b"),
+     rf"|unrestricted|unfiltered|uncensored|sudo|opposite|unlocked|evil|chaos){_J}mode\b"),
     ("mode-switch phrase", rf"\bdo{_J}anything{_J}now\b|\bact{_J}as{_J}(?:dan|an?{_J}"
      rf"(?:unrestricted|unfiltered|uncensored|jailbroken))\b"),
     ("mode-switch phrase",
@@ -347,25 +455,146 @@ _PHRASES: list[tuple[str, re.Pattern[str]]] = [(label, re.compile(pattern)) for 
     ("instruction-override phrase (de/nl)",
      rf"\b{_DE_VERB}(?:{_J}{_DE_FILL}){{0,2}}{_J}alles{_J}(?:oben|vorherige|bisherige|zuvor"
      rf"|davor|bisher|vorher)\b"),
-]]
-
-# Scripts the confusable map would garble are matched on the folded text instead.
-_NATIVE_PHRASES = [
-    # matched after accents are stripped, so й reads as и
-    re.compile(r"(?:игнорируи|игнорируите|проигнорируи|забудь|забудьте)\s+(?:все\s+)?"
-               r"(?:предыдущие|прошлые|прежние|вышеуказанные|свои)\s+"
-               r"(?:инструкции|указания|правила)"),
-    re.compile(r"(?:忽略|无视|忘记|忽视)(?:掉)?(?:之前|以上|先前|上面|前面|上述|所有)"
-               r"(?:的)?(?:所有|全部)?(?:的)?(?:指令|指示|说明|规则|提示)"),
 ]
+# One alternation, one scan per view: each rule is a named group, so a match still says
+# which rule it was.
+_PHRASES = re.compile("|".join(f"(?P<r{i}>{pattern})"
+                               for i, (_, pattern) in enumerate(_PHRASE_RULES)))
+
+# Other languages: an override verb and an instruction noun close together in one sentence,
+# unless a negation sits just before the verb or inside the phrase ("N'ignore jamais les
+# consignes", "Vergessen Sie nicht die Regeln"). Matched on the folded, case-folded text
+# (accents stripped, scripts kept): the vocabulary below is folded the same way when the
+# rules are built. Word languages allow up to four words between verb and noun; Chinese,
+# Japanese and Korean (no spaces, particles glued on) up to eight characters.
+_OVERRIDE_VOCAB: dict[str, tuple[str, str, str]] = {
+    # language: (verbs, nouns, negation words), each "|"-separated, spelt as written
+    "es": ("ignora|ignore|ignoren|ignorar|olvida|olvide|olviden|olvidar|olvídate|descarta"
+           "|omite|desobedece|no hagas caso a|haz caso omiso de",
+           "instrucciones|instrucción|indicaciones|reglas|normas|directrices|órdenes|consignas",
+           "no|nunca|jamás|tampoco"),
+    "fr": ("ignore|ignorez|ignorer|oublie|oubliez|oublier|ne tiens plus compte de"
+           "|ne tenez plus compte de|néglige|négligez|fais abstraction de",
+           "instructions|consignes|règles|directives|ordres|indications",
+           "n|jamais|pas"),  # not "ne": "ne tiens plus compte" is itself an override
+    "it": ("ignora|ignorate|ignorare|dimentica|dimenticate|dimenticare|trascura|tralascia",
+           "istruzioni|regole|indicazioni|direttive|ordini", "non|mai"),
+    "pt": ("ignore|ignora|ignorar|esqueça|esqueçam|esquecer|desconsidere|desconsidera",
+           "instruções|instrução|regras|diretrizes|ordens|orientações", "não|nunca|jamais"),
+    "de": ("ignoriere|ignorieren|ignorier|ignoriert|vergiss|vergesst|vergessen|missachte"
+           "|missachten|verwirf",
+           "anweisungen|anweisung|regeln|befehle|vorgaben|richtlinien|instruktionen"
+           "|systemprompt", "nicht|nie|niemals|kein|keine"),
+    "nl": ("negeer|negeren|vergeet|vergeten", "instructies|regels|opdrachten|richtlijnen",
+           "niet|nooit"),
+    "pl": ("zignoruj|ignoruj|zignorujcie|zapomnij|zapomnijcie|pomiń",
+           "instrukcje|instrukcji|polecenia|poleceń|zasady|reguły|wytyczne", "nie|nigdy"),
+    "tr": ("yok say|yok sayın|görmezden gel|görmezden gelin|unut|unutun",
+           "talimatları|talimatlar|kuralları|komutları|yönergeleri|talimatlarını", "asla"),
+    "ru": ("игнорируй|игнорируйте|проигнорируй|проигнорируйте|забудь|забудьте|отбрось"
+           "|пренебреги", "инструкции|указания|правила|промпт|инструкциями", "не|никогда"),
+    "uk": ("ігноруй|ігноруйте|проігноруй|забудь|забудьте", "інструкції|вказівки|правила",
+           "не|ніколи"),
+    "sv": ("ignorera|glöm|bortse från", "instruktioner|regler|anvisningar", "inte|aldrig"),
+    "id": ("abaikan|lupakan", "instruksi|aturan|perintah|petunjuk", "jangan|tidak"),
+    "vi": ("bỏ qua|phớt lờ|quên", "hướng dẫn|chỉ dẫn|quy tắc|lệnh", "không|đừng|chớ"),
+    "ar": ("تجاهل|تجاهلي|تجاهلوا|انس|انسى", "التعليمات|تعليمات|الأوامر|القواعد|الإرشادات",
+           "لا"),
+    "hi": ("अनदेखा|नज़रअंदाज़|नजरअंदाज|भूल जाओ|भूल जाएं|भूलो", "निर्देशों|निर्देश|नियमों|नियम",
+           "मत|न|नहीं"),
+}
+_CJK_VOCAB: dict[str, tuple[str, str, str, str]] = {
+    # language: (verbs, nouns, negations just before the verb, negations just after it)
+    "zh": ("忽略|无视|忘记|忘掉|忽视|不要理会|抛开|丢弃", "指令|指示|说明|规则|提示|设定",
+           "不要|别|切勿|请勿|不得|不能|不可|勿", "$^"),
+    "ja": ("無視|忘れ", "指示|命令|ルール|規則|プロンプト|指令", "$^",
+           "しない|せず|するな|ない|ません"),
+    "ko": ("무시|잊어|잊으", "지시|지침|명령|규칙|프롬프트", "$^",
+           "하지 마|하지마|지 마|지마|말고|않"),
+}
+
+
+def _folded_alt(words: str) -> str:
+    return "(?:" + "|".join(re.escape(_fold(w).casefold()) for w in words.split("|")) + ")"
+
+
+# Short English sentences can look like another language's ("Do not ignore previous
+# instructions" has only one English function word): English negations count everywhere.
+_ENGLISH_NEGATIONS = frozenset({"not", "never", "dont", "don", "nor", "no"})
+_WORD_OVERRIDES = [
+    (lang, re.compile(rf"(?<!\w){verb}(?:\W+\w+){{0,4}}?\W+{noun}(?!\w)"
+                      rf"|(?<!\w){noun}(?:\W+\w+){{0,4}}?\W+{verb}(?!\w)"),
+     frozenset(_fold(word).casefold() for word in negations.split("|")) | _ENGLISH_NEGATIONS)
+    for lang, (verb, noun, negations) in (
+        (lang, (_folded_alt(verbs), _folded_alt(nouns), negations))
+        for lang, (verbs, nouns, negations) in _OVERRIDE_VOCAB.items())
+]
+# Tokens for the negation check: split at spaces and punctuation only (\W would also
+# split at the vowel signs of Indic scripts).
+_TOKEN_BREAK = re.compile(r"[\s'’.,;:!?¿¡\"()«»]+")
+_CJK_OVERRIDES = [
+    (lang, re.compile(rf"{verb}[^。！？.!?\n]{{0,8}}?{noun}|{noun}[^。！？.!?\n]{{0,8}}?{verb}"),
+     re.compile(rf"(?:{before})$"), re.compile(rf"^\s*(?:{after})"), re.compile(verb))
+    for lang, (verb, noun, before, after) in (
+        (lang, (_folded_alt(v), _folded_alt(n), _folded_alt(b) if b != "$^" else b,
+                _folded_alt(a) if a != "$^" else a))
+        for lang, (v, n, b, a) in _CJK_VOCAB.items())
+]
+
+
+# Some words are spelt the same in English ("ignore", "instructions"); an English sentence
+# is left to the English rules, which are stricter about what counts as an override.
+_ENGLISH_WORDS = frozenset(["the", "and", "to", "of", "you", "your", "is", "are", "that",
+                            "with", "for", "in", "on", "this", "it", "be", "was", "were",
+                            "all", "any", "from", "by", "as", "at", "or", "if", "please",
+                            "never", "not", "dont", "team", "s"])
+# Clauses, for the other-language rules: a verb and a noun on either side of a colon or a
+# comma rarely belong together ("Olvida los tecnicismos: explica las reglas").
+_SENTENCE = re.compile(r"[^.!?;:,\n]+")
+
+
+def _is_english(sentence: str) -> bool:
+    return len(_ENGLISH_WORDS.intersection(re.findall(r"\w+", sentence))) >= 2
+
+
+def _other_language_override(lowered: str) -> tuple[str, str] | None:
+    """(language, matched text) of an override phrase in another language, if any."""
+    sentences = [m.group() for m in _SENTENCE.finditer(lowered)]
+    for sentence in (s for s in sentences if not _is_english(s)):
+        for lang, pattern, negations in _WORD_OVERRIDES:
+            for match in pattern.finditer(sentence):
+                before = _TOKEN_BREAK.split(sentence[: match.start()].strip())[-2:]
+                after = _TOKEN_BREAK.split(sentence[match.end():].strip())[:2]
+                if negations.isdisjoint([*before, *_TOKEN_BREAK.split(match.group()),
+                                         *after]):
+                    return lang, match.group()
+    for lang, pattern, neg_before, neg_after, verb in _CJK_OVERRIDES:
+        for match in pattern.finditer(lowered):
+            verb_match = verb.search(match.group())
+            assert verb_match is not None
+            verb_start = match.start() + verb_match.start()
+            verb_end = match.start() + verb_match.end()
+            if not (neg_before.search(lowered[max(0, verb_start - 4): verb_start])
+                    or neg_after.search(lowered[verb_end: verb_end + 6])):
+                return lang, match.group()
+    return None
 
 
 # --------------------------------------------------------------------------- markup rules
 
-_ROLE_LINE = re.compile(
-    r"^[ \t>#*_=|\-\[(]*(system|assistant|developer)"
-    r"(?:[ \t]+(?:prompt|message|note|notice|instructions?|override|update|response))?"
-    r"[ \t*_\])]*:", re.MULTILINE)
+_ROLE_PREFIX = r"^[ \t>#*_=|\-\[(]*"
+_ROLE_SUFFIX = (r"(?:[ \t]+(?:prompt|message|note|notice|instructions?|override|update"
+                r"|response|turn))?[ \t*_\])]*:")
+_ROLE_LINE = re.compile(_ROLE_PREFIX + r"(system|assistant|developer|ai)" + _ROLE_SUFFIX,
+                        re.MULTILINE)
+# The user's turn is the template's own label for the question ("User: {query}"), so a
+# user/human line is fake only when it says something else.
+_USER_LINE = re.compile(_ROLE_PREFIX + r"(user|human)" + _ROLE_SUFFIX
+                        + r"(?![ \t]*(?:\{query\}|$))", re.MULTILINE)
+# "[SYSTEM]", "[system message]", "[admin override]" anywhere: a header no tenant text needs.
+_BRACKET_ROLE = re.compile(
+    r"\[[ \t]*(?:system|sys|assistant|developer|admin|administrator|root)"
+    r"(?:[ \t_-]?(?:message|prompt|note|notice|override|instructions?|update|mode))?[ \t]*\]")
 _ALPACA = re.compile(r"^[ \t]*#{2,}[ \t]*(instruction|response|system)[ \t]*:?[ \t]*$",
                      re.MULTILINE)
 _TURN_TOKEN = re.compile(
@@ -400,7 +629,11 @@ _LINK_TARGET = re.compile(r"\]\s*\(([^)\n]*)\)")
 _BRACED = re.compile(r"(\{+)\s*([a-z_][a-z0-9_]*)\s*\}+")
 
 _B64_RUN = re.compile(r"[A-Za-z0-9+/_-]{16,}={0,2}")
-_HEX_RUN = re.compile(r"(?:[0-9a-fA-F]{2}){12,}")
+_B32_RUN = re.compile(r"[A-Z2-7]{16,}=*")
+# Hex pairs, glued or each followed by one separator ("69 67 6e", "69:67:6e", "\\x69\\x67").
+_HEX_RUN = re.compile(r"(?:(?:\\x)?[0-9a-fA-F]{2}[\s:,.\-]?){12,}")
+_PERCENT_ESCAPE = re.compile(r"%[0-9a-fA-F]{2}")
+_ENCODING_SEPARATORS = re.compile(r"[\s.,:;|]+")
 
 
 def _snippet(text: str, limit: int = 40) -> str:
@@ -422,20 +655,48 @@ _DEFENSIVE_FRAME = re.compile(
     r"(?: [a-z0-9]+){0,3} (?:you|the assistant|the model|the ai|it|me|us) ?to $")
 
 
+# Words cut at arbitrary points ("ign ore prev ious instru ctions") survive none of the
+# views; with every separator gone the core override and leak phrases still show, unless
+# a negation or a reported request ("asks you to") runs straight into them.
+_SQUASHED = re.compile(
+    r"(?P<override>(?:ignore|disregard|forget|override|bypass)(?:all|any|every|the|your|of)"
+    r"{0,3}(?:previous|prior|above|earlier|preceding|original|initial|system)(?:instructions?"
+    r"|rules|prompts?|directions|directives|guidelines|commands))"
+    r"|(?P<leak>(?:reveal|print|show|output|repeat|display|leak|dump|disclose)(?:me|us)?"
+    r"(?:your|the)(?:full|entire|exact|complete|whole)?(?:system|initial|hidden|original"
+    r"|secret|developer)(?:prompt|instructions))")
+_SQUASHED_EXEMPT = re.compile(r"(?:not|never|dont|nor|no|(?:ask|tell|told|want|request|tries"
+                              r"|try|attempt|urge)[a-z]{0,40}(?:you|it|me|us|model|assistant)"
+                              r"to)$")
+
+
+def _squashed_finding(norm: str) -> Finding | None:
+    for source in (norm, norm.translate(_LEET_I), norm.translate(_LEET_L)):
+        squashed = "".join(re.findall(r"[a-z]+", source))
+        for match in _SQUASHED.finditer(squashed):
+            if not _SQUASHED_EXEMPT.search(squashed[max(0, match.start() - 60):
+                                                    match.start()]):
+                label = ("instruction-override phrase" if match.lastgroup == "override"
+                         else "prompt-leak request")
+                return Finding("phrase", f"{label} (words split apart) "
+                               f"{_snippet(match.group())}", _PHRASE_ADVICE)
+    return None
+
+
 def _phrase_finding(norm: str, folded: str) -> Finding | None:
     for view in _phrase_views(norm):
-        for label, pattern in _PHRASES:
-            for match in pattern.finditer(view):
-                before = view[max(0, match.start() - 80): match.start()]
-                if not _DEFENSIVE_FRAME.search(before):
-                    return Finding("phrase", f"{label} {_snippet(match.group())}",
-                                   _PHRASE_ADVICE)
-    lowered = folded.casefold()
-    for pattern in _NATIVE_PHRASES:
-        match = pattern.search(lowered)
-        if match:
-            return Finding("phrase", f"instruction-override phrase {_snippet(match.group())}",
-                           _PHRASE_ADVICE)
+        for match in _PHRASES.finditer(view):
+            before = view[max(0, match.start() - 80): match.start()]
+            if not _DEFENSIVE_FRAME.search(before):
+                label = _PHRASE_RULES[int(match.lastgroup[1:])][0]
+                return Finding("phrase", f"{label} {_snippet(match.group())}",
+                               _PHRASE_ADVICE)
+    if finding := _squashed_finding(norm):
+        return finding
+    found = _other_language_override(folded.casefold())
+    if found:
+        return Finding("phrase", f"instruction-override phrase ({found[0]}) "
+                       f"{_snippet(found[1])}", _PHRASE_ADVICE)
     return None
 
 
@@ -451,11 +712,15 @@ def _url_leak(url: str, template: bool) -> bool:
 
 
 def _markup_finding(norm: str, template: bool) -> Finding | None:
-    if match := _ROLE_LINE.search(norm) or _ALPACA.search(norm):
+    if match := _ROLE_LINE.search(norm) or _USER_LINE.search(norm) or _ALPACA.search(norm):
         return Finding("role_marker",
                        f"a role marker at a line start {_snippet(match.group().strip())}",
                        "tenant text cannot speak as the system or the assistant; use a "
                        "neutral label such as 'Answer:' or 'Note:'")
+    if match := _BRACKET_ROLE.search(norm):
+        return Finding("role_marker", f"a role header {_snippet(match.group())}",
+                       "tenant text cannot speak as the system, an admin or the assistant; "
+                       "remove the header")
     if match := _TURN_TOKEN.search(norm):
         return Finding("role_marker", f"a chat turn token {_snippet(match.group())}",
                        "remove chat-format tokens; the pipeline builds the turns itself")
@@ -488,10 +753,13 @@ def _markup_finding(norm: str, template: bool) -> Finding | None:
 
 
 def _decoded_runs(text: str) -> Iterator[str]:
-    """Text hidden in base64 or hex runs (each alignment tried, so a run glued to a word
-    still decodes)."""
+    """Text hidden in base64, base32, hex or URL-encoding: runs are read as written and
+    with separators stripped (split base64, spaced hex), each base64 alignment tried (so a
+    run glued to a word still decodes)."""
     squeezed = re.sub(r"\s+", "", text)
-    candidates = {m.group() for src in (text, squeezed) for m in _B64_RUN.finditer(src)}
+    stripped = _ENCODING_SEPARATORS.sub("", text)
+    sources = (text, squeezed, stripped)
+    candidates = {m.group() for src in sources for m in _B64_RUN.finditer(src)}
     for run in sorted(candidates):
         body = run.rstrip("=")
         for offset in range(4):
@@ -504,39 +772,101 @@ def _decoded_runs(text: str) -> Iterator[str]:
                                        else None, validate=True)
             except (binascii.Error, ValueError):
                 continue
-            yield raw.decode("utf-8", errors="ignore")
+            yield raw.decode("utf-8", errors="replace")
+    for run in sorted({m.group().rstrip("=") for src in sources
+                       for m in _B32_RUN.finditer(src)}):
+        try:
+            raw = base64.b32decode(run + "=" * (-len(run) % 8))
+        except (binascii.Error, ValueError):
+            continue
+        yield raw.decode("utf-8", errors="replace")
     for match in _HEX_RUN.finditer(text):
-        yield bytes.fromhex(match.group()).decode("utf-8", errors="ignore")
+        digits = re.sub(r"\\x|[\s:,.\-]", "", match.group())
+        yield bytes.fromhex(digits[: len(digits) // 2 * 2]).decode("utf-8",
+                                                                   errors="replace")
+    if len(_PERCENT_ESCAPE.findall(text)) >= 3:
+        yield unquote(text)
 
 
 def _looks_like_text(decoded: str) -> bool:
-    """Most random runs decode to binary noise; only text is worth checking again."""
-    readable = sum(ch.isprintable() or ch in "\n\t" for ch in decoded)
-    return len(decoded) >= 8 and readable >= 0.9 * len(decoded)
+    """Most runs (ordinary words glued together, ids, hashes) decode to binary noise;
+    only text is worth checking again: nearly all of it printable (an undecodable byte
+    is not), and at least half letters and spaces."""
+    if len(decoded) < 8 or decoded.count("\ufffd") > 0.1 * len(decoded):
+        return False  # the common case, decided without a pass per character
+    readable = sum((ch.isprintable() and ch != "\ufffd") or ch in "\n\t" for ch in decoded)
+    wordlike = sum(ch.isalpha() or ch.isspace() for ch in decoded)
+    return (len(decoded) >= 8 and readable >= 0.9 * len(decoded)
+            and wordlike >= 0.5 * len(decoded))
 
 
-def check_injection(text: str, *, template: bool = False, _depth: int = 0) -> Finding | None:
+_log = logging.getLogger(__name__)
+_SEMANTIC_ADVICE = ("tenant text may describe how to answer, but not tell the model to drop "
+                    "its instructions, reveal its prompt, change mode, trust a claimed role "
+                    "or send data elsewhere; rephrase it (if this is a false alarm, say so "
+                    "to the platform team: the semantic layer is statistical)")
+
+
+def _semantic_view(folded: str, norm: str) -> str:
+    """What the semantic layer embeds: the lookalike-mapped view for mostly-Latin text
+    (undoes confusables), the folded one for other scripts (the map would garble them)."""
+    letters = [c for c in folded if c.isalpha()]
+    return norm if sum(c.isascii() for c in letters) >= 0.5 * len(letters) else folded
+
+
+def semantic_candidate(text: str) -> IntentMatch | None:
+    """The semantic layer's most suspicious sentence of ``text`` and its closest intent,
+    flagged or not (for tuning and reports: :meth:`IntentMatch.flagged` says which)."""
+    folded = _fold(text)
+    return default_matcher().best(_semantic_view(folded, folded.casefold()
+                                                 .translate(_lookalikes())))
+
+
+def _semantic_finding(folded: str, norm: str) -> Finding | None:
+    view = _semantic_view(folded, norm)
+    if not split_sentences(view):
+        return None  # nothing to embed: no need to load the model
+    try:
+        match = default_matcher().match(view)
+    except EmbeddingModelError as exc:
+        # The rule layers still stand; refusing every config write because the model file
+        # is broken would take the management API down with it.
+        _log.error("injection guard: semantic layer off, the embedding model failed: %s", exc)
+        return None
+    if match is None:
+        return None
+    return Finding("semantic", f"a sentence that reads as an injection (semantic layer, "
+                   f"intent '{match.intent}') {_snippet(match.sentence, 60)}",
+                   _SEMANTIC_ADVICE)
+
+
+def check_injection(text: str, *, template: bool = False, semantic: bool = True,
+                    _depth: int = 0) -> Finding | None:
     """Return the first :class:`Finding` for ``text``, or ``None`` when it looks clean.
 
-    Only the phrase, role, markup and link rules run here; the character policy is
+    The layers, cheapest first: phrase rules (on every normalised view), role, markup and
+    link rules, then the same on text decoded from base64/base32/hex/URL-encoding, then
+    (``semantic=True``) the semantic layer. The character policy is
     :func:`find_forbidden_character`, which the validators apply first.
 
     Link policy: fixed http(s) links are fine. A link that embeds ``{query}`` or
     ``{context}`` is refused wherever it appears (it sends the user's question or the
     retrieved documents to that site); with ``template=True`` a link that embeds any live
-    ``{placeholder}`` is refused too, because a template should hold whole links in one
-    variable rather than assemble them. Markdown images are always refused.
+    ``{placeholder}`` is refused too: without the variables' values the guard cannot see
+    the link it makes (with them, :func:`~m11_tenant.templates.validate_template` checks
+    the composed text instead). Markdown images are always refused.
     """
     folded = _fold(text)
-    norm = folded.translate(_CONFUSABLES).casefold()
+    norm = folded.casefold().translate(_lookalikes())
     finding = _phrase_finding(norm, folded) or _markup_finding(norm, template)
     if finding is not None or _depth >= 2:
         return finding
     for decoded in _decoded_runs(unicodedata.normalize("NFKC", text)):
         if not _looks_like_text(decoded):
             continue
-        inner = check_injection(decoded, _depth=_depth + 1)
+        inner = check_injection(decoded, semantic=semantic, _depth=_depth + 1)
         if inner is not None:
-            return Finding("encoded", f"encoded text (base64/hex) that hides {inner.reason}",
+            return Finding("encoded", "encoded text (base64, base32, hex or URL-encoded) "
+                           f"that hides {inner.reason}",
                            "remove the encoded text; " + inner.advice)
-    return None
+    return _semantic_finding(folded, norm) if semantic else None

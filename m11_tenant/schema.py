@@ -257,7 +257,8 @@ class TenantConfig(BaseModel):
         if "prompt_variables" not in info.data:
             return template  # the variables failed; their error is already reported
         try:
-            _checked_template(template, frozenset(info.data["prompt_variables"]), _guarded(info))
+            _checked_template(template, tuple(info.data["prompt_variables"].items()),
+                              _guarded(info))
         except TemplateError as exc:
             raise _as_custom(exc) from exc
         return template
@@ -311,8 +312,10 @@ BRANDING_FIELDS = tuple(Branding.model_fields)
 # validated again on every cache read: remember the ones that passed (failures raise, and
 # lru_cache does not store exceptions, so a refused text is checked afresh every time).
 @lru_cache(maxsize=4096)
-def _checked_template(template: str, variables: frozenset[str], guard: bool) -> None:
-    templates.validate_template(template, variables, guard=guard)
+def _checked_template(template: str, variables: tuple[tuple[str, str], ...],
+                      guard: bool) -> None:
+    # With the values, the guard judges the template as composed (see validate_template).
+    templates.validate_template(template, dict(variables), guard=guard)
 
 
 @lru_cache(maxsize=4096)

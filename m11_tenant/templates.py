@@ -41,6 +41,7 @@ __all__ = [
     "LiteralText",
     "ParsedTemplate",
     "Placeholder",
+    "compose_for_guard",
     "escape_braces",
     "parse_template",
     "render_template",
@@ -196,15 +197,21 @@ def _read_field(template: str, start: int) -> tuple[str, int]:
                 f"(found {nxt!r} after {name!r})", "template_syntax")
 
 
-def validate_template(template: str, variables: Iterable[str] = (), *,
-                      guard: bool = True) -> ParsedTemplate:
+def validate_template(template: str, variables: Iterable[str] | Mapping[str, str] = (), *,
+                      guard: bool = True, semantic: bool = True) -> ParsedTemplate:
     """Check a template before it is stored, and return it parsed.
 
     Args:
         template: the tenant's template text.
-        variables: the names the tenant declared in ``prompt_variables``.
+        variables: the tenant's ``prompt_variables`` (names to values), or only their
+            names. With the values, the injection guard reads the template as the model
+            will: each value in its place and ``{query}``/``{context}`` left as sentinels
+            (:func:`compose_for_guard`), so a link, an image or a phrase assembled from a
+            variable and the template is judged whole, wherever it was split. With names
+            only, it cannot, and refuses any link that embeds a live ``{placeholder}``.
         guard: run the injection guard (the costly part). Only configs read back from the
             store, which passed it when they were written, skip it.
+        semantic: with the guard, run its semantic layer too (embeds each new sentence).
 
     Raises:
         TemplateError: over :data:`MAX_TEMPLATE_CHARS` or :data:`MAX_PLACEHOLDERS`, a
@@ -234,10 +241,36 @@ def validate_template(template: str, variables: Iterable[str] = (), *,
         names = ", ".join("{" + name + "}" for name in unknown)
         raise _fail(f"unknown placeholder {names}: declare it in prompt_variables, or use "
                     "{query} or {context}", "unknown_placeholder")
-    finding = check_injection(template, template=True) if guard else None
-    if finding is not None:
-        raise _fail(f"the template contains {finding.reason}: {finding.advice}", "injection")
+    if guard:
+        _guard_template(parsed, variables, semantic)
     return parsed
+
+
+def compose_for_guard(parsed: ParsedTemplate, values: Mapping[str, str]) -> str:
+    """The template as the model will read it, minus the per-request parts: each
+    variable's value in its place, ``{query}`` and ``{context}`` written as they are (the
+    guard's link rules treat them as request data)."""
+    return "".join(segment.text if isinstance(segment, LiteralText)
+                   else values.get(segment.name, "{" + segment.name + "}")
+                   for segment in parsed.segments)
+
+
+def _guard_template(parsed: ParsedTemplate, variables: Iterable[str] | Mapping[str, str],
+                    semantic: bool) -> None:
+    if not isinstance(variables, Mapping):
+        finding = check_injection(parsed.source, template=True, semantic=semantic)
+        if finding is not None:
+            raise _fail(f"the template contains {finding.reason}: {finding.advice}",
+                        "injection")
+        return
+    finding = check_injection(compose_for_guard(parsed, variables), semantic=semantic)
+    if finding is None:
+        return
+    if check_injection(compose_for_guard(parsed, {}), semantic=semantic) is None:
+        # only the whole is refused
+        raise _fail(f"the template with its prompt_variables filled in contains "
+                    f"{finding.reason}: {finding.advice}", "injection")
+    raise _fail(f"the template contains {finding.reason}: {finding.advice}", "injection")
 
 
 def validate_prompt_variables(variables: Mapping[str, str], *,
@@ -302,11 +335,13 @@ def _check_variable_name(key: object) -> None:
 
 
 @lru_cache(maxsize=256)
-def _validated(template: str, names: frozenset[str]) -> ParsedTemplate:
+def _validated(template: str, variables: tuple[tuple[str, str], ...]) -> ParsedTemplate:
     # A pipeline renders the same stored template on every query (sometimes several times
     # while it fits the context window); the guard need not run again each time. Refusals
-    # raise, and lru_cache does not keep those.
-    return validate_template(template, names)
+    # raise, and lru_cache does not keep those. The rule layers only: the semantic layer
+    # ran when the config was written, and embedding a template on its first render in
+    # each process would put model time on the query path.
+    return validate_template(template, dict(variables), semantic=False)
 
 
 def render_template(
@@ -318,9 +353,9 @@ def render_template(
 ) -> str:
     """Fill the placeholders in one pass; values are copied as text, never re-read.
 
-    A string template is validated first (:func:`validate_template`, with the given
-    variables as the declared names; the result is cached per template and names); a
-    :class:`ParsedTemplate` is trusted as parsed.
+    A string template is validated first (:func:`validate_template` with the given
+    variables, the guard's rule layers but not its semantic layer; the result is cached per
+    template and variables); a :class:`ParsedTemplate` is trusted as parsed.
 
     Raises:
         TemplateError: a placeholder has no value, a value is not a string, or the result
@@ -328,8 +363,12 @@ def render_template(
     """
     if not isinstance(template, (str, ParsedTemplate)):
         raise _fail(f"the template must be a string, got {type(template).__name__}", "type")
+    for name, value in variables.items():
+        if not isinstance(value, str):
+            raise _fail(f"the value for {{{name}}} must be a string, got "
+                        f"{type(value).__name__}", "type")
     parsed = (template if isinstance(template, ParsedTemplate)
-              else _validated(template, frozenset(variables)))
+              else _validated(template, tuple(sorted(variables.items()))))
     values: dict[str, object] = {**variables, "query": query, "context": context}
     pieces: list[str] = []
     total = 0

@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from m11_tenant.minilm import shared_minilm
 from m11_tenant.rag.bm25 import BM25
 from m11_tenant.rag.corpus import Corpus, Passage, load_corpus
-from m11_tenant.rag.embed import Embedder, MiniLMEmbedder, load_or_build_embeddings, passage_text
+from m11_tenant.rag.embed import Embedder, load_or_build_embeddings, passage_text
 from m11_tenant.rag.rerank import DEFAULT_RERANKER, RERANKERS
 
 
@@ -84,7 +85,7 @@ class HybridIndex:
         self._qlock = threading.Lock()
         t0 = time.perf_counter()
         self.corpus = corpus if corpus is not None else load_corpus()
-        self.embedder = embedder if embedder is not None else MiniLMEmbedder()
+        self.embedder = embedder if embedder is not None else shared_minilm()
         t1 = time.perf_counter()
         self.bm25 = BM25([passage_text(p.title, p.text) for p in self.corpus.passages])
         t2 = time.perf_counter()
