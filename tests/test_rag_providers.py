@@ -339,6 +339,20 @@ def test_check_live_runs_every_tenant_against_the_providers(standin, tmp_path, m
     assert len(standin.requests) == 6 * 4 and {s.outcome for s in standin.requests} == {"ok"}
 
 
+def test_check_live_without_any_provider_says_it_checks_offline(tmp_path, monkeypatch, capsys):
+    from m11_tenant.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY",
+                 "ANTHROPIC_BASE_URL", "OPENAI_COMPATIBLE_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    url = f"sqlite:///{tmp_path / 'check.db'}"
+    assert main(["seed", "--database-url", url]) == 0
+    assert main(["check", "--live", "--database-url", url]) == 0
+    captured = capsys.readouterr()
+    assert "no model provider is configured" in captured.err and "all ok" in captured.out
+
+
 def test_a_catalog_entry_with_an_unknown_provider_is_refused_at_load(tmp_path):
     import json
     import shutil
