@@ -251,4 +251,6 @@ async def query(request: Request, ctx: Ctx, caller: Caller) -> JSONResponse:
         raise
     ctx.metrics.query_done(tid, result.usage.prompt_tokens, result.usage.completion_tokens,
                            result.cost_usd)
-    return JSONResponse(result.model_dump(), background=query_log_task(ctx, tid, result))
+    # The tenant's log setting may need a cache or database read: not on the event loop.
+    log_task = await run_in_threadpool(query_log_task, ctx, tid, result)
+    return JSONResponse(result.model_dump(), background=log_task)
