@@ -297,6 +297,13 @@ class NearCache:
                 "evictions": self.evictions, "invalidations": self.invalidations,
                 "clears": self.clears}
 
+    @staticmethod
+    def absent_stats() -> dict[str, Any]:
+        """:meth:`stats` for a repository with no near cache: the same keys, all zero, so
+        code reading ``stats["near_cache"]["hits"]`` works whatever the configuration."""
+        return {"enabled": False, "size": 0, "max_entries": 0, "hits": 0, "misses": 0,
+                "evictions": 0, "invalidations": 0, "clears": 0}
+
 
 class InvalidationListener:
     """A background thread applying every process's write announcements to a near cache.

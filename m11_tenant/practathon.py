@@ -8,20 +8,24 @@ or that every answer passes, would teach nothing).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import Field, ValidationError
 
-from m11_tenant.errors import ConfigValidationError, TenantConfigError
+from m11_tenant.errors import ConfigNotFoundError, ConfigValidationError, TenantConfigError
 from m11_tenant.repository import ResolvedConfig, TenantConfigRepository
 from m11_tenant.schema import TenantConfig
+from m11_tenant.seed import load_example_tenants
 from m11_tenant.workbook import open_sandbox
 
-__all__ = ["CheckReport", "RetryBackoffConfig", "check_replication", "check_retry_field",
-           "check_safe_update", "quality_probe", "reference_replicate",
-           "reference_safe_update"]
+__all__ = ["CheckReport", "ReferenceVersions", "RetryBackoffConfig", "check_example_data",
+           "check_field_test", "check_replication", "check_retry_field",
+           "check_rollback_endpoint", "check_safe_update", "check_versioning",
+           "example_configs", "quality_probe", "reference_field_test", "reference_replicate",
+           "reference_rollback_app", "reference_safe_update"]
 
 
 @dataclass
@@ -91,7 +95,190 @@ class RetryBackoffConfig(TenantConfig):
                                    description="seconds between retries (0-60)")
 
 
+def example_configs() -> dict[str, dict[str, Any]]:
+    """The example tenants' configs (``data/tenants.json``), tenant id → config: a copy
+    the learner edits when a new field joins the schema."""
+    return {t.tenant_id: copy.deepcopy(t.config) for t in load_example_tenants()}
+
+
+def check_example_data(config_cls: type[TenantConfig], examples: Mapping[str, Any],
+                       name: str = "retry_backoff_s") -> CheckReport:
+    """Easy, step 2: the example data still validates and shows the new field in use."""
+    report = CheckReport(f"easy: the example data uses {name}")
+    expected = set(example_configs())
+    report.require("every example tenant is still there", expected <= set(examples))
+    invalid = [tid for tid, config in examples.items()
+               if not isinstance(config, Mapping) or _refused(config_cls, config)]
+    report.require(f"every example config validates with {config_cls.__name__}"
+                   + (f" (not: {', '.join(sorted(invalid))})" if invalid else ""), not invalid)
+    default = config_cls.model_fields[name].default if name in config_cls.model_fields else None
+    report.require(f"at least one example sets {name} to a value other than the default",
+                   any(isinstance(c, Mapping) and name in c and c[name] != default
+                       for c in examples.values()))
+    return report
+
+
+def _mutants(name: str) -> dict[str, type[TenantConfig]]:
+    """Broken declarations of the field: a good test of it fails on every one."""
+    return {
+        "no field at all": type("NoField", (TenantConfig,), {}),
+        "no lower bound": type("NoLowerBound", (TenantConfig,), {
+            "__annotations__": {name: float}, name: Field(1.0, le=60.0)}),
+        "no upper bound": type("NoUpperBound", (TenantConfig,), {
+            "__annotations__": {name: float}, name: Field(1.0, ge=0.0)}),
+        "a negative default": type("NegativeDefault", (TenantConfig,), {
+            "__annotations__": {name: float}, name: Field(-1.0, le=60.0)}),
+        'lax types ("2" accepted)': type("LaxTypes", (TenantConfig,), {
+            "__annotations__": {name: float}, name: Field(1.0, ge=0.0, le=60.0, strict=False)}),
+    }
+
+
+def check_field_test(test: Callable[[type[TenantConfig]], None],
+                     name: str = "retry_backoff_s") -> CheckReport:
+    """Easy, step 3: the learner's test passes on a correct field and fails on broken ones.
+
+    A test that passes whatever the code does checks nothing, so the test is run against
+    the reference declaration (it must pass) and against each mutant (it must fail).
+    """
+    report = CheckReport(f"easy: your test of {name}")
+
+    def fails_on(config_cls: type[TenantConfig]) -> bool:
+        try:
+            test(config_cls)
+        except Exception:
+            return True
+        return False
+
+    report.require("it passes on a correct declaration", not fails_on(RetryBackoffConfig))
+    for broken, config_cls in _mutants(name).items():
+        report.require(f"it fails on {broken}", fails_on(config_cls))
+    return report
+
+
+def reference_field_test(config_cls: type[TenantConfig]) -> None:
+    """Reference solution (easy, step 3): each bound tested on both sides, plus strictness."""
+    name = "retry_backoff_s"
+    assert name in config_cls.model_fields, f"{config_cls.__name__} has no {name}"
+    assert 0 <= getattr(config_cls(), name) <= 60
+    for ok in (0, 0.5, 60):
+        assert getattr(config_cls.model_validate({name: ok}), name) == ok
+    for bad in (-0.001, 60.001, "2"):
+        assert _refused(config_cls, {name: bad}), f"{bad!r} was accepted"
+
+
 # --------------------------------------------------------------------------- medium
+
+
+class ReferenceVersions:
+    """Reference solution (medium): versioned configs, the last ``keep`` kept, rollback as
+    a new version. (An exercise's model of what the package's stores do in SQL.)"""
+
+    def __init__(self, keep: int = 10):
+        self.keep = keep
+        self._versions: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+
+    def save(self, tenant_id: str, config: Mapping[str, Any]) -> int:
+        versions = self._versions.setdefault(tenant_id, [])
+        number = versions[-1][0] + 1 if versions else 1
+        versions.append((number, dict(config)))
+        del versions[:-self.keep]
+        return number
+
+    def history(self, tenant_id: str) -> list[tuple[int, dict[str, Any]]]:
+        return [(n, dict(c)) for n, c in reversed(self._versions.get(tenant_id, []))]
+
+    def rollback(self, tenant_id: str, version: int) -> int:
+        for number, config in self._versions.get(tenant_id, []):
+            if number == version:
+                return self.save(tenant_id, config)
+        raise ConfigNotFoundError(f"tenant {tenant_id!r} has no version {version} (the last "
+                                  f"{self.keep} are kept)")
+
+
+def check_versioning(versions_cls: Callable[..., Any]) -> CheckReport:
+    """Medium, step 1: history of changes, the last 10 kept, rollback as a new version."""
+    report = CheckReport("medium: configuration versioning")
+    try:
+        versions = versions_cls(keep=10)
+        numbers = [versions.save("acme", {"top_k": k}) for k in range(1, 13)]
+        history = versions.history("acme")
+    except Exception as exc:
+        report.require(f"save and history work ({type(exc).__name__}: {exc})", False)
+        return report
+    report.require("save returns version numbers 1, 2, 3, …", numbers == list(range(1, 13)))
+    report.require("history lists the newest first, the current version included",
+                   bool(history) and history[0] == (12, {"top_k": 12}))
+    report.require("only the last 10 versions are kept (3 to 12 after 12 saves)",
+                   [n for n, _ in history] == list(range(12, 2, -1)))
+    try:
+        restored = versions.rollback("acme", 5)
+        after = versions.history("acme")
+    except Exception:
+        restored, after = None, []
+    report.require("a rollback restores the old config as a new version (13 = version 5)",
+                   restored == 13 and bool(after) and after[0] == (13, {"top_k": 5}))
+    report.require("the history still shows the versions rolled back over",
+                   [n for n, _ in after[:3]] == [13, 12, 11])
+    try:
+        versions.rollback("acme", 1)
+        trimmed = False
+    except LookupError:
+        trimmed = True
+    except Exception:
+        trimmed = False
+    report.require("rolling back to a version no longer kept raises ConfigNotFoundError",
+                   trimmed)
+    try:
+        versions.save("other", {"top_k": 3})
+        separate = [n for n, _ in versions.history("other")] == [1]
+    except Exception:
+        separate = False
+    report.require("each tenant has its own numbering", separate)
+    return report
+
+
+def reference_rollback_app(versions: Any) -> Any:
+    """Reference solution (medium, step 2): ``POST /config/{tenant_id}/rollback?version=N``."""
+    from fastapi import FastAPI, HTTPException  # the api extra: notebooks install it
+
+    app = FastAPI()
+
+    @app.post("/config/{tenant_id}/rollback")
+    def rollback(tenant_id: str, version: int) -> dict[str, Any]:
+        try:
+            new = versions.rollback(tenant_id, version)
+        except LookupError as exc:
+            raise HTTPException(404, str(exc)) from exc
+        return {"tenant_id": tenant_id, "version": new,
+                "config": versions.history(tenant_id)[0][1]}
+
+    return app
+
+
+def check_rollback_endpoint(make_app: Callable[[Any], Any]) -> CheckReport:
+    """Medium, step 2: the rollback endpoint over :class:`ReferenceVersions`."""
+    from fastapi.testclient import TestClient
+
+    report = CheckReport("medium: POST /config/{tenant_id}/rollback?version=N")
+    versions = ReferenceVersions()
+    for k in (3, 7, 9):
+        versions.save("acme", {"top_k": k})
+    client = TestClient(make_app(versions), raise_server_exceptions=False)
+    ok = client.post("/config/acme/rollback?version=1")
+    body = ok.json() if ok.headers.get("content-type", "").startswith("application/json") else {}
+    report.require("a rollback answers 200", ok.status_code == 200)
+    report.require('the answer carries the new version ({"version": 4, …})',
+                   isinstance(body, dict) and body.get("version") == 4)
+    report.require("the rollback is stored (history starts with version 4 = version 1)",
+                   versions.history("acme")[0] == (4, {"top_k": 3}))
+    report.require("an unknown version is a 404",
+                   client.post("/config/acme/rollback?version=99").status_code == 404)
+    report.require("a version that is not a number is a 422",
+                   client.post("/config/acme/rollback?version=two").status_code == 422)
+    return report
+
+
+# --------------------------------------------------------------------------- medium (bonus)
 
 
 def quality_probe(config: TenantConfig) -> list[str]:

@@ -277,7 +277,9 @@ class TenantConfigRepository:
         if tenant_id is None:
             snapshot["cache"] = {"hits": self.cache.hits, "misses": self.cache.misses,
                                  "errors": self.cache.errors, "enabled": self.cache.enabled}
-            snapshot["near_cache"] = self.near.stats() if self.near else {"enabled": False}
+            # `is not None`: an empty near cache (e.g. emptied by an outage) is falsy.
+            snapshot["near_cache"] = (self.near.stats() if self.near is not None
+                                      else NearCache.absent_stats())
             sources = snapshot["sources"]
             total = sum(sources.values())
             snapshot["database_read_share"] = round(

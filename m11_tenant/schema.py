@@ -9,6 +9,7 @@ and merge-versus-replace. Storage and caching only ever see configs that passed 
 from __future__ import annotations
 
 import difflib
+import itertools
 import json
 import math
 import os
@@ -196,6 +197,8 @@ DEFAULT_TEMPLATE = (
 MAX_RETRIES_LIMIT = 10
 #: Most questions a tenant's query log may keep (``query_log_size``).
 MAX_QUERY_LOG_SIZE = 1000
+MAX_COST_ALERTS = 5  # thresholds per tenant: a few levels, not a spam channel
+DEFAULT_COST_ALERT_THRESHOLDS = (50, 80, 100)  # percent of the plan's monthly budget
 
 
 class TenantConfig(BaseModel):
@@ -218,6 +221,10 @@ class TenantConfig(BaseModel):
     branding: Branding = Field(default_factory=Branding)
     query_log_size: int = Field(0, ge=0, le=MAX_QUERY_LOG_SIZE,
                                 description="questions kept for replay; 0 = no query log")
+    cost_alert_thresholds: list[int] = Field(
+        default_factory=lambda: list(DEFAULT_COST_ALERT_THRESHOLDS), max_length=MAX_COST_ALERTS,
+        description="percent of the plan's monthly budget (1-100, ascending) at which a cost "
+                    "alert is recorded; [] turns alerts off")
 
     @field_validator("plan")
     @classmethod
@@ -250,6 +257,19 @@ class TenantConfig(BaseModel):
         except TemplateError as exc:
             raise _as_custom(exc) from exc
         return variables
+
+    @field_validator("cost_alert_thresholds")
+    @classmethod
+    def _ascending_percentages(cls, thresholds: list[int]) -> list[int]:
+        if any(not 1 <= pct <= 100 for pct in thresholds):
+            raise PydanticCustomError(
+                "cost_alert_range", "each threshold is a percent of the monthly budget, "
+                "1 to 100; got {thresholds}", {"thresholds": thresholds})
+        if any(a >= b for a, b in itertools.pairwise(thresholds)):
+            raise PydanticCustomError(
+                "cost_alert_order", "list the thresholds in ascending order, each once "
+                "(e.g. [50, 80, 100]); got {thresholds}", {"thresholds": thresholds})
+        return thresholds
 
     @field_validator("prompt_template")
     @classmethod

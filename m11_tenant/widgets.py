@@ -8,15 +8,18 @@ views themselves are not compared.
 
 from __future__ import annotations
 
+import base64
 import html
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import ipywidgets as widgets
 
 from m11_tenant.errors import ConfigValidationError, FieldError, QueryRefusedError
 from m11_tenant.repository import ResolvedConfig, TenantConfigRepository
 from m11_tenant.schema import (
+    DATA_DIR,
     Branding,
     TenantConfig,
     apply_update,
@@ -71,7 +74,9 @@ class ConfigEditor(widgets.VBox):
         self.model = widgets.Dropdown(options=models, value=start.model, description="model",
                                       style=_STYLE, layout=_WIDE)
         self.fallback_model = widgets.Dropdown(
-            options=[("(none)", None), *[(m, m) for m in models]], value=start.fallback_model,
+            # "" stands for no fallback: ipywidgets shows a blank for a None value.
+            options=[("(none)", ""), *[(m, m) for m in models]],
+            value=start.fallback_model or "",
             description="fallback_model", style=_STYLE, layout=_WIDE)
         self.temperature = slider(widgets.FloatSlider, "temperature", 0.0, 3.0, 0.1)
         self.max_tokens = slider(widgets.IntSlider, "max_tokens", 0, 6000, 50)
@@ -108,7 +113,7 @@ class ConfigEditor(widgets.VBox):
         variables, _error = self._variables()
         return {
             "plan": self.plan.value, "model": self.model.value,
-            "fallback_model": self.fallback_model.value,
+            "fallback_model": self.fallback_model.value or None,
             "temperature": round(self.temperature.value, 4),
             "max_tokens": self.max_tokens.value, "max_retries": self.max_retries.value,
             "top_k": self.top_k.value, "alpha": round(self.alpha.value, 4),
@@ -282,6 +287,18 @@ def _text_on(color: str) -> str:
     return "#000000" if luminance > 0.179 else "#FFFFFF"
 
 
+def logo_src(url: str) -> str:
+    """Where a card loads a tenant's logo from: the local copy in ``data/logos/<host><path>``
+    as a ``data:`` URI when there is one (the example tenants' logos, so the workbook shows
+    them offline), else the tenant's own https URL."""
+    parts = urlsplit(url)
+    local = (DATA_DIR / "logos" / parts.hostname / parts.path.lstrip("/")).resolve()
+    if (parts.hostname and not parts.query and local.suffix == ".svg"
+            and local.is_relative_to((DATA_DIR / "logos").resolve()) and local.is_file()):
+        return "data:image/svg+xml;base64," + base64.b64encode(local.read_bytes()).decode()
+    return url
+
+
 def answer_card_html(*, tenant_id: str, answer: str, branding: Branding,
                      sources: Sequence[Mapping[str, Any]] = (), model: str | None = None) -> str:
     """An answer styled with the tenant's branding, as a self-contained HTML fragment.
@@ -290,7 +307,7 @@ def answer_card_html(*, tenant_id: str, answer: str, branding: Branding,
     of text is escaped, so neither a tenant nor a retrieved passage can inject markup.
     """
     primary, secondary = branding.primary_color, branding.secondary_color
-    logo = (f'<img src="{html.escape(branding.logo_url)}" alt="" '
+    logo = (f'<img src="{html.escape(logo_src(branding.logo_url))}" alt="" '
             'style="height:22px;vertical-align:middle;margin-right:8px">'
             if branding.logo_url else "")
     footer = f" · {html.escape(model)}" if model else ""

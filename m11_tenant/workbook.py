@@ -13,8 +13,11 @@ import contextlib
 import dataclasses
 import json
 import random
+import secrets
 import tempfile
+import threading
 import time
+import traceback
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -25,12 +28,14 @@ import fakeredis
 from pydantic import BaseModel
 
 from m11_tenant.cache import NearCache
+from m11_tenant.errors import StoreUnavailableError, TenantConfigError
 from m11_tenant.repository import ResolvedConfig, TenantConfigRepository
 from m11_tenant.schema import validate_config
 from m11_tenant.seed import seed_tenants
 from m11_tenant.settings import Settings
 from m11_tenant.stats import summarize
 from m11_tenant.store import Change
+from m11_tenant.store.sqlite import SQLiteStore
 
 __all__ = [
     "Sandbox",
@@ -40,13 +45,13 @@ __all__ = [
     "plain",
     "plot_scaling",
     "scaling_run",
+    "short_tracebacks",
     "show",
     "show_record",
     "zipf_weights",
 ]
 
 WORKBOOK_EPOCH = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
-WORKBOOK_ADMIN_KEY = "workbook-admin-key-not-a-secret"
 
 
 class StepClock:
@@ -91,6 +96,8 @@ class Sandbox:
     clock: StepClock
     settings: Settings
     rng: random.Random
+    admin_key: str = dataclasses.field(default_factory=lambda: "m11a_" + secrets.token_urlsafe(32),
+                                       repr=False)
     repo: TenantConfigRepository = dataclasses.field(init=False)
     _repos: list[TenantConfigRepository] = dataclasses.field(default_factory=list, repr=False)
     _servers: list[fakeredis.FakeServer] = dataclasses.field(default_factory=list, repr=False)
@@ -167,12 +174,15 @@ class Sandbox:
         return RagPipeline(repo or self.repo, ledger or InMemoryLedger(), generation="offline",
                            clock=lambda: self.clock.start)
 
-    def api_client(self, admin_key: str = WORKBOOK_ADMIN_KEY) -> Any:
+    def api_client(self) -> Any:
         """FastAPI's ``TestClient`` on the management API over the sandbox's repository.
 
         In process, no server, no port: requests go straight to the app. Usage is recorded
-        in the sandbox's database; rate-limit windows use the sandbox's fixed date.
+        in the sandbox's database; rate-limit windows use the sandbox's fixed date. The
+        admin key is :attr:`admin_key`, a strong random one generated for this sandbox
+        (never printed: outputs stay the same on every run).
         """
+        admin_key = self.admin_key
         from fastapi.testclient import TestClient
 
         from m11_tenant.api import ApiSettings, create_app
@@ -207,8 +217,20 @@ class Sandbox:
 
     @staticmethod
     def database_down(repo: TenantConfigRepository) -> None:
-        """Close ``repo``'s SQLite connection: every database call now fails like a lost one."""
+        """Close ``repo``'s SQLite connection: every database call now fails like a lost one.
+        :meth:`database_up` brings it back."""
         repo.store.db.close()
+
+    def database_up(self, repo: TenantConfigRepository) -> None:
+        """Reconnect ``repo`` to its SQLite file after :meth:`database_down` (a no-op when
+        it is up), as a database that comes back after an outage: nothing stored was lost."""
+        with contextlib.suppress(StoreUnavailableError):
+            repo.store.ping()
+            return
+        with self.clock.frozen():
+            reopened = SQLiteStore(repo.store.url, history_limit=repo.store.history_limit,
+                                   clock=self.clock)
+        repo.store.db = reopened.db
 
     def close(self) -> None:
         """Close every repository of the sandbox and delete its temporary directory."""
@@ -230,7 +252,7 @@ def _remove(repos: list[TenantConfigRepository], tmp: tempfile.TemporaryDirector
 
 
 def open_sandbox(*, seed: bool = True, ttl: int = 300, history_limit: int = 10,
-                 random_seed: int = 11) -> Sandbox:
+                 random_seed: int = 11, near_cache_size: int = 10_000) -> Sandbox:
     """A clean sandbox; with ``seed`` the example tenants of ``data/tenants.json`` are stored.
 
     Settings are given explicitly (not read from the environment or ``.env``), so a
@@ -238,7 +260,7 @@ def open_sandbox(*, seed: bool = True, ttl: int = 300, history_limit: int = 10,
     """
     tmp = tempfile.TemporaryDirectory(prefix="m11-notebook-")
     settings = Settings(database_url="sqlite:///unused.db", redis_url=None, redis_ttl=ttl,
-                        history_limit=history_limit, near_cache_size=10_000,
+                        history_limit=history_limit, near_cache_size=near_cache_size,
                         near_cache_ttl=float(ttl), warm_start=False, m11_admin_key=None,
                         openai_api_key=None, _env_file=None)
     box = Sandbox(Path(tmp.name), fakeredis.FakeServer(), StepClock(), settings,
@@ -248,6 +270,53 @@ def open_sandbox(*, seed: bool = True, ttl: int = 300, history_limit: int = 10,
     if seed:
         seed_tenants(box.repo)
     return box
+
+
+# --------------------------------------------------------------------------- tracebacks
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def short_tracebacks() -> None:
+    """In a notebook, show the package's deliberate errors in three lines, not sixty.
+
+    A failure cell is the lesson: what the learner needs is the error, the line of their
+    cell that caused it, and the package function that refused. IPython's full traceback
+    walks through the repository, the store and the framework in between. Other errors
+    (bugs, typos) keep IPython's full traceback. Outside IPython this does nothing.
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - the notebooks always have IPython
+        return
+    shell = get_ipython()
+    if shell is not None:
+        shell.set_custom_exc((TenantConfigError,), _short_traceback)
+
+
+def _short_traceback(shell: Any, etype: type[BaseException], value: BaseException,
+                     tb: Any, tb_offset: int | None = None) -> list[str]:
+    """IPython's custom-exception hook: the structured traceback as a few lines."""
+    lines = _traceback_lines(etype, value, tb)
+    shell._showtraceback(etype, value, lines)
+    return lines
+
+
+def _traceback_lines(etype: type[BaseException], value: BaseException,
+                          tb: Any) -> list[str]:
+    """Where the error was triggered (the last frame outside the package), where it was
+    raised (the last frame inside it), and the error itself."""
+    frames = traceback.extract_tb(tb)
+    inside = [f for f in frames if Path(f.filename).resolve().is_relative_to(PACKAGE_DIR)]
+    outside = [f for f in frames if f not in inside]
+    lines = []
+    if outside:
+        lines.append(f"  your code, line {outside[-1].lineno}: {(outside[-1].line or '').strip()}")
+    if inside:
+        where = Path(inside[-1].filename).resolve().relative_to(PACKAGE_DIR.parent)
+        lines.append(f"  raised in {inside[-1].name} ({where}, line {inside[-1].lineno})")
+    lines.append(f"{etype.__name__}: {value}")
+    return lines
 
 
 # --------------------------------------------------------------------------- printing
@@ -304,44 +373,133 @@ def zipf_weights(count: int, exponent: float = 1.1) -> list[float]:
     return [1 / (rank + 1) ** exponent for rank in range(count)]
 
 
-def scaling_run(tenant_counts: Sequence[int] = (10, 100, 500), reads: int = 400,
-                seed: int = 7) -> list[dict[str, Any]]:
-    """Store N tenants, then make ``reads`` Zipf-distributed reads; report per N.
+MIN_P99_SAMPLES = 100  # fewer samples than this give no p99 worth printing
 
-    Each N gets a fresh sandbox. Tenants are written straight through the store with a
-    handful of pre-validated configs (validating each of hundreds of configs would only
-    slow the setup, not change what is measured). The seeded read sequence makes hit and
-    miss counts exact and repeatable; latencies (µs, per source) vary from run to run.
+
+def _progress(items: Sequence[Any], show: bool, **kwargs: Any) -> Any:
+    """``items``, with a tqdm progress bar (a widget in a notebook) when ``show``."""
+    if not show:
+        return items
+    from tqdm.auto import tqdm
+
+    return tqdm(items, **kwargs)
+
+
+class _BackgroundWriter:
+    """Another process's admin saving configs while the measured process reads: a thread
+    updating random tenants through its own repository (same database and Redis, so every
+    write invalidates the reader's caches through pub/sub), as fast as it can."""
+
+    def __init__(self, repo: TenantConfigRepository, tenant_ids: Sequence[str], limit: int,
+                 seed: int):
+        self.repo, self.ids, self.limit = repo, list(tenant_ids), limit
+        self.rng, self.done, self.errors = random.Random(seed), 0, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> _BackgroundWriter:
+        self.started = time.perf_counter()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.seconds = time.perf_counter() - self.started
+
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def _run(self) -> None:
+        while not self._stop.is_set() and self.done < self.limit:
+            try:
+                self.repo.update_config(self.rng.choice(self.ids),
+                                        {"top_k": self.rng.randrange(3, 15)},
+                                        actor="bench-writer", reason="concurrent write")
+                self.done += 1
+            except TenantConfigError:
+                self.errors += 1
+
+
+def scaling_run(tenant_counts: Sequence[int] = (100, 1200), reads: int = 3000,
+                warmup: int = 1000, near_cache_size: int = 1000, writes: int = 0,
+                seed: int = 7, progress: bool = False) -> list[dict[str, Any]]:
+    """Store N tenants, warm the caches, then measure ``reads`` Zipf-distributed reads.
+
+    Each N gets a fresh sandbox whose near cache holds ``near_cache_size`` tenants (past
+    that, the least recently read are evicted and come back from Redis). Warm-up reads
+    every tenant once, then ``warmup`` Zipf reads; none of them is counted, so the figures
+    are the steady state. The seeded read sequence makes every count exact and repeatable.
+    With ``writes`` > 0, a second measurement (``with_writes``) reads for as long as
+    another repository takes to save that many configs (as fast as it can), so
+    invalidations and fresh database reads are part of it (its counts vary from run to
+    run). Latencies (µs, per source) always vary; a p99 needs samples, so it is ``None``
+    for a source read fewer than 100 times.
     """
     results = []
-    for count in tenant_counts:
+    for count in _progress(tenant_counts, progress, desc="tenant counts"):
         rng = random.Random(seed)
         variants = _config_variants(rng)
-        box = open_sandbox(seed=False)
+        box = open_sandbox(seed=False, near_cache_size=near_cache_size)
         try:
             ids = [f"scale-{i:05d}" for i in range(count)]
-            for tenant_id in ids:
+            for tenant_id in _progress(ids, progress, desc=f"storing {count} tenants",
+                                       leave=False):
                 config = rng.choice(variants)
                 box.repo.store.write(tenant_id, lambda _current, c=config: c,
                                      Change(actor="bench", reason="scaling run"))
-            by_source: dict[str, list[float]] = {}
-            for tenant_id in rng.choices(ids, weights=zipf_weights(count), k=reads):
-                started = time.perf_counter()
-                record = box.repo.get_record(tenant_id)
-                by_source.setdefault(record.source, []).append(
-                    (time.perf_counter() - started) * 1e6)
-            stats = box.repo.get_stats()
-            sources = stats["sources"]
-            results.append({
-                "tenants": count, "reads": reads,
-                "hits": sources.get("near", 0) + sources.get("cache", 0),
-                "misses": sources.get("database", 0), "hit_rate": stats["cache_hit_rate"],
-                "latency_us": {source: summarize(values)
-                               for source, values in sorted(by_source.items())},
-            })
+            weights = zipf_weights(count)
+            for tenant_id in ids + rng.choices(ids, weights=weights, k=warmup):
+                box.repo.get_record(tenant_id)
+            result = {"tenants": count, "near_cache_size": near_cache_size,
+                      **_measure(box.repo, rng.choices(ids, weights=weights, k=reads))}
+            if writes:
+                with _BackgroundWriter(box.open_repository(), ids, writes, seed) as writer:
+                    live = _measure(box.repo, _reads_while(writer.running, rng, ids, weights))
+                result["with_writes"] = {**live, "writes": writer.done,
+                                         "writes_per_s": round(writer.done / writer.seconds)}
+            results.append(result)
         finally:
             box.close()
     return results
+
+
+MAX_LIVE_READS = 200_000  # a bound on the live phase, whatever the writer's pace
+
+
+def _reads_while(running: Callable[[], bool], rng: random.Random, ids: Sequence[str],
+                 weights: Sequence[float]) -> Iterator[str]:
+    """Zipf-distributed tenant ids for as long as ``running()`` (at most MAX_LIVE_READS)."""
+    for _ in range(MAX_LIVE_READS // 100):
+        if not running():
+            return
+        yield from rng.choices(ids, weights=weights, k=100)
+
+
+def _measure(repo: TenantConfigRepository, sequence: Iterable[str]) -> dict[str, Any]:
+    """Read ``sequence`` through ``repo``: where each read came from, and how long it took."""
+    before = dict(repo.get_stats()["sources"])
+    by_source: dict[str, list[float]] = {}
+    for tenant_id in sequence:
+        started = time.perf_counter()
+        record = repo.get_record(tenant_id)
+        by_source.setdefault(record.source, []).append((time.perf_counter() - started) * 1e6)
+    after = repo.get_stats()["sources"]
+    sources = {source: after[source] - before.get(source, 0) for source in sorted(after)}
+    hits = sources.get("near", 0) + sources.get("cache", 0)
+    total = sum(sources.values())
+    return {"reads": total, "hits": hits, "misses": total - hits,
+            "hit_rate": round(hits / total, 4) if total else 0.0,
+            "sources": {source: n for source, n in sources.items() if n},
+            "latency_us": {source: _enough(summarize(values))
+                           for source, values in sorted(by_source.items())}}
+
+
+def _enough(summary: dict[str, float]) -> dict[str, float | None]:
+    """A latency summary without the percentiles its sample count cannot support."""
+    if summary["samples"] < MIN_P99_SAMPLES:
+        return {**summary, "p99_us": None}
+    return summary
 
 
 def _time_us(call: Callable[[], Any], repeat: int) -> dict[str, float]:
@@ -408,14 +566,15 @@ def plot_scaling(results: Sequence[dict[str, Any]]) -> Any:
     for source, style in (("near", ":"), ("cache", "-"), ("database", "--")):
         for pct, marker in (("p50_us", "o"), ("p95_us", "s"), ("p99_us", "^")):
             values = [r["latency_us"].get(source, {}).get(pct) for r in results]
-            if any(v is not None for v in values):
+            values = [float("nan") if v is None else v for v in values]  # too few samples
+            if any(v == v for v in values):
                 lat.plot(counts, values, style, marker=marker, label=f"{source} {pct[:3]}")
     lat.set(xscale="log", yscale="log", xlabel="tenants", ylabel="get_record latency (µs)",
             title="Config-load latency percentiles")
     lat.legend(fontsize=8)
     hit.plot(counts, [100 * r["hit_rate"] for r in results], marker="o")
     hit.set(xscale="log", ylim=(0, 100), xlabel="tenants", ylabel="cache hit rate (%)",
-            title=f"Cache hit rate, {results[0]['reads']} Zipf-distributed reads")
+            title=f"Steady-state hit rate, {results[0]['reads']} Zipf reads after warm-up")
     fig.tight_layout()
     plt.close(fig)  # shown once, as the cell's value, not again by the inline backend
     return fig

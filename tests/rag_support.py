@@ -17,6 +17,7 @@ from m11_tenant.rag.ledger import UsageTotals
 from m11_tenant.rag.plans import CatalogView, default_catalog
 from m11_tenant.schema import TenantConfig, validate_config
 from m11_tenant.settings import Settings
+from m11_tenant.store import CostAlert
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FIXED_NOW = datetime(2026, 3, 14, 15, 0, 0, tzinfo=UTC)
@@ -81,6 +82,16 @@ class SqliteLedger:
             "completion_tokens INTEGER NOT NULL, cost_usd REAL NOT NULL, "
             "PRIMARY KEY (tenant_id, day))"
         )
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS cost_alerts (tenant_id TEXT NOT NULL, month TEXT NOT NULL, "
+            "threshold_pct INTEGER NOT NULL, PRIMARY KEY (tenant_id, month, threshold_pct))"
+        )
+
+    def record_cost_alert(self, alert: CostAlert) -> bool:
+        with self.db.conn:
+            cursor = self.db.execute("INSERT OR IGNORE INTO cost_alerts VALUES (?, ?, ?)",
+                                     [alert.tenant_id, alert.month, alert.threshold_pct])
+        return cursor.rowcount == 1
 
     def record_usage(self, tenant_id: str, day: date, *, queries: int, prompt_tokens: int,
                      completion_tokens: int, cost_usd: float) -> None:

@@ -65,3 +65,54 @@ def test_replication_check():
 def test_quality_probe():
     assert quality_probe(TenantConfig()) == []
     assert len(quality_probe(TenantConfig(top_k=1, temperature=1.9))) == 2
+
+
+# ---- the module's easy task: field, example data, a test that can fail ----------------------
+def test_example_data_check_wants_the_field_in_use_and_everything_valid():
+    from m11_tenant.practathon import check_example_data, example_configs
+
+    examples = example_configs()
+    assert not check_example_data(RetryBackoffConfig, examples).passed
+    examples["startup-co"]["retry_backoff_s"] = 2.5
+    assert check_example_data(RetryBackoffConfig, examples).passed
+    examples["edu-free"]["retry_backoff_s"] = -1
+    assert not check_example_data(RetryBackoffConfig, examples).passed
+
+
+def test_field_test_check_rejects_a_test_that_cannot_fail():
+    from m11_tenant.practathon import check_field_test, reference_field_test
+
+    assert check_field_test(reference_field_test).passed
+    report = check_field_test(lambda config_cls: None)
+    assert [ok for _, ok in report.results] == [True, False, False, False, False, False]
+
+    def only_the_field_exists(config_cls):
+        assert "retry_backoff_s" in config_cls.model_fields
+
+    failed = [text for text, ok in check_field_test(only_the_field_exists).results if not ok]
+    assert "it fails on no upper bound" in failed and "it fails on no field at all" not in failed
+
+
+# ---- the module's medium task: versioning, keep 10, rollback as a new version, endpoint --------
+def test_versioning_check_passes_the_reference_and_catches_unbounded_history():
+    from m11_tenant.practathon import ReferenceVersions, check_versioning
+
+    assert check_versioning(ReferenceVersions).passed
+
+    class KeepsEverything(ReferenceVersions):
+        def __init__(self, keep=10):
+            super().__init__(keep=10_000)
+
+    failed = [text for text, ok in check_versioning(KeepsEverything).results if not ok]
+    assert failed == ["only the last 10 versions are kept (3 to 12 after 12 saves)",
+                      "rolling back to a version no longer kept raises ConfigNotFoundError"]
+    assert not check_versioning(object).passed  # the starting point: nothing implemented
+
+
+def test_rollback_endpoint_check():
+    from fastapi import FastAPI
+
+    from m11_tenant.practathon import check_rollback_endpoint, reference_rollback_app
+
+    assert check_rollback_endpoint(reference_rollback_app).passed
+    assert not check_rollback_endpoint(lambda versions: FastAPI()).passed

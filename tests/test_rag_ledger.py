@@ -40,3 +40,13 @@ def test_queries_count_per_day_and_cost_per_calendar_month(ledger):
     assert totals.cost_month_usd == pytest.approx(0.875)
     first = ledger.usage_totals("acme", date(2026, 3, 1))
     assert (first.queries_today, first.cost_month_usd) == (1, pytest.approx(0.25))
+
+
+def test_a_cost_alert_is_recorded_once(ledger):
+    from m11_tenant.store import CostAlert
+
+    alert = CostAlert("acme", "2026-03", 80, 4.2, 5.0, "2026-03-14T09:00:00+00:00")
+    assert ledger.record_cost_alert(alert) is True
+    assert ledger.record_cost_alert(alert) is False
+    assert ledger.record_cost_alert(CostAlert("acme", "2026-04", 80, 4.1, 5.0,
+                                              "2026-04-02T09:00:00+00:00")) is True

@@ -8,7 +8,7 @@ import socket
 import pytest
 import redis
 
-from m11_tenant.cache import ConfigCache, make_redis_client
+from m11_tenant.cache import ConfigCache, NearCache, make_redis_client
 from m11_tenant.errors import (
     ConfigNotFoundError,
     ConfigValidationError,
@@ -152,6 +152,14 @@ def test_stats_report_percentiles_hit_rate_and_errors(repo, tenant_id):
     lat = stats["latency"]
     assert lat["samples"] == 9 and 0 < lat["p50_us"] <= lat["p95_us"] <= lat["p99_us"]
     assert repo.get_stats(tenant_id)["loads"] == 9
+
+
+def test_near_cache_stats_keep_their_keys_empty_or_absent(repo):
+    keys = set(NearCache().stats())
+    assert set(repo.get_stats()["near_cache"]) == keys  # no near cache at all
+    empty = NearCache(max_entries=7)  # an empty near cache is falsy (len 0): still reported
+    with_near = TenantConfigRepository(repo.store, repo.cache, near=empty)
+    assert with_near.get_stats()["near_cache"] == {**empty.stats(), "max_entries": 7}
 
 
 def test_list_tenants_pages(repo, tenant_id):

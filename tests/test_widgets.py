@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from m11_tenant.errors import ConfigValidationError
-from m11_tenant.schema import Branding, validate_config
-from m11_tenant.widgets import ConfigEditor, answer_card_html
+from m11_tenant.schema import Branding, TenantConfig, validate_config
+from m11_tenant.widgets import ConfigEditor, answer_card_html, logo_src
 
 
 def test_editor_starts_valid_and_reports_each_bound_crossed():
@@ -117,3 +117,24 @@ def test_explorer_shows_validation_and_plan_errors_instead_of_running(pipeline):
     explorer.model.value = "gpt-3.5-turbo"
     explorer.top_k.value, explorer.rerank_top_n.value = 3, 5
     assert [e.field for e in explorer.errors] == ["rerank_top_n"]
+
+
+def test_the_example_logo_is_inlined_so_cards_work_offline():
+    branding = Branding(logo_url="https://enterprise-corp.example/logo.svg")
+    html = answer_card_html(tenant_id="enterprise-corp", answer="hi", branding=branding)
+    assert 'src="data:image/svg+xml;base64,' in html
+    assert "enterprise-corp.example" not in html
+
+
+def test_a_logo_without_a_local_copy_keeps_its_url_and_no_path_escapes_the_mirror():
+    assert logo_src("https://elsewhere.example/logo.svg") == "https://elsewhere.example/logo.svg"
+    sneaky = "https://enterprise-corp.example/../../tenants.json"
+    assert logo_src(sneaky) == sneaky
+
+
+def test_no_fallback_shows_as_none_and_means_none():
+    editor = ConfigEditor(TenantConfig(), tenant_id="t-fallback")
+    assert editor.fallback_model.label == "(none)"
+    assert editor.candidate()["fallback_model"] is None
+    editor.fallback_model.value = "gpt-3.5-turbo"
+    assert editor.candidate()["fallback_model"] == "gpt-3.5-turbo"

@@ -77,14 +77,24 @@ def test_show_prints_sorted_json_of_models_and_dataclasses(capsys):
 
 
 def test_scaling_run_counts_are_exact_and_repeatable():
-    first = scaling_run(tenant_counts=(5, 20), reads=60, seed=3)
-    second = scaling_run(tenant_counts=(5, 20), reads=60, seed=3)
-    counts = [(r["tenants"], r["hits"], r["misses"]) for r in first]
-    assert counts == [(r["tenants"], r["hits"], r["misses"]) for r in second]
+    first = scaling_run(tenant_counts=(5, 30), reads=60, warmup=20, near_cache_size=20, seed=3)
+    second = scaling_run(tenant_counts=(5, 30), reads=60, warmup=20, near_cache_size=20, seed=3)
+    counts = [(r["tenants"], r["hits"], r["misses"], r["sources"]) for r in first]
+    assert counts == [(r["tenants"], r["hits"], r["misses"], r["sources"]) for r in second]
     for r in first:
-        assert r["hits"] + r["misses"] == 60
-        assert r["misses"] <= r["tenants"]  # only first reads miss within one TTL
+        assert r["reads"] == r["hits"] + r["misses"] == 60
+        assert r["misses"] == 0  # steady state: every tenant was read during warm-up
         assert sum(s["samples"] for s in r["latency_us"].values()) == 60
+        assert all(s["p99_us"] is None for s in r["latency_us"].values())  # < 100 samples
+    # 30 tenants in a near cache of 20: some reads come back from Redis, none from the DB
+    assert set(first[1]["sources"]) == {"near", "cache"}
+
+
+def test_scaling_run_measures_reads_during_concurrent_writes():
+    [result] = scaling_run(tenant_counts=(12,), reads=30, warmup=10, writes=5, seed=3)
+    live = result["with_writes"]
+    assert live["writes"] == 5
+    assert live["reads"] == live["hits"] + live["misses"] > 0
 
 
 def test_measure_paths_times_every_step():

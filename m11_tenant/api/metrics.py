@@ -2,11 +2,12 @@
 
 What the course's monitoring list asks for: config load latency (p50/p95/p99 come from the
 histogram), cache hit rate, validation error rate, model cost per tenant; plus config
-changes, queries, tokens and rate-limit refusals.
+changes, queries, tokens, rate-limit refusals and cost alerts.
 """
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -19,6 +20,7 @@ from m11_tenant.schema import validate_tenant_id
 LOAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
                 0.5, 1.0)
 NO_TENANT = "_none"
+COST_ALERTS_SCRAPED = 10_000  # newest alerts read per scrape: bounded work per request
 
 
 def tenant_label(tenant_id: object) -> str:
@@ -41,6 +43,24 @@ class _CacheCollector(Collector):
                                  ("misses", cache.misses, "Redis cache misses"),
                                  ("errors", cache.errors, "Redis errors (served from the DB)")):
             yield CounterMetricFamily(f"m11_cache_{name}", doc, value=value)
+
+
+class _CostAlertCollector(Collector):
+    """Cost alerts as recorded in the store (so every process reports the same figures):
+    per tenant and threshold, how many months reached it."""
+
+    def __init__(self, repo: TenantConfigRepository):
+        self.repo = repo
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "m11_cost_alerts", "Months in which a tenant's spend reached a cost-alert "
+            "threshold (percent of its monthly budget)", labels=["tenant", "threshold_pct"])
+        alerts = self.repo.store.cost_alerts(limit=COST_ALERTS_SCRAPED)
+        counts = collections.Counter((a.tenant_id, str(a.threshold_pct)) for a in alerts)
+        for (tenant, pct), months in sorted(counts.items()):
+            family.add_metric([tenant, pct], months)
+        yield family
 
 
 class ApiMetrics:
@@ -67,6 +87,7 @@ class ApiMetrics:
         self.rate_limited = Counter(
             "m11_rate_limited", "Requests refused with 429", ["kind"], registry=r)
         r.register(_CacheCollector(repo))
+        r.register(_CostAlertCollector(repo))
 
     def validation_error(self, tenant_id: object) -> None:
         self.validation_errors.labels(tenant_label(tenant_id)).inc()

@@ -35,6 +35,7 @@ LABELS = {
     "prompt_variables": "Prompt variables", "prompt_template": "Prompt template",
     "branding.primary_color": "Primary colour", "branding.secondary_color": "Secondary colour",
     "branding.logo_url": "Logo URL", "query_log_size": "Questions kept for replay",
+    "cost_alert_thresholds": "Cost alerts (% of the monthly budget)",
 }
 HINTS = {
     "temperature": "0 = focused and repeatable, 2 = most varied",
@@ -49,6 +50,7 @@ HINTS = {
     "branding.logo_url": "https:// — shown in the chat card",
     "query_log_size": "0 = no query log; up to 1000 recent questions (e-mails and long "
                       "numbers redacted) for replaying a change",
+    "cost_alert_thresholds": "ascending, comma-separated, e.g. 50, 80, 100; blank = no alerts",
 }
 
 
@@ -91,7 +93,8 @@ def _spec(name: str, info: Any) -> FieldSpec:
     elif name.endswith("_url"):
         kind = "url"
     else:
-        kind = {int: "int", float: "float", bool: "bool", dict: "variables"}.get(
+        kind = {int: "int", float: "float", bool: "bool", dict: "variables",
+                list: "percentages"}.get(
             getattr(base, "__origin__", base), "text")
     return FieldSpec(name, kind, LABELS.get(name, name), HINTS.get(name, ""), lo, hi, length,
                      optional)
@@ -117,6 +120,7 @@ GROUPS = (
     ("Prompt", ("prompt_template", "prompt_variables")),
     ("Branding", ("branding.primary_color", "branding.secondary_color", "branding.logo_url")),
     ("Query log", ("query_log_size",)),
+    ("Spending", ("cost_alert_thresholds",)),
 )
 
 
@@ -145,6 +149,8 @@ def values_of(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _shown(value: Any) -> str:
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
     if isinstance(value, float):
         return repr(value).removesuffix(".0") if value.is_integer() else repr(value)
     return str(value)
@@ -199,6 +205,10 @@ def _typed(spec: FieldSpec, text: str) -> Any:
         return number if math.isfinite(number) else text
     if spec.kind in ("color", "url", "choice"):
         return stripped
+    if spec.kind == "percentages":
+        parts = [part.strip() for part in stripped.split(",")] if stripped else []
+        # A part that is not a whole number stays text: the schema then names the field.
+        return [int(p) for p in parts] if all(_INT.fullmatch(p) for p in parts) else text
     return text
 
 

@@ -357,6 +357,7 @@ def _config_page(request: Request, session: Session, tid: str, current: Resolved
         models=list(catalog.models), plan_models=forms.plan_models(catalog),
         allowed=set(catalog.plan(shown_plan).allowed_models),
         cap=catalog.plan(shown_plan).max_tokens_cap, brand=brand,
+        cost_alerts=views.latest_month(_ctx(request).repo.store.cost_alerts(tid, limit=10)),
         brand_text=views.readable_text(brand.primary_color),
         answer_text=views.readable_text(brand.secondary_color),
         locked=_ctx(request).repo.store.is_locked(tid))

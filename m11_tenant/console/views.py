@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from m11_tenant.schema import config_diff
+from m11_tenant.store import CostAlert
 
 
 def _luminance(hex_color: str) -> float:
@@ -44,3 +45,11 @@ def diff_rows(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None
     """``(field, old, new)`` for every field that differs (branding flattened)."""
     return [(name, shown(before), shown(after))
             for name, (before, after) in config_diff(old, new).items()]
+
+
+def latest_month(alerts: Sequence[CostAlert]) -> list[CostAlert]:
+    """The cost alerts of the newest month among ``alerts``, lowest threshold first."""
+    if not alerts:
+        return []
+    month = max(alert.month for alert in alerts)
+    return sorted((a for a in alerts if a.month == month), key=lambda a: a.threshold_pct)

@@ -1,7 +1,9 @@
-"""Where the pipeline records spend: a two-method protocol the store implements.
+"""Where the pipeline records spend: a small protocol the store implements.
 
 The pipeline calls :meth:`UsageLedger.usage_totals` before a query (quota and budget
-checks) and :meth:`UsageLedger.record_usage` after a successful one. Rows are per tenant per
+checks), :meth:`UsageLedger.record_usage` after a successful one, and
+:meth:`UsageLedger.record_cost_alert` when the month's spend reaches one of the tenant's
+alert thresholds (``m11_tenant.rag.alerts``). Rows are per tenant per
 UTC day; ``record_usage`` adds to that day's row (an upsert that increments), so it must be
 atomic in a real database (one ``INSERT … ON CONFLICT DO UPDATE SET x = x + excluded.x``).
 
@@ -14,7 +16,7 @@ import threading
 from datetime import date
 from typing import Protocol, runtime_checkable
 
-from m11_tenant.store.base import UsageTotals
+from m11_tenant.store.base import CostAlert, UsageTotals
 
 __all__ = ["InMemoryLedger", "UsageLedger", "UsageTotals"]
 
@@ -32,13 +34,35 @@ class UsageLedger(Protocol):
         """Queries recorded on ``day``; cost recorded from the 1st of ``day``'s month to ``day``."""
         ...
 
+    def record_cost_alert(self, alert: CostAlert) -> bool:
+        """Keep (and audit, where there is an audit log) a cost alert unless already
+        recorded for its tenant, month and threshold; True if this call recorded it."""
+        ...
+
 
 class InMemoryLedger:
     """A dict-backed :class:`UsageLedger` (thread-safe; forgets everything on exit)."""
 
     def __init__(self) -> None:
         self.rows: dict[tuple[str, date], dict[str, float]] = {}
+        self.alerts: dict[tuple[str, str, int], CostAlert] = {}
         self._lock = threading.Lock()
+
+    def record_cost_alert(self, alert: CostAlert) -> bool:
+        with self._lock:
+            key = (alert.tenant_id, alert.month, alert.threshold_pct)
+            if key in self.alerts:
+                return False
+            self.alerts[key] = alert
+            return True
+
+    def cost_alerts(self, tenant_id: str | None = None, month: str | None = None,
+                    limit: int = 100) -> list[CostAlert]:
+        with self._lock:
+            found = [a for a in self.alerts.values()
+                     if tenant_id in (None, a.tenant_id) and month in (None, a.month)]
+        found.sort(key=lambda a: (a.month, a.at, a.threshold_pct), reverse=True)
+        return found[:limit]
 
     def record_usage(self, tenant_id: str, day: date, *, queries: int, prompt_tokens: int,
                      completion_tokens: int, cost_usd: float) -> None:

@@ -40,6 +40,7 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from m11_tenant.errors import ConfigValidationError, FieldError, ModelUnavailableError
+from m11_tenant.rag.alerts import CostAlerts
 from m11_tenant.rag.blocking import run_blocking
 from m11_tenant.rag.corpus import Passage
 from m11_tenant.rag.generate import (
@@ -52,7 +53,7 @@ from m11_tenant.rag.generate import (
     offline_answer,
 )
 from m11_tenant.rag.index import HybridIndex, get_default_index
-from m11_tenant.rag.ledger import UsageLedger
+from m11_tenant.rag.ledger import UsageLedger, UsageTotals
 from m11_tenant.rag.plans import (
     CatalogView,
     catalog_from,
@@ -173,6 +174,7 @@ class RagPipeline:
         if reranker not in RERANKERS:
             raise ValueError(f"unknown reranker {reranker!r} (known: {', '.join(RERANKERS)})")
         self.config_source, self.ledger = config_source, ledger
+        self.cost_alerts = CostAlerts(ledger) if ledger is not None else None
         self._index = index
         self._catalog = None if catalog is None else catalog_from(catalog)
         self.clock = clock or utc_now
@@ -235,13 +237,10 @@ class RagPipeline:
             raise TypeError("query() needs a config_source and a ledger; use run() for previews")
         question = _check_question(question)  # refuse bad input before any work
         t0 = time.perf_counter()
-        config, now = await asyncio.to_thread(self._admit, tenant_id)
+        config, now, plan, totals = await asyncio.to_thread(self._admit, tenant_id)
         config_ms = (time.perf_counter() - t0) * 1e3
         result = await self._execute(config, question, tenant_id, record=True)
-        await asyncio.to_thread(
-            self.ledger.record_usage, tenant_id, now.date(), queries=1,
-            prompt_tokens=result.usage.prompt_tokens,
-            completion_tokens=result.usage.completion_tokens, cost_usd=result.cost_usd)
+        await asyncio.to_thread(self._settle, tenant_id, config, plan, totals, now, result)
         return result.model_copy(update={"timings_ms": {**result.timings_ms,
                                                          "config_load": config_ms}})
 
@@ -253,14 +252,27 @@ class RagPipeline:
         return await self._execute(config, question, tenant_id, record=False)
 
     # -- the stages --------------------------------------------------------------------------
-    def _admit(self, tenant_id: str) -> tuple[Any, datetime]:
+    def _admit(self, tenant_id: str) -> tuple[Any, datetime, Any, UsageTotals]:
         """Load the config and check the plan, the quota and the budget (storage I/O)."""
         assert self.config_source is not None and self.ledger is not None
         config = self.config_source.get_config(tenant_id)
         now = self.clock()
         plan = check_static_limits(config, self.catalog)
-        check_usage_limits(tenant_id, plan, self.ledger.usage_totals(tenant_id, now.date()), now)
-        return config, now
+        totals = self.ledger.usage_totals(tenant_id, now.date())
+        check_usage_limits(tenant_id, plan, totals, now)
+        return config, now, plan, totals
+
+    def _settle(self, tenant_id: str, config: Any, plan: Any, totals: UsageTotals,
+                now: datetime, result: QueryResult) -> None:
+        """Record the usage, then the cost-alert thresholds this spend reached (storage I/O)."""
+        assert self.ledger is not None and self.cost_alerts is not None
+        self.ledger.record_usage(
+            tenant_id, now.date(), queries=1, prompt_tokens=result.usage.prompt_tokens,
+            completion_tokens=result.usage.completion_tokens, cost_usd=result.cost_usd)
+        self.cost_alerts.settle(  # after settlement: the thresholds this spend reached
+            tenant_id, spent_month_usd=totals.cost_month_usd + result.cost_usd,
+            budget_usd=plan.monthly_budget_usd, thresholds_pct=config.cost_alert_thresholds,
+            now=now)
 
     async def _execute(self, config: Any, question: str, tenant_id: str, *,
                        record: bool) -> QueryResult:

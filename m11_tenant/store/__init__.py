@@ -11,14 +11,15 @@ from m11_tenant.store.base import (
     Clock,
     ConfigRecord,
     ConfigStore,
+    CostAlert,
     HistoryEntry,
     LoggedQuery,
     UsageTotals,
 )
 
 __all__ = ["BULK_ROLE", "QUERY_LOG_MAX_AGE_DAYS", "ApiKeyRecord", "AuditEntry", "Change",
-           "Clock", "ConfigRecord", "ConfigStore", "HistoryEntry", "LoggedQuery", "UsageTotals",
-           "open_store"]
+           "Clock", "ConfigRecord", "ConfigStore", "CostAlert", "HistoryEntry", "LoggedQuery",
+           "UsageTotals", "open_store"]
 
 
 def open_store(url: str, *, history_limit: int = 10, clock: Clock | None = None) -> ConfigStore:

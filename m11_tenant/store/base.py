@@ -118,6 +118,22 @@ class LoggedQuery:
 QUERY_LOG_MAX_AGE_DAYS = 30
 
 
+@dataclass(frozen=True)
+class CostAlert:
+    """A tenant's spend this month reached ``threshold_pct`` % of its plan's monthly budget.
+
+    Stored once per tenant, month (``YYYY-MM``, UTC) and threshold, whatever number of
+    processes noticed the crossing.
+    """
+
+    tenant_id: str
+    month: str
+    threshold_pct: int
+    spent_usd: float
+    budget_usd: float
+    at: str
+
+
 # Builds the new config dict from the current record (None when nothing is stored). It
 # runs inside the write transaction, so a merge reads and writes atomically.
 BuildConfig = Callable[[ConfigRecord | None], dict[str, Any]]
@@ -153,6 +169,11 @@ class ConfigStore(Protocol):
                      completion_tokens: int, cost_usd: float) -> None: ...
 
     def usage_totals(self, tenant_id: str, day: date) -> UsageTotals: ...
+
+    def record_cost_alert(self, alert: CostAlert) -> bool: ...
+
+    def cost_alerts(self, tenant_id: str | None = None, month: str | None = None,
+                    limit: int = 100) -> list[CostAlert]: ...
 
     def add_api_key(self, tenant_id: str, key_id: str, key_hash: str,
                     change: Change) -> ApiKeyRecord: ...
@@ -247,6 +268,11 @@ class TransactionalStore(ABC):
     def _trim_query_log(self, tenant_id: str, keep: int, not_before: str | None) -> int:
         """Keep the tenant's ``keep`` newest questions not older than ``not_before``;
         return how many were dropped."""
+
+    @abstractmethod
+    def _insert_cost_alert(self, alert: CostAlert) -> bool:
+        """Insert the alert unless one exists for its tenant, month and threshold; True if
+        this call inserted it."""
 
     # ---- the shared algorithm ------------------------------------------------------
     def _now(self) -> str:
@@ -346,3 +372,19 @@ class TransactionalStore(ABC):
             self._append_audit(self._now(), tenant_id, change, None,
                                {"query_log": [dropped, 0]})
             return dropped
+
+    def record_cost_alert(self, alert: CostAlert) -> bool:
+        """Store a cost alert and audit it, once per tenant, month and threshold.
+
+        Returns False (and writes nothing) when that crossing was already recorded, e.g.
+        by another process that settled a query at the same time.
+        """
+        with self._transaction():
+            if not self._insert_cost_alert(alert):
+                return False
+            reason = (f"spent ${alert.spent_usd:.2f} of the ${alert.budget_usd:.2f} monthly "
+                      f"budget: {alert.threshold_pct}% reached in {alert.month}")
+            self._append_audit(alert.at, alert.tenant_id,
+                               Change("platform", "system", "cost_alert", reason), None,
+                               {"cost_alert_pct": [None, alert.threshold_pct]})
+            return True

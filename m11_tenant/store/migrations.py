@@ -62,11 +62,22 @@ def _sqlite_v7_query_log(db: sqlite_utils.Database) -> None:
     db["query_log"].create_index(["tenant_id", "id"])
 
 
+def _sqlite_v8_cost_alerts(db: sqlite_utils.Database) -> None:
+    # One row per tenant, month and budget threshold crossed: the key makes "once" hold
+    # however many processes notice the same crossing.
+    db["cost_alerts"].create(
+        {"tenant_id": str, "month": str, "threshold_pct": int, "spent_usd": float,
+         "budget_usd": float, "at": str},
+        pk=("tenant_id", "month", "threshold_pct"),
+    )
+
+
 SQLITE_MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (1, "tenant configs, history, audit log", _sqlite_v1_core),
     (2, "daily usage ledger", _sqlite_v2_usage),
     (3, "API keys (hashed) and tenant locks", _sqlite_v3_keys_and_locks),
     (7, "opt-in per-tenant query log", _sqlite_v7_query_log),
+    (8, "cost alerts per tenant, month and threshold", _sqlite_v8_cost_alerts),
 ]
 
 
@@ -145,5 +156,16 @@ POSTGRES_MIGRATIONS: list[tuple[int, str, str]] = [
             cost_usd          double precision NOT NULL
         );
         CREATE INDEX query_log_tenant_id ON query_log (tenant_id, id);
+    """),
+    (8, "cost alerts per tenant, month and threshold", """
+        CREATE TABLE cost_alerts (
+            tenant_id     text COLLATE "C" NOT NULL,
+            month         text NOT NULL,
+            threshold_pct integer NOT NULL,
+            spent_usd     double precision NOT NULL,
+            budget_usd    double precision NOT NULL,
+            at            text NOT NULL,
+            PRIMARY KEY (tenant_id, month, threshold_pct)
+        );
     """),
 ]

@@ -36,6 +36,7 @@ from m11_tenant.store.base import (
     Change,
     Clock,
     ConfigRecord,
+    CostAlert,
     HistoryEntry,
     LoggedQuery,
     TransactionalStore,
@@ -284,6 +285,23 @@ class PostgresStore(TransactionalStore):
                    "VALUES (%s, %s, %s, %s, %s)",
                    (record.key_id, record.tenant_id, key_hash, record.created_at,
                     record.created_by))
+
+    def _insert_cost_alert(self, alert: CostAlert) -> bool:
+        return bool(self._rows(
+            "INSERT INTO cost_alerts (tenant_id, month, threshold_pct, spent_usd, budget_usd, "
+            "at) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING 1",
+            (alert.tenant_id, alert.month, alert.threshold_pct, alert.spent_usd,
+             alert.budget_usd, alert.at)))
+
+    def cost_alerts(self, tenant_id: str | None = None, month: str | None = None,
+                    limit: int = 100) -> list[CostAlert]:
+        """Recorded cost alerts, newest first; optionally one tenant's and/or one month's."""
+        rows = self._rows(
+            "SELECT tenant_id, month, threshold_pct, spent_usd, budget_usd, at FROM cost_alerts "
+            "WHERE (%s::text IS NULL OR tenant_id = %s) AND (%s::text IS NULL OR month = %s) "
+            "ORDER BY month DESC, at DESC, threshold_pct DESC, tenant_id LIMIT %s",
+            (tenant_id, tenant_id, month, month, limit))
+        return [CostAlert(*row) for row in rows]
 
     def find_api_key(self, key_hash: str) -> ApiKeyRecord | None:
         rows = self._rows("SELECT key_id, tenant_id, created_at, created_by FROM api_keys "

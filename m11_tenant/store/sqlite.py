@@ -27,6 +27,7 @@ from m11_tenant.store.base import (
     Change,
     Clock,
     ConfigRecord,
+    CostAlert,
     HistoryEntry,
     LoggedQuery,
     TransactionalStore,
@@ -197,7 +198,24 @@ class SQLiteStore(TransactionalStore):
             (tenant_id, not_before or "", tenant_id, keep))
         return cur.rowcount
 
+    def _insert_cost_alert(self, alert: CostAlert) -> bool:
+        cursor = self.db.execute(
+            "INSERT OR IGNORE INTO cost_alerts (tenant_id, month, threshold_pct, spent_usd, "
+            "budget_usd, at) VALUES (?, ?, ?, ?, ?, ?)",
+            (alert.tenant_id, alert.month, alert.threshold_pct, alert.spent_usd,
+             alert.budget_usd, alert.at))
+        return cursor.rowcount == 1
+
     # ---- reads ----------------------------------------------------------------------------
+    def cost_alerts(self, tenant_id: str | None = None, month: str | None = None,
+                    limit: int = 100) -> list[CostAlert]:
+        """Recorded cost alerts, newest first; optionally one tenant's and/or one month's."""
+        rows = self._read(
+            "SELECT * FROM cost_alerts WHERE (? IS NULL OR tenant_id = ?) "
+            "AND (? IS NULL OR month = ?) ORDER BY month DESC, at DESC, threshold_pct DESC, "
+            "tenant_id LIMIT ?", (tenant_id, tenant_id, month, month, limit))
+        return [CostAlert(**row) for row in rows]
+
     def is_locked(self, tenant_id: str) -> bool:
         return self._is_locked(tenant_id)
 

@@ -101,6 +101,9 @@ def page(browser, live_server: LiveServer) -> Iterator:
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     # Generous: a wait limit, not a speed check (CI machines run other jobs at the same time).
     context.set_default_timeout(30_000)
+    from playwright.sync_api import expect  # installed: the browser fixture checked
+
+    expect.set_options(timeout=30_000)  # expect() has its own default (5 s): the same limit
     tab = context.new_page()
     tab.requested = []
     tab.on("request", lambda request: tab.requested.append(request.url))

@@ -11,6 +11,7 @@ import uuid
 from urllib.parse import urlsplit
 
 import pytest
+from playwright.sync_api import expect
 
 from m11_tenant.api.auth import hash_key, new_tenant_key
 from m11_tenant.store import Change, LoggedQuery
@@ -30,12 +31,19 @@ def new_tenant(live_server, prefix: str, **config) -> str:
 
 
 def sign_in(page, live_server, key: str | None = None) -> None:
-    """Keyboard only: the key field has focus on load, Enter submits."""
+    """Keyboard only: the key field has focus on load, Enter submits.
+
+    Chromium applies ``autofocus`` on a rendering step after the load event, so typing
+    right after ``goto`` can land on the page body (a cold first run did): wait for the
+    focus, then type; wait for the navigation Enter starts, then for the page it lands on.
+    """
     page.goto(live_server.url("/console"))
     assert page.url.endswith("/console/login")
+    expect(page.locator("#key")).to_be_focused()
     page.keyboard.type(key or live_server.admin_key)
     with page.expect_navigation():
         page.keyboard.press("Enter")
+    page.wait_for_load_state("networkidle")
     assert "/console/login" not in page.url
 
 
@@ -60,8 +68,9 @@ def test_sign_in_search_and_open_a_tenant(page, live_server, artifacts):
     page.goto(live_server.url("/console/login"))
     shoot(page, artifacts, "01-sign-in")
     page.fill("#key", "not-a-key")
-    page.keyboard.press("Enter")
-    assert "is not the admin key" in page.inner_text("#login-error")
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    expect(page.locator("#login-error")).to_contain_text("is not the admin key")
 
     sign_in(page, live_server)
     page.fill("#q", tid[:-2])
@@ -79,7 +88,7 @@ def test_sign_in_search_and_open_a_tenant(page, live_server, artifacts):
     page.set_viewport_size(NARROW)
     shoot(page, artifacts, "02-tenant-list-narrow")
     page.click(f"a:has-text('{tid}')")
-    assert page.inner_text("h1") == tid
+    expect(page.locator("h1")).to_have_text(tid)
     only_loopback(page)
 
 
@@ -101,7 +110,7 @@ def test_edit_and_save_with_a_reason(page, live_server, artifacts):
     assert page.input_value("#f-temperature") == "0.55"
     page.fill("#f-reason", "upgrade to enterprise")
     page.click("#save-button")
-    assert page.inner_text("#notice") == "Saved version 2."
+    expect(page.locator("#notice")).to_have_text("Saved version 2.")
     stored = live_server.repo.get_record(tid)
     assert (stored.version, stored.config.plan, stored.config.model,
             stored.config.temperature) == (2, "enterprise", "claude-3-opus", 0.55)
@@ -124,7 +133,7 @@ def test_a_validation_error_is_shown_next_to_the_field_and_keeps_the_edit(
     page.fill("#f-reason", "longer answers")
     page.click("#save-button")
     assert "nothing was saved" in page.inner_text("#error-summary")
-    assert page.evaluate("document.activeElement.id") == "error-summary"
+    expect(page.locator("#error-summary")).to_be_focused()
     assert "exceeds the free plan's cap of 1000" in page.inner_text("#f-max-tokens-error")
     assert page.get_attribute("#f-max-tokens", "aria-invalid") == "true"
     assert (page.input_value("#f-max-tokens"), page.input_value("#f-top-k"),
@@ -133,7 +142,7 @@ def test_a_validation_error_is_shown_next_to_the_field_and_keeps_the_edit(
     shoot(page, artifacts, "04-validation-error")
     # The summary links move the keyboard to the field.
     page.click("#error-summary a[href='#f-max-tokens']")
-    assert page.evaluate("document.activeElement.id") == "f-max-tokens"
+    expect(page.locator("#f-max-tokens")).to_be_focused()
     # Fix that one, break another: the new message sits next to its own field.
     page.fill("#f-max-tokens", "900")
     page.fill("#f-branding-primary-color", "#12")
@@ -143,7 +152,7 @@ def test_a_validation_error_is_shown_next_to_the_field_and_keeps_the_edit(
     assert page.input_value("#f-branding-primary-color") == "#12"
     page.fill("#f-branding-primary-color", "#123456")
     page.click("#save-button")
-    assert page.inner_text("#notice") == "Saved version 2."
+    expect(page.locator("#notice")).to_have_text("Saved version 2.")
     stored = live_server.repo.get_record(tid).config
     assert (stored.max_tokens, stored.top_k, stored.branding.primary_color) == (900, 7, "#123456")
 
@@ -171,7 +180,7 @@ def test_a_stale_save_is_explained_and_the_edit_survives(page, live_server, arti
     shoot(page, artifacts, "05-conflict")
     # Saving again, knowingly, stores the edit on top of version 2 without undoing theirs.
     page.click("#save-button")
-    assert page.inner_text("#notice") == "Saved version 3."
+    expect(page.locator("#notice")).to_have_text("Saved version 3.")
     stored = live_server.repo.get_record(tid).config
     assert (stored.top_k, stored.alpha) == (9, 0.9)
 
@@ -196,7 +205,7 @@ def test_history_diff_and_rollback(page, live_server, artifacts):
     shoot(page, artifacts, "06-history-narrow")
     page.set_viewport_size({"width": 1280, "height": 900})
     page.click("button[data-version='1']")
-    assert page.inner_text("#notice") == "Rolled back to version 1: saved as version 4."
+    expect(page.locator("#notice")).to_have_text("Rolled back to version 1: saved as version 4.")
     stored = live_server.repo.get_record(tid)
     assert (stored.version, stored.config.temperature, stored.config.top_k) == (4, 0.7, 5)
     page.click("nav.tabs a:has-text('Audit log')")
@@ -249,7 +258,8 @@ def test_a_tenant_key_sees_only_its_own_tenant(page, live_server, artifacts):
     page.goto(live_server.url("/console"))
     assert page.url.endswith(f"/console/t/{tid}")
     assert live_server.repo.get_audit_log(other)[0].action == "denied"
-    page.click("button:has-text('Sign out')")
+    with page.expect_navigation():
+        page.click("button:has-text('Sign out')")
     assert page.url.endswith("/console/login")
     page.goto(live_server.url(f"/console/t/{tid}"))
     assert page.url.endswith("/console/login")
