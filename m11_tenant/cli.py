@@ -32,6 +32,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--database-url", help="default: DATABASE_URL or sqlite:///m11_tenant.db")
     serve.add_argument("--redis-url", help="default: REDIS_URL (unset: in-process fakeredis)")
     serve.add_argument("--no-access-log", action="store_true", help="quieter, faster")
+    serve.add_argument("--region", help="serve as this region (default: M11_REGION; unset: "
+                       "a single-region server); needs --regions and a shared REDIS_URL")
+    serve.add_argument("--regions", help="every region, comma-separated: us,eu,ap "
+                       "(default: M11_REGIONS)")
+    serve.add_argument("--strategy", choices=("field-merge", "lww"),
+                       help="conflict resolution between regions (default: "
+                       "M11_REGION_STRATEGY, else field-merge)")
 
     export = sub.add_parser("export", help="write every tenant's config to a JSON/YAML file")
     export.add_argument("--database-url", help="default: DATABASE_URL or sqlite:///m11_tenant.db")
@@ -130,17 +137,47 @@ def _import(args: argparse.Namespace, repo: object) -> int:
     return 0
 
 
+def _region_requested(args: argparse.Namespace) -> bool:
+    """True when this server is one region of several (``--region`` or ``M11_REGION``);
+    its settings are checked here so a mistake is one clear line, not a worker's traceback.
+
+    Raises:
+        ConfigValidationError: the region settings are incomplete or inconsistent.
+    """
+    from m11_tenant.regions.service import check_region_settings
+    from m11_tenant.settings import load_settings
+
+    for option, variable in (("region", "M11_REGION"), ("regions", "M11_REGIONS"),
+                             ("strategy", "M11_REGION_STRATEGY")):
+        if getattr(args, option):
+            os.environ[variable] = getattr(args, option)
+    settings = load_settings()
+    if not settings.m11_region:
+        return False
+    check_region_settings(settings)
+    return True
+
+
 def _serve(args: argparse.Namespace) -> int:
     """Start uvicorn on the app factory; settings travel to the workers through the env."""
     import uvicorn
 
     from m11_tenant.api.auth import new_admin_key
+    from m11_tenant.api.server import protocol
+    from m11_tenant.api.settings import api_settings
 
     if args.database_url:
         os.environ["DATABASE_URL"] = args.database_url
     if args.redis_url is not None:
         os.environ["REDIS_URL"] = args.redis_url
-    if args.workers > 1 and "REDIS_URL" not in os.environ:
+    app = "m11_tenant.api:create_app"
+    if _region_requested(args):
+        if args.workers > 1:
+            print("error: a region is one process (its apply loop and its database's only "
+                  "writer); run --workers 1 per region", file=sys.stderr)
+            return 1
+        app = "m11_tenant.api.regional:create_region_app"
+    elif args.workers > 1 and "REDIS_URL" not in os.environ:
         # A private fakeredis per worker would keep serving a config another worker has
         # changed; without a shared Redis, run with no cache at all.
         os.environ["REDIS_URL"] = ""
@@ -150,6 +187,7 @@ def _serve(args: argparse.Namespace) -> int:
         os.environ["M11_ADMIN_KEY"] = new_admin_key()
         print(f"M11_ADMIN_KEY is not set; this server's admin key is: "
               f"{os.environ['M11_ADMIN_KEY']}", file=sys.stderr, flush=True)
-    uvicorn.run("m11_tenant.api:create_app", factory=True, host=args.host, port=args.port,
-                workers=args.workers, access_log=not args.no_access_log)
+    uvicorn.run(app, factory=True, host=args.host, port=args.port,
+                workers=args.workers, access_log=not args.no_access_log,
+                http=protocol(api_settings().m11_header_timeout))
     return 0

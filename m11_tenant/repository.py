@@ -11,7 +11,7 @@ never lost and a failed write changes nothing.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -19,11 +19,20 @@ from m11_tenant.cache import CachePayload, ConfigCache, InvalidationListener, Ne
 from m11_tenant.errors import (
     ConfigNotFoundError,
     ConfigValidationError,
+    FieldError,
+    InvalidTenantIdError,
     StoreUnavailableError,
 )
 from m11_tenant.schema import TenantConfig, apply_update, validate_config, validate_tenant_id
 from m11_tenant.stats import LoadStats
-from m11_tenant.store import AuditEntry, Change, ConfigRecord, ConfigStore, HistoryEntry
+from m11_tenant.store import (
+    BULK_ROLE,
+    AuditEntry,
+    Change,
+    ConfigRecord,
+    ConfigStore,
+    HistoryEntry,
+)
 
 DEFAULT_CONFIG = TenantConfig()
 
@@ -188,6 +197,61 @@ class TenantConfigRepository:
         change = Change(actor, role, action, reason, expected_version)
         return _written(self._commit(tenant_id, lambda: self.store.write(tenant_id, build, change)))
 
+    def update_many(self, tenant_ids: Sequence[str], updates: Mapping[str, Any],
+                    merge: bool = True, *, actor: str = "system", role: str = BULK_ROLE,
+                    reason: str | None = None) -> tuple[list[ResolvedConfig], list[str]]:
+        """Apply one change to many tenants, all or nothing (a platform bulk change).
+
+        Every tenant id is checked before anything is read, and the change is validated
+        against each tenant's current config inside one store transaction: one bad id or
+        one tenant the change is invalid for, and nothing is stored. With the bulk role a
+        tenant that locked its config is skipped. Returns the written configs and the
+        skipped tenant ids.
+
+        Raises:
+            ConfigValidationError: naming the tenant (``tenants[i]`` for an id, the config
+                field with the tenant in its message for a change); nothing was stored.
+        """
+        errors = []
+        for index, tenant_id in enumerate(tenant_ids):
+            try:
+                validate_tenant_id(tenant_id)
+            except InvalidTenantIdError as exc:
+                errors.append(FieldError(f"tenants[{index}]", exc.errors[0].message,
+                                         "tenant_id"))
+        if errors:
+            raise ConfigValidationError(errors)
+        if not merge:
+            self._validated("", lambda: apply_update(DEFAULT_CONFIG, updates, merge=False))
+
+        def build_for(tenant_id: str) -> Callable[[ConfigRecord | None], dict[str, Any]]:
+            def build(current: ConfigRecord | None) -> dict[str, Any]:
+                base = DEFAULT_CONFIG if current is None else validate_config(
+                    current.config, stored=True)
+                try:
+                    return self._validated(
+                        tenant_id, lambda: apply_update(base, updates, merge=merge)
+                    ).model_dump()
+                except ConfigValidationError as exc:
+                    raise ConfigValidationError(
+                        [FieldError(f"config.{e.field}", f"tenant {tenant_id!r}: {e.message}",
+                                    e.type) for e in exc.errors],
+                        f"the change is invalid for tenant {tenant_id!r}; nothing was stored",
+                    ) from None
+            return build
+
+        change = Change(actor, role, "update" if merge else "replace", reason)
+        builds = {tenant_id: build_for(tenant_id) for tenant_id in dict.fromkeys(tenant_ids)}
+        try:
+            written, skipped = self.store.write_many(builds, change)
+        except StoreUnavailableError as exc:
+            raise StoreUnavailableError(
+                f"the database is unavailable, so the bulk change was NOT saved for any "
+                f"tenant; retry when it is back ({exc})") from exc
+        for record in written:
+            self._invalidate(record.tenant_id, record.version)
+        return [_written(record) for record in written], skipped
+
     def rollback(self, tenant_id: str, version: int, *, expected_version: int | None = None,
                  actor: str = "system", role: str = "admin",
                  reason: str | None = None) -> ResolvedConfig:
@@ -230,12 +294,15 @@ class TenantConfigRepository:
                 f"the database is unavailable, so the change to tenant {tenant_id!r} was NOT "
                 f"saved; retry when it is back ({exc})"
             ) from exc
-        version = 0 if deleting else record.version
+        self._invalidate(tenant_id, 0 if deleting else record.version)
+        return record
+
+    def _invalidate(self, tenant_id: str, version: int) -> None:
+        """Drop and announce the cached copies of a committed write (or remember them)."""
         if self.near is not None:
             self.near.invalidate(tenant_id, version)  # read-your-writes in this process
         if not self.cache.invalidate(tenant_id, version, self._origin):
             self._stale_in_cache[tenant_id] = version
-        return record
 
     def _validated(self, tenant_id: str, check: Any) -> TenantConfig:
         try:

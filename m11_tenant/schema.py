@@ -39,6 +39,7 @@ from m11_tenant.errors import (
     InvalidTenantIdError,
     TemplateError,
 )
+from m11_tenant.text import json_text_errors, text_problem
 
 DATA_DIR = Path(os.environ.get("M11_DATA_DIR", Path(__file__).resolve().parent.parent / "data"))
 
@@ -181,6 +182,7 @@ class Branding(BaseModel):
     def _https_only(cls, url: str | None) -> str | None:
         if url is None:
             return url
+        _text_policy(url, multiline=False)
         parts = urlsplit(url)
         if parts.scheme != "https" or not parts.hostname or any(c.isspace() for c in url):
             raise PydanticCustomError(
@@ -252,6 +254,9 @@ class TenantConfig(BaseModel):
     @field_validator("prompt_variables")
     @classmethod
     def _safe_variables(cls, variables: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        for name, value in variables.items():
+            _text_policy(name, multiline=False)
+            _text_policy(value, multiline=True)
         try:  # pydantic has already made sure every key and value is a str
             _checked_variables(tuple(variables.items()), _guarded(info))
         except TemplateError as exc:
@@ -274,6 +279,7 @@ class TenantConfig(BaseModel):
     @field_validator("prompt_template")
     @classmethod
     def _safe_template(cls, template: str, info: ValidationInfo) -> str:
+        _text_policy(template, multiline=True)
         if "prompt_variables" not in info.data:
             return template  # the variables failed; their error is already reported
         try:
@@ -346,6 +352,13 @@ def _checked_variables(items: tuple[tuple[str, str], ...], guard: bool) -> None:
 def _guarded(info: ValidationInfo) -> bool:
     """False only for a config read back from the store (see :func:`validate_config`)."""
     return not (info.context or {}).get("stored", False)
+
+
+def _text_policy(text: str, *, multiline: bool) -> None:
+    """The package's text policy (:mod:`m11_tenant.text`) as a pydantic field error."""
+    problem = text_problem(text, multiline=multiline)
+    if problem is not None:
+        raise PydanticCustomError("text_policy", "{problem}", {"problem": problem})
 
 
 def _as_custom(exc: TemplateError) -> PydanticCustomError:
@@ -461,6 +474,9 @@ def flatten_config(config: Mapping[str, Any]) -> dict[str, Any]:
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_JSON_DEPTH = 8
+# No config field needs more than a dozen digits; Python's int() refuses beyond 4,300 (a
+# ValueError, not a JSON error), and parsing huge literals is quadratic: cap them first.
+MAX_INT_DIGITS = 20
 
 
 def parse_json_object(text: str | bytes, *, max_bytes: int = MAX_BODY_BYTES,
@@ -468,7 +484,10 @@ def parse_json_object(text: str | bytes, *, max_bytes: int = MAX_BODY_BYTES,
     """Parse a JSON object strictly: size and depth capped, no duplicate keys, finite numbers.
 
     Python's ``json`` module accepts ``NaN``, ``Infinity``, ``1e999`` (as inf) and duplicate
-    keys (last one wins); each of those is refused here with a message that names it.
+    keys (last one wins); each of those is refused here with a message that names it, as
+    is an integer of more than ``MAX_INT_DIGITS`` digits. Every string (keys too) follows
+    the text policy of :mod:`m11_tenant.text`: no lone surrogates, control characters other
+    than newline and tab, or bidi overrides (a 422 naming the field).
 
     Raises:
         ConfigValidationError: on the field ``body``.
@@ -485,7 +504,8 @@ def parse_json_object(text: str | bytes, *, max_bytes: int = MAX_BODY_BYTES,
         _body_error(f"JSON nests {depth} levels deep; the limit is {max_depth}", "too_deep")
     try:
         value = json.loads(decoded, object_pairs_hook=_no_duplicates,
-                           parse_constant=_no_constant, parse_float=_finite_float)
+                           parse_constant=_no_constant, parse_float=_finite_float,
+                           parse_int=_bounded_int)
     except _JsonRefused as exc:
         _body_error(str(exc), "json_invalid")
     except json.JSONDecodeError as exc:
@@ -493,6 +513,9 @@ def parse_json_object(text: str | bytes, *, max_bytes: int = MAX_BODY_BYTES,
                     "json_invalid")
     if not isinstance(value, dict):
         _body_error(f"expected a JSON object, got {_json_type(value)}", "object_type")
+    text_errors = json_text_errors(value)
+    if text_errors:
+        raise ConfigValidationError(text_errors)
     return value
 
 
@@ -511,6 +534,13 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _no_constant(name: str) -> None:
     raise _JsonRefused(f"{name} is not a number JSON allows; use a finite number")
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise _JsonRefused(f"integer of {len(text.lstrip('-'))} digits is out of range; "
+                           f"use at most {MAX_INT_DIGITS} digits")
+    return int(text)
 
 
 def _finite_float(text: str) -> float:

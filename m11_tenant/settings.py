@@ -6,6 +6,8 @@ variable's value fails at start with a clear message, and ``.env.example`` docum
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -53,6 +55,22 @@ class Settings(BaseSettings):
         None, description="its key, if it wants one")
     m11_model_timeout: float = Field(30.0, gt=0, le=600, description="seconds one model call "
                                      "may take before it counts as a failed attempt")
+    m11_region: str | None = Field(
+        None, description="serve as this region of a multi-region deployment (needs "
+        "M11_REGIONS and a REDIS_URL every region reaches)")
+    m11_regions: str | None = Field(None, description="every region's name, comma-separated: "
+                                    "us,eu,ap")
+    m11_region_strategy: Literal["field-merge", "lww"] = Field(
+        "field-merge", description="conflict resolution; every region must use the same")
+    m11_region_lag_alert_ms: float = Field(
+        5_000.0, ge=0, description="a region pair alerts when its p95 lag or its oldest "
+        "unapplied change is older (ms)")
+    m11_region_lag_alert_window_s: float = Field(
+        60.0, gt=0, description="the alert's p95 is over the changes applied in this many "
+        "last seconds, so it clears once a region has caught up")
+    m11_region_namespace: str = Field(
+        "m11:regions", min_length=1, description="prefix of the change streams in Redis; "
+        "one per deployment sharing a Redis")
     query_log_max_age_days: int = Field(
         30, ge=1, le=365, description="days a tenant's logged question is kept at most "
         "(the tenant's query_log_size caps how many)")

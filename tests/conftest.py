@@ -8,6 +8,7 @@ real PostgreSQL / Redis, and an unreachable service is a failure, never a skip.
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -49,17 +50,26 @@ def tenant_id() -> str:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests marked ``services`` run only when both service URLs are set (``.ci/run``).
+    """Tests marked ``services`` run only when both service URLs are set (``.ci/run``);
+    tests marked ``redis_server`` (they start private Redis servers) only when Debian's
+    ``redis-server`` is on PATH.
 
     They are deselected, not skipped, on a laptop without services; with
-    ``M11_REQUIRE_SERVICES`` set, a missing URL stops the run instead.
+    ``M11_REQUIRE_SERVICES`` set, a missing URL or binary stops the run instead.
     """
-    if REAL_DATABASE_URL and REAL_REDIS_URL:
+    missing = [] if REAL_DATABASE_URL and REAL_REDIS_URL else ["services"]
+    if not shutil.which("redis-server"):
+        missing.append("redis_server")
+    if not missing:
         return
     if os.environ.get("M11_REQUIRE_SERVICES"):
         raise pytest.UsageError("M11_REQUIRE_SERVICES is set but M11_TEST_DATABASE_URL or "
-                                "M11_TEST_REDIS_URL is not: set both (see .ci/run)")
-    kept = [item for item in items if item.get_closest_marker("services") is None]
+                                "M11_TEST_REDIS_URL is not set, or redis-server is not on "
+                                "PATH: set both (see .ci/run) and install redis-server")
+    kept = [item for item in items
+            if not any(item.get_closest_marker(marker) for marker in missing)]
+    if "redis_server" in missing:
+        print("note: redis-server is not on PATH; the region process tests are deselected")
     if len(kept) != len(items):
         config.hook.pytest_deselected(items=[i for i in items if i not in kept])
         items[:] = kept

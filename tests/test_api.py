@@ -380,6 +380,7 @@ def test_tenant_key_reads_and_writes_its_own_tenant(api, tenant_id):
 def test_tenant_key_on_another_tenant_is_403_and_audited(api, tenant_id):
     victim = tenant_id + "-victim"
     api.write(victim, {"top_k": 3})
+    api.write(tenant_id, {"top_k": 4})
     key = api.key_for(tenant_id)
     before = api.repo.store.get(victim)
     for method, path, kwargs in (
@@ -395,12 +396,14 @@ def test_tenant_key_on_another_tenant_is_403_and_audited(api, tenant_id):
         response = getattr(api.client, method)(path, headers=key, **kwargs)
         assert "may not" in error_of(response, 403, "forbidden")["message"]
     assert api.repo.store.get(victim) == before
-    denied = [e for e in api.repo.get_audit_log(victim) if e.action == "denied"]
-    assert len(denied) == 9
+    assert [e for e in api.repo.get_audit_log(victim) if e.action == "denied"] == []
+    denied = [e for e in api.repo.get_audit_log(tenant_id) if e.action == "denied"]
+    assert len(denied) == 9 and all(repr(victim) in e.reason for e in denied)
     assert denied[0].role == "tenant" and denied[0].actor.startswith("key:")
 
 
 def test_admin_only_endpoints_refuse_a_tenant_key_and_audit_it(api, tenant_id):
+    api.write(tenant_id, {"top_k": 4})
     key = api.key_for(tenant_id)
     for method, path, kwargs in (("get", "/tenants", {}), ("get", "/metrics", {}),
                                  ("post", f"/tenants/{tenant_id}/keys", {}),
@@ -436,30 +439,60 @@ def test_a_locked_tenant_is_skipped_by_a_bulk_change(api, tenant_id):
     assert api.client.get(f"/config/{locked}/lock", headers=key).json()["locked"] is True
     before = api.snapshot(locked)
     response = api.client.post("/tenants/bulk", headers=ADMIN, json={
-        "config": {"top_k": 4, "rerank_top_n": 3} , "tenants": [locked, free, "Bad-Id"],
+        "config": {"top_k": 4, "rerank_top_n": 3} , "tenants": [locked, free],
         "reason": "platform default"})
     body = response.json()
     assert response.status_code == 200
     assert [u["tenant_id"] for u in body["updated"]] == [free]
     assert [s["tenant_id"] for s in body["skipped"]] == [locked]
     assert "locked its config" in body["skipped"][0]["reason"]
-    assert body["failed"][0]["tenant_id"] == "Bad-Id"
-    assert body["failed"][0]["error"]["code"] == "invalid_tenant_id"
     assert api.snapshot(locked) == before
     assert api.repo.get_audit_log(free)[0].role == "platform-bulk"
     # A targeted admin change still reaches the locked tenant (it is not a bulk change).
     assert api.write(locked, {"top_k": 6}).status_code == 200
 
 
-def test_bulk_reports_tenants_the_change_is_invalid_for(api, tenant_id):
+def test_bulk_is_all_or_nothing_when_the_change_is_invalid_for_one_tenant(api, tenant_id):
     pro, free = tenant_id + "-pro", tenant_id + "-free"
     api.write(pro, {"plan": "pro"})
     api.write(free, {"plan": "free"})
-    body = api.client.post("/tenants/bulk", headers=ADMIN, json={
-        "config": {"model": "gpt-4"}, "tenants": [pro, free]}).json()
-    assert [u["tenant_id"] for u in body["updated"]] == [pro]
-    assert body["failed"][0]["tenant_id"] == free
-    assert body["failed"][0]["error"]["fields"][0]["field"] == "model"
+    before = (api.snapshot(pro), api.snapshot(free))
+    err = error_of(api.client.post("/tenants/bulk", headers=ADMIN, json={
+        "config": {"model": "gpt-4"}, "tenants": [pro, free]}), 422, "validation_error")
+    assert err["fields"][0]["field"] == "config.model"
+    assert repr(free) in err["fields"][0]["message"] and repr(free) in err["message"]
+    assert (api.snapshot(pro), api.snapshot(free)) == before
+
+
+@pytest.mark.parametrize("bad", ["Bad-Id", "x", "a/../b", "acme\n", "ｆｕｌｌ"])
+def test_bulk_with_one_bad_tenant_id_changes_nobody(api, tenant_id, bad):
+    api.write(tenant_id, {"top_k": 3})
+    before = api.snapshot(tenant_id)
+    err = error_of(api.client.post("/tenants/bulk", headers=ADMIN, json={
+        "config": {"top_k": 4}, "tenants": [tenant_id, bad]}), 422, "validation_error")
+    assert [f["field"] for f in err["fields"]] == ["tenants[1]"]
+    assert api.snapshot(tenant_id) == before
+
+
+def test_bulk_rolls_back_every_tenant_when_the_store_fails_midway(api, tenant_id, monkeypatch):
+    names = [f"{tenant_id}-{n}" for n in range(3)]
+    for name in names:
+        api.write(name, {"top_k": 3})
+    before = [api.snapshot(name) for name in names]
+    store, real = api.repo.store, api.repo.store._append_history
+    calls = []
+
+    def fail_on_the_third(entry):
+        calls.append(entry.tenant_id)
+        if len(calls) == 3:
+            raise RuntimeError("disk full")
+        real(entry)
+
+    monkeypatch.setattr(store, "_append_history", fail_on_the_third)
+    with pytest.raises(RuntimeError):
+        api.repo.update_many(names, {"top_k": 9})
+    monkeypatch.undo()
+    assert [api.snapshot(name) for name in names] == before
 
 
 def test_bulk_without_a_list_covers_every_stored_tenant(sqlite_repo, tenant_id):

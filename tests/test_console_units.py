@@ -80,12 +80,12 @@ def test_the_form_takes_its_bounds_from_the_schema():
 
 
 def test_posted_strings_become_json_types_and_unreadable_ones_stay_as_typed():
-    form = forms.parse_config_form([
+    form = forms.parse_config_form(forms.checked_pairs([
         ("temperature", "0.25"), ("top_k", "7"), ("max_tokens", "5.5"), ("alpha", "abc"),
         ("rerank_top_n", ""), ("fallback_model", ""), ("enable_reranking", "false"),
         ("enable_reranking", "true"), ("prompt_template", "A\r\n{context}\r\n{query}"),
         ("branding.primary_color", " #FF6B35 "), ("branding.logo_url", ""),
-        ("csrf", "ignored"), ("alpha", "nan")])
+        ("csrf", "ignored"), ("alpha", "nan")]))
     assert form.updates == {
         "temperature": 0.25, "top_k": 7, "max_tokens": "5.5", "alpha": "nan",
         "rerank_top_n": None, "fallback_model": None, "enable_reranking": True,
@@ -101,9 +101,9 @@ def test_a_field_not_posted_is_left_alone():
 
 
 def test_prompt_variable_rows():
-    form = forms.parse_config_form([
+    form = forms.parse_config_form(forms.checked_pairs([
         ("var_name", "company"), ("var_value", "Acme"), ("var_name", ""), ("var_value", ""),
-        ("var_name", "tone"), ("var_value", "dry\r\nand short")])
+        ("var_name", "tone"), ("var_value", "dry\r\nand short")]))
     assert form.updates["prompt_variables"] == {"company": "Acme", "tone": "dry\nand short"}
     assert forms.variable_rows(form.values) == [["company", "Acme"], ["tone", "dry\nand short"],
                                                 ["", ""], ["", ""]]

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from m11_tenant.cache import make_redis_client
 from m11_tenant.errors import ConfigValidationError
-from m11_tenant.regions import ManualClock, open_cluster
+from m11_tenant.regions import LagMonitor, ManualClock, open_cluster
 from tests.conftest import REAL_DATABASE_URL, REAL_REDIS_URL
 
 # (transport, stores): every backend this run can reach; real ones fail, never skip.
@@ -241,9 +241,11 @@ def test_stats_report_replication_per_region(harness, tenant_id):
     cluster.sync()
     replication = cluster.region("eu").get_stats()["replication"]
     assert set(replication.pop("lag")) == {"us->eu", "ap->eu"}
+    assert replication.pop("apply_seconds") > 0
     assert replication == {"region": "eu", "strategy": "field-merge", "connected": True,
                            "applied": 1, "outbox": 0, "publish_errors": 0,
-                           "transport_errors": 0, "conflicts": 0}
+                           "transport_errors": 0, "apply_errors": 0, "last_error": None,
+                           "conflicts": 0}
     assert set(cluster.stats()["lag"]) == {"us->eu", "us->ap", "eu->us", "eu->ap", "ap->us",
                                           "ap->eu"}
 
@@ -429,3 +431,12 @@ def test_changes_read_together_are_folded_into_one_write(harness, tenant_id):
     eu = cluster.region("eu")
     assert eu.get_audit_log(tenant_id)[0].reason.startswith("5 change(s) from region us")
     assert cluster.lag()["us->eu"].samples == 5  # each change still counts for lag
+
+
+def test_the_lag_alert_clears_once_the_slow_changes_leave_its_time_window():
+    monitor = LagMonitor(alert_ms=5_000, alert_window_ms=60_000)
+    monitor.record("us", "eu", 7_000, at_ms=1_000)  # caught up after a 7 s outage
+    assert monitor.summary("us", "eu", now_ms=2_000).alert
+    later = monitor.summary("us", "eu", now_ms=61_001)
+    assert not later.alert and later.p95_ms == 7_000  # the figures keep the sample
+    assert monitor.summary("us", "eu", oldest_unapplied_ms=5_001, now_ms=61_001).alert

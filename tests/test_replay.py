@@ -133,11 +133,15 @@ def test_replay_changes_nothing_stored_but_its_audit_line(api, logged):
 
 
 def test_another_tenants_key_cannot_replay(api, logged):
+    api.write(logged + "-x", {"top_k": 3})
     intruder = api.key_for(logged + "-x")
+    audit_before = api.repo.store.audit(logged)
     response = preview(api, logged, intruder, replay=2)
     assert response.status_code == 403
     assert "E1234" not in response.text
-    assert [e.action for e in api.repo.store.audit(logged)][:1] == ["denied"]
+    # Counted under the intruder's own tenant, not written into the target's log.
+    assert api.repo.store.audit(logged) == audit_before
+    assert [e.action for e in api.repo.store.audit(logged + "-x")][:1] == ["denied"]
 
 
 @pytest.mark.parametrize("bad", [0, 201, -1, True, "3", 2.0])

@@ -23,6 +23,7 @@ from m11_tenant.api.errors import HttpError, install_error_handlers
 from m11_tenant.api.metrics import ApiMetrics
 from m11_tenant.api.models import REQUEST_MODELS
 from m11_tenant.api.ratelimit import RateLimiter
+from m11_tenant.api.security import SecurityHeaders, install_log_redaction
 from m11_tenant.api.settings import ApiSettings, api_settings
 from m11_tenant.console import install_console
 from m11_tenant.repository import TenantConfigRepository
@@ -34,7 +35,8 @@ Per-tenant RAG configuration: validated, stored, cached, versioned and audited.
 **Keys.** Send `Authorization: Bearer <key>` on everything except `/health` and the docs.
 The platform admin key (`M11_ADMIN_KEY`) can do everything; a tenant key (created by the
 admin with `POST /tenants/{tenant_id}/keys`) reads and changes only its own tenant — any
-other attempt is a 403 and a `denied` line in the audit log.
+other attempt is a 403, counted (one row per key, target and action per hour) as `denied`
+in the audit log of the key's own tenant.
 
 **Concurrency.** `GET /config/{tenant_id}` returns the version as `ETag`; send it back as
 `If-Match` on a write and a stale write fails with 412 instead of silently winning.
@@ -94,8 +96,11 @@ def create_app(repo: TenantConfigRepository | None = None, *,
             repo.close()
 
     # Swagger UI and ReDoc from the package's own files: /docs works on an offline laptop.
+    # No trailing-slash redirects: Starlette builds their Location from the Host header.
     app = FastAPIOffline(title="m11_tenant management API", version="1.0.0",
-                         description=DESCRIPTION, lifespan=lifespan)
+                         description=DESCRIPTION, lifespan=lifespan, redirect_slashes=False)
+    app.add_middleware(SecurityHeaders)
+    install_log_redaction()
     app.state.ctx = ctx
     app.state.metrics = ctx.metrics
     install_error_handlers(app)

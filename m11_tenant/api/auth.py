@@ -3,7 +3,7 @@
 Keys are long random strings (256 bits), so a plain SHA-256 of the key is enough to store
 (no password-style slow hash needed: there is nothing to brute-force). The key is shown
 once when created and never again. A tenant key reads and changes only its own tenant;
-every refused attempt is written to the audit log with the action ``denied``.
+every refused attempt is counted in the audit log under the caller, action ``denied``.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
+import logging
 import secrets
 import threading
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ TENANT_KEY_PREFIX = "m11k_"
 ADMIN = "admin"
 TENANT = "tenant"
 MAX_KEY_CHARS = 200
+DENIED_WINDOW_SECONDS = 3600  # refused attempts: one audit row per caller/target/action/hour
+log = logging.getLogger("m11_tenant.api")
 
 
 @dataclass(frozen=True)
@@ -97,25 +100,36 @@ def _unauthorized(message: str) -> HttpError:
     return HttpError(401, "unauthorized", message, headers={"WWW-Authenticate": "Bearer"})
 
 
-def deny(store: ConfigStore, principal: Principal, tenant_id: str, what: str) -> HttpError:
-    """Record a refused attempt in the audit log and return the 403 to raise."""
+def deny(store: ConfigStore, principal: Principal, what: str) -> HttpError:
+    """Record a refused attempt and return the 403 to raise.
+
+    The line goes under the CALLER (its key id and its own tenant), never under the
+    tenant it tried to reach: an attacker cannot write into another tenant's log, and a
+    made-up tenant id never gets a row. Repeats are one row with a count per caller,
+    target and action per ``DENIED_WINDOW_SECONDS``. A caller whose own tenant has no
+    stored config gets no row either (the attempt goes to the application log).
+    """
+    change = Change(principal.actor, principal.role, "denied", f"refused: {what}")
     # The refusal stands even when the database is down and it cannot be recorded.
     with contextlib.suppress(StoreUnavailableError):
-        store.record_audit(tenant_id, Change(principal.actor, principal.role, "denied",
-                                             f"refused: {what}"))
+        own = principal.tenant_id
+        if own is not None and store.get(own) is not None:
+            store.record_refusal(own, change, DENIED_WINDOW_SECONDS)
+        else:
+            log.warning("refused %s (%s): %s", principal.actor, own, what)
     return HttpError(403, "forbidden", f"this key may not {what}")
 
 
 def authorize_tenant(store: ConfigStore, principal: Principal, tenant_id: str,
                      what: str) -> None:
-    """Admin: anything. Tenant key: only its own tenant (403 and an audit line otherwise)."""
+    """Admin: anything. Tenant key: only its own tenant (403 and an audit count otherwise)."""
     if principal.is_admin or principal.tenant_id == tenant_id:
         return
-    raise deny(store, principal, tenant_id, f"{what} of tenant {tenant_id!r}")
+    raise deny(store, principal, f"{what} of tenant {tenant_id!r}")
 
 
 def require_admin(store: ConfigStore, principal: Principal, what: str) -> None:
-    """Admin-only operations; a tenant key's attempt is audited under its own tenant."""
+    """Admin-only operations; a tenant key's attempt is counted under its own tenant."""
     if principal.is_admin:
         return
-    raise deny(store, principal, principal.tenant_id or "unknown", f"{what} (admin only)")
+    raise deny(store, principal, f"{what} (admin only)")

@@ -8,6 +8,7 @@ fields refused. The config inside is validated by the repository, as every write
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,16 +30,30 @@ async def read_json(request: Request, max_bytes: int) -> dict[str, Any]:
         raise HttpError(415, "unsupported_media_type",
                         f"send the body as JSON with 'Content-Type: application/json' "
                         f"(got {shown[:60]})")
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+    return parse_json_object(await read_body(request, max_bytes), max_bytes=max_bytes)
+
+
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    """The raw body: 413 above ``max_bytes``, 408 when it takes longer than the app's
+    ``m11_body_timeout`` (a client trickling its body must not hold a worker forever)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isascii() and declared.isdigit() and len(declared) <= 20 \
+            and int(declared) > max_bytes:
         raise _too_large(int(declared), max_bytes)
+    timeout = request.app.state.ctx.settings.m11_body_timeout
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise _too_large(size, max_bytes)
-        chunks.append(chunk)
-    return parse_json_object(b"".join(chunks), max_bytes=max_bytes)
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > max_bytes:
+                    raise _too_large(size, max_bytes)
+                chunks.append(chunk)
+    except TimeoutError:
+        raise HttpError(408, "request_timeout",
+                        f"the request body did not arrive within {timeout:g} seconds; send it "
+                        "again on a faster connection", headers={"Connection": "close"}) from None
+    return b"".join(chunks)
 
 
 def _too_large(size: int, limit: int) -> HttpError:

@@ -20,6 +20,7 @@ from m11_tenant.api.settings import ApiSettings, Rate, parse_rate
 from m11_tenant.errors import ConfigValidationError, FieldError, InvalidTenantIdError
 from m11_tenant.repository import ResolvedConfig, TenantConfigRepository
 from m11_tenant.schema import load_catalog, validate_tenant_id
+from m11_tenant.text import check_text
 
 DAY = 86_400
 MAX_REASON_CHARS = 500
@@ -92,8 +93,13 @@ _bearer = HTTPBearer(auto_error=False, description="the admin key or a tenant ke
 
 async def get_caller(request: Request, _doc: Annotated[Any, Depends(_bearer)] = None
                      ) -> Principal:
-    """The authenticated caller (401 otherwise). ``_bearer`` only adds /docs' Authorize."""
-    return request.app.state.ctx.auth.authenticate(request.headers.get("authorization"))
+    """The authenticated caller (401 otherwise). ``_bearer`` only adds /docs' Authorize.
+
+    Kept on ``request.state.caller``: error responses say less to a caller without it.
+    """
+    caller = request.app.state.ctx.auth.authenticate(request.headers.get("authorization"))
+    request.state.caller = caller
+    return caller
 
 
 Caller = Annotated[Principal, Depends(get_caller)]
@@ -125,11 +131,14 @@ def parse_if_match(value: str | None) -> int | None:
     return int(match[1])
 
 
-def reason_of(value: object) -> str | None:
-    if value is not None and len(str(value)) > MAX_REASON_CHARS:
+def reason_of(value: str | None) -> str | None:
+    """A reason for the audit log: one line of plain text, at most ``MAX_REASON_CHARS``."""
+    if value is None:
+        return None
+    if len(value) > MAX_REASON_CHARS:
         raise ConfigValidationError(FieldError(
             "reason", f"at most {MAX_REASON_CHARS} characters", "string_too_long"))
-    return None if value is None else str(value)
+    return check_text(value, "reason")
 
 
 def config_json(resolved: ResolvedConfig) -> dict[str, Any]:

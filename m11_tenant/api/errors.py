@@ -9,11 +9,14 @@ do next, ``fields`` lists field-level problems (empty when there are none).
 =====  ============================================================================
 400    invalid_json, invalid_tenant_id, invalid_header
 401    unauthorized            403  forbidden             404  not_found
-405    method_not_allowed      409  tenant_locked         412  version_conflict
+405    method_not_allowed      408  request_timeout (body slower than M11_BODY_TIMEOUT)
+409    tenant_locked           412  version_conflict
 413    payload_too_large       415  unsupported_media_type
-422    validation_error, query_refused
+422    validation_error (field type ``text_policy``: a control character, lone surrogate
+       or bidi override in free text), query_refused
 429    rate_limited, quota_exceeded, budget_exceeded (all with Retry-After)
-503    store_unavailable, model_unavailable, pipeline_unavailable
+503    store_unavailable, service_unavailable (the only one a caller without a valid key
+       sees), model_unavailable, pipeline_unavailable. No 503 names a host, port or driver.
 =====  ============================================================================
 """
 
@@ -47,6 +50,9 @@ from m11_tenant.errors import (
 log = logging.getLogger("m11_tenant.api")
 
 STORE_RETRY_AFTER = 5  # seconds: a hint, the database's recovery time is unknown
+STORE_UNAVAILABLE = (f"the database is unavailable right now, so nothing was saved or "
+                     f"changed (NOT saved); retry in {STORE_RETRY_AFTER} seconds")
+SERVICE_UNAVAILABLE = "the service is unavailable right now; retry in a few seconds"
 
 
 class HttpError(TenantConfigError):
@@ -101,11 +107,14 @@ def to_http(exc: Exception) -> HttpError:
         detail = exc.detail if isinstance(exc.detail, Mapping) else {}
         fields = [FieldError(str(detail["field"]), str(exc), "plan")] if "field" in detail else []
         return HttpError(422, "query_refused", str(exc), fields=fields)
-    if isinstance(exc, StoreUnavailableError):
-        return HttpError(503, "store_unavailable", str(exc),
-                         headers={"Retry-After": str(STORE_RETRY_AFTER)})
     if isinstance(exc, ServiceUnavailableError):
-        return HttpError(503, "service_unavailable", str(exc))
+        # The driver's text names hosts, ports and databases: it goes to the log (and the
+        # admin's /health/detail), never into a response.
+        log.warning("%s: %s", type(exc).__name__, exc)
+        if isinstance(exc, StoreUnavailableError):
+            return HttpError(503, "store_unavailable", STORE_UNAVAILABLE,
+                             headers={"Retry-After": str(STORE_RETRY_AFTER)})
+        return HttpError(503, "service_unavailable", SERVICE_UNAVAILABLE)
     log.error("no HTTP mapping for %s: %s", type(exc).__name__, exc)
     return HttpError(500, "internal_error", "the server failed unexpectedly; the error was logged")
 
@@ -121,6 +130,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(TenantConfigError)
     async def _package_error(request: Request, exc: TenantConfigError) -> JSONResponse:
         err = to_http(exc)
+        if err.status == 503 and getattr(request.state, "caller", None) is None:
+            # Not authenticated (e.g. the key lookup itself failed): not even which service.
+            err = HttpError(503, "service_unavailable", SERVICE_UNAVAILABLE,
+                            headers=err.headers)
         metrics = getattr(request.app.state, "metrics", None)
         if metrics is not None and err.code == "validation_error":
             metrics.validation_error(request.path_params.get("tenant_id"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
@@ -12,7 +13,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from m11_tenant.api.auth import authorize_tenant, hash_key, new_tenant_key, require_admin
 from m11_tenant.api.body import envelope, read_json, string_list
 from m11_tenant.api.context import ApiContext, Caller, Ctx, path_tenant, reason_of
-from m11_tenant.api.errors import to_http
 from m11_tenant.api.models import (
     TENANT_ID_DOC,
     AuditResponse,
@@ -27,13 +27,12 @@ from m11_tenant.api.models import (
 from m11_tenant.errors import (
     ConfigValidationError,
     FieldError,
-    TenantConfigError,
-    TenantLockedError,
 )
-from m11_tenant.schema import validate_tenant_id
 from m11_tenant.store import BULK_ROLE, Change
+from m11_tenant.store.base import locked_message
 
 router = APIRouter()
+log = logging.getLogger("m11_tenant.api")
 
 Limit = Annotated[int, Query(ge=1, le=1000, description="page size")]
 Offset = Annotated[int, Query(ge=0, le=10**9, description="entries to skip")]
@@ -43,7 +42,30 @@ MAX_BULK_TENANTS = 1000
 @router.get("/health", response_model=HealthResponse, tags=["operations"],
             summary="ok or degraded, per service (no key needed)")
 def health(ctx: Ctx) -> JSONResponse:
+    """Only ``ok``/``degraded`` per service: what is wrong (hosts, drivers) is logged and
+    shown to the admin by ``/health/detail``, never to a caller without a key."""
+    detail = ctx.repo.health()
+    if detail["status"] != "ok":
+        log.warning("health degraded: %s", detail["services"])
+    return JSONResponse(public_health(detail))
+
+
+@router.get("/health/detail", response_model=HealthResponse, tags=["operations"],
+            responses=error_docs(403),
+            summary="Each service's state with its error text (admin key)")
+def health_detail(ctx: Ctx, caller: Caller) -> JSONResponse:
+    require_admin(ctx.repo.store, caller, "read the health details")
     return JSONResponse(ctx.repo.health())
+
+
+def public_health(detail: dict) -> dict:
+    """The repository's health with every service reduced to ``ok`` or ``degraded``.
+
+    A cache or subscription that is switched off on purpose is ``ok``: nothing is broken.
+    """
+    return {"status": detail["status"],
+            "services": {name: "ok" if state in ("ok", "disabled") else "degraded"
+                         for name, state in detail["services"].items()}}
 
 
 @router.get("/metrics", tags=["operations"], responses={
@@ -80,7 +102,8 @@ def create_key(tenant_id: Annotated[str, Path(examples=["startup-co"],
 @router.post("/tenants/bulk", response_model=BulkResponse, tags=["tenants"],
              openapi_extra=body_doc(BulkRequest),
              responses=error_docs(400, 403, 413, 415, 422),
-             summary="Apply one change to many tenants (admin key); locked tenants are skipped")
+             summary="Apply one change to many tenants (admin key), all or nothing; locked "
+             "tenants are skipped")
 async def bulk_change(request: Request, ctx: Ctx, caller: Caller) -> JSONResponse:
     require_admin(ctx.repo.store, caller, "make bulk changes")
     body = envelope(await read_json(request, ctx.settings.m11_max_body_bytes),
@@ -95,24 +118,14 @@ async def bulk_change(request: Request, ctx: Ctx, caller: Caller) -> JSONRespons
 
     def run() -> dict:
         targets = named if named is not None else _all_tenants(ctx)
-        updated, skipped, failed = [], [], []
-        for tid in targets:
-            try:
-                validate_tenant_id(tid)
-                resolved = ctx.repo.update_config(tid, body["config"], merge,
-                                                  actor=caller.actor, role=BULK_ROLE,
-                                                  reason=reason)
-            except TenantLockedError as exc:
-                skipped.append({"tenant_id": tid, "reason": str(exc)})
-            except TenantConfigError as exc:
-                err = to_http(exc)
-                failed.append({"tenant_id": tid, "error": {
-                    "code": err.code, "message": err.message,
-                    "fields": [f.as_dict() for f in err.fields]}})
-            else:
-                ctx.metrics.config_changed(tid, "bulk")
-                updated.append({"tenant_id": tid, "version": resolved.version})
-        return {"updated": updated, "skipped": skipped, "failed": failed}
+        written, skipped = ctx.repo.update_many(targets, body["config"], merge,
+                                                actor=caller.actor, role=BULK_ROLE,
+                                                reason=reason)
+        for resolved in written:
+            ctx.metrics.config_changed(resolved.tenant_id, "bulk")
+        return {"updated": [{"tenant_id": r.tenant_id, "version": r.version} for r in written],
+                "skipped": [{"tenant_id": tid, "reason": locked_message(tid)}
+                            for tid in skipped]}
 
     return JSONResponse(await run_in_threadpool(run))
 

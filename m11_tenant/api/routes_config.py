@@ -107,7 +107,7 @@ def delete_config(tenant_id: TenantId, ctx: Ctx, caller: Caller, if_match: IfMat
     if not caller.is_admin:
         ctx.limit("config_write", tid, ctx.write_rate)
     ctx.repo.delete_config(tid, expected_version=expected, actor=caller.actor, role=caller.role,
-                           reason=reason)
+                           reason=reason_of(reason))
     ctx.metrics.config_changed(tid, "delete")
     return JSONResponse({"tenant_id": tid, "deleted": True, "version": 0},
                         headers={"ETag": '"0"'})
@@ -135,7 +135,7 @@ def rollback(tenant_id: TenantId, ctx: Ctx, caller: Caller,
     if not caller.is_admin:
         ctx.limit("config_write", tid, ctx.write_rate)
     resolved = ctx.repo.rollback(tid, version, expected_version=expected, actor=caller.actor,
-                                 role=caller.role, reason=reason)
+                                 role=caller.role, reason=reason_of(reason))
     ctx.metrics.config_changed(tid, "rollback")
     return config_response(resolved)
 

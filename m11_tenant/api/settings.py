@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from pydantic import Field, field_validator
 
+from m11_tenant.api.server import HEADER_TIMEOUT
 from m11_tenant.schema import MAX_BODY_BYTES
 from m11_tenant.settings import Settings
 
@@ -48,6 +49,11 @@ class ApiSettings(Settings):
         20.0, gt=0, le=300, description="seconds a replay may run before it reports what it has")
     m11_max_body_bytes: int = Field(MAX_BODY_BYTES, ge=256, le=10 * 1024 * 1024,
                                     description="largest request body accepted (413 above)")
+    m11_header_timeout: float = Field(
+        HEADER_TIMEOUT, gt=0, le=300,
+        description="seconds a connection may take to send a request's headers (serve)")
+    m11_body_timeout: float = Field(
+        30.0, gt=0, le=600, description="seconds a request body may take to arrive (408)")
 
     @field_validator("m11_rate_config_writes", "m11_rate_previews")
     @classmethod

@@ -18,10 +18,15 @@ from typing import Any
 
 from annotated_types import Ge, Le, MaxLen
 
-from m11_tenant.errors import FieldError
+from m11_tenant.errors import ConfigValidationError, FieldError
 from m11_tenant.schema import Branding, Catalog, TenantConfig
+from m11_tenant.text import TEXT_POLICY, text_problem
 
+# ASCII digits only: str.isdigit() and int() also take "²" or "١٢", which no one types
+# into a version or a number field on purpose (and "²" makes int() fail).
 _INT = re.compile(r"[+-]?[0-9]{1,12}")
+_FLOAT = re.compile(r"[+-]?(?:[0-9]{1,12}(?:\.[0-9]{0,12})?|\.[0-9]{1,12})"
+                    r"(?:[eE][+-]?[0-9]{1,3})?")
 FLOAT_STEP = 0.05
 EXTRA_VARIABLE_ROWS = 2
 MAX_FORM_FIELDS = 200
@@ -156,6 +161,31 @@ def _shown(value: Any) -> str:
     return str(value)
 
 
+def checked_pairs(pairs: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Posted pairs with browser line breaks (CRLF) made LF, every name and value held
+    to the text policy (:mod:`m11_tenant.text`): values may span lines, names may not.
+
+    Raises:
+        ConfigValidationError: naming each refused input.
+    """
+    checked, errors = [], []
+    for name, value in pairs:
+        text = value.replace("\r\n", "\n")
+        if (problem := text_problem(name)) is not None:
+            errors.append(FieldError("form", f"an input name {problem}", TEXT_POLICY))
+        elif (problem := text_problem(text, multiline=True)) is not None:
+            errors.append(FieldError(name, problem, TEXT_POLICY))
+        checked.append((name, text))
+    if errors:
+        raise ConfigValidationError(errors)
+    return checked
+
+
+def ascii_int(text: str) -> int | None:
+    """An integer typed with ASCII digits (an optional sign, at most 12 digits), else None."""
+    return int(text) if _INT.fullmatch(text) else None
+
+
 def parse_config_form(pairs: Iterable[tuple[str, str]]) -> FormInput:
     """Turn posted ``(name, value)`` pairs into a merge update (only the fields present).
 
@@ -164,7 +194,7 @@ def parse_config_form(pairs: Iterable[tuple[str, str]]) -> FormInput:
     """
     posted: dict[str, list[str]] = {}
     for name, value in pairs:
-        posted.setdefault(name, []).append(value.replace("\r\n", "\n"))
+        posted.setdefault(name, []).append(value)
     updates: dict[str, Any] = {}
     values: dict[str, Any] = {}
     errors: list[FieldError] = []
@@ -195,14 +225,11 @@ def _typed(spec: FieldSpec, text: str) -> Any:
     stripped = text.strip()
     if spec.optional and stripped == "":
         return None
-    if spec.kind == "int" and _INT.fullmatch(stripped):
-        return int(stripped)
-    if spec.kind == "float":
-        try:
-            number = float(stripped)
-        except ValueError:
-            return text
-        return number if math.isfinite(number) else text
+    if spec.kind == "int" and (number := ascii_int(stripped)) is not None:
+        return number
+    if spec.kind == "float" and _FLOAT.fullmatch(stripped):
+        value = float(stripped)
+        return value if math.isfinite(value) else text
     if spec.kind in ("color", "url", "choice"):
         return stripped
     if spec.kind == "percentages":

@@ -25,6 +25,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 
 from m11_tenant.api.auth import Principal, authorize_tenant
+from m11_tenant.api.body import read_body
 from m11_tenant.api.change_safety import check_replay, explain_tenant, run_replay
 from m11_tenant.api.context import ApiContext, path_tenant, reason_of
 from m11_tenant.api.errors import HttpError, to_http
@@ -47,6 +48,7 @@ from m11_tenant.errors import (
 from m11_tenant.repository import ResolvedConfig
 from m11_tenant.schema import TenantConfig, apply_update, load_catalog
 from m11_tenant.store import HistoryEntry
+from m11_tenant.text import check_text
 
 HERE = Path(__file__).resolve().parent
 PAGE_SIZE = 50
@@ -167,18 +169,14 @@ async def read_form(request: Request) -> list[tuple[str, str]]:
     if media != FORM_TYPE:
         raise HttpError(415, "unsupported_media_type",
                         f"console forms are posted as {FORM_TYPE} (got {media[:60] or 'none'})")
-    limit = _ctx(request).settings.m11_max_body_bytes
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise HttpError(413, "payload_too_large",
-                            f"the form is over {limit} bytes; shorten the prompt or variables")
+    body = await read_body(request, _ctx(request).settings.m11_max_body_bytes)
     try:
-        return parse_qsl(body.decode("utf-8"), keep_blank_values=True,
-                         max_num_fields=forms.MAX_FORM_FIELDS)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise HttpError(400, "invalid_form", f"the form could not be read ({exc})") from None
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True,
+                          max_num_fields=forms.MAX_FORM_FIELDS, errors="strict")
+    except (UnicodeDecodeError, ValueError):
+        raise HttpError(400, "invalid_form", "the form could not be read: send UTF-8 "
+                        f"text, at most {forms.MAX_FORM_FIELDS} fields") from None
+    return forms.checked_pairs(pairs)
 
 
 def _field(pairs: list[tuple[str, str]], name: str, default: str = "") -> str:
@@ -192,11 +190,11 @@ def require_csrf(request: Request, session: Session, pairs: list[tuple[str, str]
 
 
 def _version_field(pairs: list[tuple[str, str]], name: str) -> int:
-    text = _field(pairs, name).strip()
-    if not text.isdigit() or len(text) > 12:
+    number = forms.ascii_int(_field(pairs, name).strip())
+    if number is None or number < 0:
         raise HttpError(400, "invalid_form", f"{name} must be a version number (got "
-                        f"{text[:20]!r}); reload the page")
-    return int(text)
+                        f"{_field(pairs, name)[:20]!r}); reload the page")
+    return number
 
 
 def _authorized(request: Request, session: Session, tenant_id: str, what: str) -> str:
@@ -289,6 +287,13 @@ def _all_tenant_ids(ctx: ApiContext) -> Iterator[str]:
         offset += len(page)
 
 
+@router.get("/")
+def trailing_slash() -> Response:
+    """``/console/`` -> ``/console``, with a relative ``Location`` (the app's automatic
+    slash redirects are off: they would build an absolute URL from the Host header)."""
+    return _see_other("/console")
+
+
 @router.get("")
 def tenant_list(request: Request,
                 q: Annotated[str, Query(max_length=64)] = "",
@@ -297,6 +302,7 @@ def tenant_list(request: Request,
     session = signed_in(request)
     if not session.principal.is_admin:
         return _see_other(f"/console/t/{session.principal.tenant_id}")
+    check_text(q, "q")
     ctx, catalog = _ctx(request), load_catalog()
     if plan and plan not in catalog.plans:
         raise HttpError(422, "validation_error", f"unknown plan {plan[:32]!r}; choose one of: "
@@ -473,7 +479,8 @@ async def preview_config(request: Request, tenant_id: str) -> Response:
     except ConfigValidationError as exc:
         errors += exc.errors
     try:
-        count = check_replay(int(replay_text) if replay_text.isdigit() else replay_text) \
+        number = forms.ascii_int(replay_text)
+        count = check_replay(replay_text if number is None else number) \
             if replay_text else None
     except ConfigValidationError as exc:
         errors += exc.errors

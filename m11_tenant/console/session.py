@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from m11_tenant.api.auth import ADMIN, TENANT, Principal
+from m11_tenant.text import secret_equal
 
 SESSION_COOKIE = "m11_console"
 LOGIN_COOKIE = "m11_console_login"
@@ -67,7 +68,7 @@ class SessionSigner:
         if not token or len(token) > MAX_TOKEN_CHARS or token.count(".") != 1:
             return None
         body, signature = token.split(".")
-        if not hmac.compare_digest(signature, self._sign(b"s:" + body.encode())):
+        if not secret_equal(signature, self._sign(b"s:" + body.encode("utf-8", "replace"))):
             return None
         try:
             payload = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
@@ -84,7 +85,7 @@ class SessionSigner:
         return self._sign(b"c:" + session.token.encode())
 
     def check_csrf(self, session: Session, value: str | None) -> bool:
-        return bool(value) and hmac.compare_digest(str(value), self.csrf_token(session))
+        return secret_equal(value, self.csrf_token(session))
 
     def _sign(self, data: bytes) -> str:
         return hmac.new(self._key, data, hashlib.sha256).hexdigest()
@@ -96,4 +97,4 @@ def new_login_nonce() -> str:
 
 
 def login_nonce_ok(cookie: str | None, field: str | None) -> bool:
-    return bool(cookie) and bool(field) and hmac.compare_digest(str(cookie), str(field))
+    return isinstance(field, str) and secret_equal(cookie, field)

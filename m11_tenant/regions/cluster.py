@@ -9,6 +9,7 @@ partition easy to show, but nothing on the data path is shared except Redis.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import time
@@ -37,6 +38,30 @@ from m11_tenant.store import Change
 
 REGION_RULE = "2-16 characters: lowercase letters, digits or '-', starting with a letter"
 _REGION_RE = re.compile(r"[a-z][a-z0-9-]{1,15}")
+_log = logging.getLogger(__name__)
+
+
+def check_regions(regions: Sequence[str]) -> list[str]:
+    """The region names, checked: two or more, distinct, each following :data:`REGION_RULE`.
+
+    Raises:
+        ConfigValidationError: naming the bad name or the problem with the list.
+    """
+    names = list(regions)
+    for name in names:
+        if not isinstance(name, str) or not _REGION_RE.fullmatch(name):
+            raise ConfigValidationError(FieldError(
+                "regions", f"region name {name!r} is not valid; use {REGION_RULE}", "region"))
+    if len(names) < 2 or len(set(names)) != len(names):
+        raise ConfigValidationError(FieldError(
+            "regions", f"need two or more distinct region names, got {names}", "regions"))
+    return names
+
+
+def stream_client(redis_url: str) -> redis.Redis:
+    """A client for the change streams: blocking reads need a longer socket timeout than
+    the config cache's, and a dead Redis must still fail fast on connect."""
+    return redis.Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=10)
 
 
 def wall_clock_ms() -> int:
@@ -109,6 +134,36 @@ class RegionRepository(TenantConfigRepository):
         return {f"{source}->{self.name}": self.region.lag_from(source)
                 for source in self.region.transport.peers(self.name)}
 
+    def health(self) -> dict[str, Any]:
+        """The repository's health plus a ``replication`` service, and its figures under
+        ``detail`` (for the admin's eyes only: region names, counts and lag, no hosts).
+
+        ``replication`` is ``ok``; ``degraded: …`` while a pair's lag alert fires or the
+        apply loop keeps failing; ``down: …`` while the streams' Redis is unreachable (the
+        region still serves and accepts writes; they wait in its outbox).
+        """
+        report = super().health()
+        replication = self.region.stats()
+        try:
+            pairs = self.lag()
+        except ServiceUnavailableError:
+            pairs = {}
+            status = "down: the change streams are unreachable; writes wait in the outbox"
+        else:
+            alerts = sorted(name for name, pair in pairs.items() if pair.alert)
+            status = "ok"
+            if alerts:
+                status = f"degraded: lag above {self.lag_alert_ms:.0f} ms on {', '.join(alerts)}"
+            elif replication["last_error"]:
+                status = "degraded: the apply loop is retrying after an error"
+        replication["lag"] = {name: pair.as_dict() for name, pair in pairs.items()}
+        replication["lag_alert_ms"] = self.lag_alert_ms
+        report["services"]["replication"] = status
+        if status != "ok":
+            report["status"] = "degraded"
+        report["detail"] = {"replication": replication}
+        return report
+
     def get_stats(self, tenant_id: str | None = None) -> dict[str, Any]:
         """The repository's stats, plus this region's replication figures."""
         snapshot = super().get_stats(tenant_id)
@@ -139,7 +194,10 @@ class Region:
         self.repository = RegionRepository(self.store, cache, self)
         self.store.after_commit = self.publish_quietly
         self.applied = 0
-        self.publish_errors = self.transport_errors = 0
+        self.apply_seconds = 0.0  # busy time: merging, storing, acknowledging (not reading)
+        self.publish_errors = self.transport_errors = self.apply_errors = 0
+        self.last_error: str | None = None
+        self._groups_ready = False  # the apply loop (re)creates missing consumer groups
         self._pending_checked = False  # after a (re)start, re-read unacknowledged entries first
         self._publish_lock = threading.Lock()
 
@@ -158,53 +216,95 @@ class Region:
         return sent
 
     def publish_quietly(self) -> None:
-        """Publish after a commit; if Redis is down the events wait in the outbox."""
+        """Publish after a commit; if that fails the events wait in the outbox for the
+        apply loop. The write is committed either way, so its caller must not see an error.
+        """
         try:
             self.publish()
         except ServiceUnavailableError:
             self.publish_errors += 1
+        except Exception:
+            self.publish_errors += 1
+            _log.exception("region %s: publishing after a commit failed; the apply loop "
+                           "retries", self.name)
 
     # ---- receiving ----------------------------------------------------------------------
     def poll(self, *, count: int = 200, block_ms: int | None = None) -> int:
-        """Apply one batch of peer events and acknowledge each; returns how many."""
+        """Apply one batch of peer events and acknowledge each; returns how many.
+
+        After any failure the next poll re-reads this region's pending entries first: an
+        entry may have been applied but not acknowledged (the XACK failed), or delivered
+        by Redis with the reply lost -- either way only the pending list still has it.
+        """
         if not self.connected:
             return 0
+        try:
+            return self._poll(count, block_ms)
+        except Exception:
+            self._pending_checked = False
+            raise
+
+    def _poll(self, count: int, block_ms: int | None) -> int:
         deliveries = []
         if not self._pending_checked:
             deliveries = self.transport.read(self.name, count=count, pending=True)
             self._pending_checked = not deliveries
         if not deliveries:
             deliveries = self.transport.read(self.name, count=count, block_ms=block_ms)
+        started = time.perf_counter()
         by_tenant: dict[str, list[Delivery]] = {}
         for delivery in deliveries:
             by_tenant.setdefault(delivery.event.tenant_id, []).append(delivery)
         for batch in by_tenant.values():  # one write per tenant per batch
-            try:
-                self.repository.apply_remote([delivery.event for delivery in batch])
-            except Exception:
-                # Not acknowledged: the entries stay pending; read them again next time.
-                self._pending_checked = False
-                raise
+            self.repository.apply_remote([delivery.event for delivery in batch])
             applied_at = self.clock_ms()
             for delivery in batch:
                 self.lag_monitor.record(delivery.origin, self.name,
-                                        applied_at - delivery.event.committed_at_ms)
-            for origin in {delivery.origin for delivery in batch}:
-                self.transport.ack(self.name, origin, *(
-                    d.message_id for d in batch if d.origin == origin))
+                                        applied_at - delivery.event.committed_at_ms, applied_at)
             self.applied += len(batch)
+        # One XACK per peer stream once the whole batch is stored (a crash before it means
+        # the batch is read again: applying is idempotent).
+        for origin in {delivery.origin for delivery in deliveries}:
+            self.transport.ack(self.name, origin, *(
+                d.message_id for d in deliveries if d.origin == origin))
+        if deliveries:
+            self.apply_seconds += time.perf_counter() - started
         return len(deliveries)
 
-    def run(self, stop: threading.Event, *, block_ms: int = 20) -> None:
-        """The apply loop of a region process: publish, then read and apply, until stopped."""
+    def run(self, stop: threading.Event, *, block_ms: int = 20,
+            trim_every_s: float | None = None) -> None:
+        """The apply loop of a region process: publish, then read and apply, until stopped.
+
+        A passing fault must not end it, or the region would silently stop replicating while
+        it keeps serving: Redis away -> wait and retry (the outbox and the pending entries
+        keep everything); Redis back without the consumer groups -> create them again;
+        anything else (the database away, say) is logged, kept in ``last_error`` and retried
+        after a pause -- unacknowledged entries are read again, and applying is idempotent.
+        ``trim_every_s``: also drop the entries of this region's own stream that every peer
+        has acknowledged, that often (a :class:`Cluster` trims in :meth:`Cluster.sync`).
+        """
+        next_trim = time.monotonic()
         while not stop.is_set():
             try:
+                if not self._groups_ready:
+                    self.transport.ensure_groups()
+                    self._groups_ready = True
                 self.publish()
                 self.poll(block_ms=block_ms)
+                if trim_every_s is not None and time.monotonic() >= next_trim:
+                    self.transport.trim(self.name)
+                    next_trim = time.monotonic() + trim_every_s
+                self.last_error = None
             except ServiceUnavailableError:
-                # Redis is away: nothing is lost (outbox here, pending entries there);
-                # wait a little and try again rather than let the loop die.
                 self.transport_errors += 1
+                self.last_error = "Redis is unreachable; changes wait in the outbox and streams"
+                stop.wait(0.5)
+            except Exception as exc:  # the loop outlives any one fault
+                if isinstance(exc, redis.ResponseError) and "NOGROUP" in str(exc):
+                    self._groups_ready = False  # Redis lost its data: recreate the groups
+                self.apply_errors += 1
+                self.last_error = f"{type(exc).__name__} in the apply loop; retrying"
+                _log.exception("region %s: apply loop error; retrying in 0.5 s", self.name)
                 stop.wait(0.5)
 
     # ---- figures ------------------------------------------------------------------------
@@ -223,14 +323,17 @@ class Region:
         if count:
             backlog += count
             oldest = first if oldest is None else min(oldest, first or oldest)
-        age = 0.0 if oldest is None else float(max(0, self.clock_ms() - oldest))
+        now = self.clock_ms()
+        age = 0.0 if oldest is None else float(max(0, now - oldest))
         return self.lag_monitor.summary(source, self.name, backlog=backlog,
-                                        oldest_unapplied_ms=age)
+                                        oldest_unapplied_ms=age, now_ms=now)
 
     def stats(self) -> dict[str, Any]:
         return {"region": self.name, "strategy": self.strategy, "connected": self.connected,
-                "applied": self.applied, "outbox": self.store.outbox_size(),
+                "applied": self.applied, "apply_seconds": round(self.apply_seconds, 6),
+                "outbox": self.store.outbox_size(),
                 "publish_errors": self.publish_errors, "transport_errors": self.transport_errors,
+                "apply_errors": self.apply_errors, "last_error": self.last_error,
                 "conflicts": len(self.store.conflicts())}
 
     def close(self) -> None:
@@ -445,14 +548,7 @@ def open_cluster(regions: Sequence[str], strategy: str = "field-merge", *,
     Raises:
         ConfigValidationError: a region name, the strategy or the list is not valid.
     """
-    names = list(regions)
-    for name in names:
-        if not isinstance(name, str) or not _REGION_RE.fullmatch(name):
-            raise ConfigValidationError(FieldError(
-                "regions", f"region name {name!r} is not valid; use {REGION_RULE}", "region"))
-    if len(names) < 2 or len(set(names)) != len(names):
-        raise ConfigValidationError(FieldError(
-            "regions", f"need two or more distinct region names, got {names}", "regions"))
+    names = check_regions(regions)
     chosen = check_strategy(strategy)
     if redis_client is None:
         if redis_url == "":
@@ -460,8 +556,7 @@ def open_cluster(regions: Sequence[str], strategy: str = "field-merge", *,
                 "redis_url", "regions replicate over Redis Streams: give a redis:// URL, or "
                 "None for an in-process fakeredis", "redis_url"))
         redis_client = (fakeredis.FakeRedis(server=fakeredis.FakeServer()) if redis_url is None
-                        else redis.Redis.from_url(redis_url, socket_connect_timeout=2,
-                                                  socket_timeout=10))
+                        else stream_client(redis_url))
     if database_url:
         from m11_tenant.regions.postgres import region_urls
 

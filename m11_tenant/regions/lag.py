@@ -42,14 +42,18 @@ class PairLag:
 class LagMonitor:
     """Recent commit-to-apply times per (source, target) pair, and the alert threshold.
 
-    ``alert_ms``: a pair alerts when its p95 lag, or the age of its oldest change not yet
-    applied, is above it; ``None`` turns alerts off.
+    ``alert_ms``: a pair alerts when the p95 lag of the changes applied in the last
+    ``alert_window_ms``, or the age of its oldest change not yet applied, is above it;
+    ``None`` turns alerts off. The time window is what lets an alert clear once a region
+    has caught up, even if little traffic follows; the percentiles reported beside it are
+    over the last ``window`` samples, whenever they came.
     """
 
-    def __init__(self, *, alert_ms: float | None = 5_000.0, window: int = WINDOW):
-        self.window = window
+    def __init__(self, *, alert_ms: float | None = 5_000.0, window: int = WINDOW,
+                 alert_window_ms: float = 60_000.0):
+        self.window, self.alert_window_ms = window, alert_window_ms
         self.alert_ms = alert_ms
-        self._samples: dict[tuple[str, str], deque[float]] = {}
+        self._samples: dict[tuple[str, str], deque[tuple[float, float]]] = {}
         self._lock = threading.Lock()
 
     @property
@@ -64,27 +68,33 @@ class LagMonitor:
                 "alert_ms"))
         self._alert_ms = value
 
-    def record(self, source: str, target: str, lag_ms: float) -> None:
-        """One change from ``source`` applied in ``target`` ``lag_ms`` after its commit."""
+    def record(self, source: str, target: str, lag_ms: float, at_ms: float = 0.0) -> None:
+        """One change from ``source`` applied in ``target`` ``lag_ms`` after its commit, at
+        ``at_ms`` on the applying region's clock."""
         with self._lock:
             self._samples.setdefault((source, target), deque(maxlen=self.window)).append(
-                max(0.0, float(lag_ms)))
+                (float(at_ms), max(0.0, float(lag_ms))))
 
     def samples(self, source: str, target: str) -> list[float]:
         """The recent lags of one pair, oldest first (for plots)."""
         with self._lock:
-            return list(self._samples.get((source, target), ()))
+            return [lag for _at, lag in self._samples.get((source, target), ())]
 
     def summary(self, source: str, target: str, *, backlog: int = 0,
-                oldest_unapplied_ms: float = 0.0) -> PairLag:
-        ordered = sorted(self.samples(source, target))
-        p95 = percentile(ordered, 95)
-        alert = self.alert_ms is not None and max(p95, oldest_unapplied_ms) > self.alert_ms
-        return PairLag(source, target, percentile(ordered, 50), p95, percentile(ordered, 99),
-                       ordered[-1] if ordered else 0.0, len(ordered), backlog,
-                       oldest_unapplied_ms, alert)
+                oldest_unapplied_ms: float = 0.0, now_ms: float | None = None) -> PairLag:
+        """The pair's figures; ``now_ms`` (the target's clock) limits the alert's p95 to the
+        last ``alert_window_ms`` (``None``: every sample counts)."""
+        with self._lock:
+            timed = list(self._samples.get((source, target), ()))
+        ordered = sorted(lag for _at, lag in timed)
+        recent = ordered if now_ms is None else sorted(
+            lag for at, lag in timed if now_ms - at <= self.alert_window_ms)
+        alert = self.alert_ms is not None and max(
+            percentile(recent, 95), oldest_unapplied_ms) > self.alert_ms
+        return PairLag(source, target, percentile(ordered, 50), percentile(ordered, 95),
+                       percentile(ordered, 99), ordered[-1] if ordered else 0.0,
+                       len(ordered), backlog, oldest_unapplied_ms, alert)
 
     def reset(self) -> None:
         with self._lock:
             self._samples.clear()
-

@@ -6,6 +6,10 @@ Kept apart from the rest of the package so that only a process serving ``/metric
     from m11_tenant.regions.metrics import ReplicationCollector
     registry.register(ReplicationCollector(cluster))          # every pair
     registry.register(ReplicationCollector(cluster.region("eu")))  # pairs into eu only
+    registry.register(RegionStateCollector(cluster.region("eu")))  # eu's apply-loop counters
+
+A scrape never fails because Redis is away: the lag families are then empty and
+``m11_replication_streams_up`` is 0.
 """
 
 from __future__ import annotations
@@ -14,9 +18,11 @@ from collections.abc import Iterator
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from m11_tenant.errors import ServiceUnavailableError
+from m11_tenant.regions.cluster import RegionRepository
 from m11_tenant.regions.lag import PairLag
 
 
@@ -35,7 +41,12 @@ class ReplicationCollector(Collector):
         self.source = source
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        pairs = list(self.source.lag().values())
+        try:
+            pairs, reachable = list(self.source.lag().values()), 1.0
+        except ServiceUnavailableError:  # a scrape must answer while Redis is away
+            pairs, reachable = [], 0.0
+        yield GaugeMetricFamily("m11_replication_streams_up",
+                                "1 when the change streams' Redis answers", value=reachable)
         labels = ["source", "target"]
         lag = GaugeMetricFamily("m11_replication_lag_ms",
                                 "Commit-to-apply time of replicated config changes (recent "
@@ -61,6 +72,33 @@ class ReplicationCollector(Collector):
         if self.source.lag_alert_ms is not None:
             yield GaugeMetricFamily("m11_replication_lag_alert_threshold_ms",
                                     "The lag alert threshold", value=self.source.lag_alert_ms)
+
+
+class RegionStateCollector(Collector):
+    """The apply loop's counters of one region process: what ``/metrics`` shows beside the
+    lag (applied changes, unsent outbox, errors, conflicts detected here)."""
+
+    def __init__(self, repository: RegionRepository):
+        self.repository = repository
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        state = self.repository.region.stats()
+        for name, doc, key in (
+            ("m11_replication_applied", "Peer changes applied here", "applied"),
+            ("m11_replication_apply_seconds", "Time spent merging, storing and acknowledging "
+             "peer changes (not waiting for them)", "apply_seconds"),
+            ("m11_replication_publish_errors", "Publishes after a commit that failed (the "
+             "events waited in the outbox)", "publish_errors"),
+            ("m11_replication_transport_errors", "Apply-loop rounds that found Redis "
+             "unreachable", "transport_errors"),
+            ("m11_replication_apply_errors", "Apply-loop rounds that failed otherwise",
+             "apply_errors"),
+        ):
+            yield CounterMetricFamily(name, doc, value=state[key])
+        yield GaugeMetricFamily("m11_replication_outbox", "Changes committed here, not yet "
+                                "on the stream", value=state["outbox"])
+        yield GaugeMetricFamily("m11_replication_conflicts", "Conflicts detected here",
+                                value=state["conflicts"])
 
 
 def metrics_text(source: LagSource) -> str:

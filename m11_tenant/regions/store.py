@@ -150,6 +150,11 @@ class ReplicaJournal(ABC):
         self._committed()
         return record
 
+    def write_many(self, builds: Any, change: Change) -> tuple[list[ConfigRecord], list[str]]:
+        result = super().write_many(builds, change)  # type: ignore[misc]
+        self._committed()
+        return result  # type: ignore[no-any-return]
+
     def delete(self, tenant_id: str, change: Change) -> ConfigRecord:
         record = super().delete(tenant_id, change)  # type: ignore[misc]
         self._committed()

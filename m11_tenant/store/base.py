@@ -6,8 +6,10 @@ PostgreSQL are interchangeable and one contract test suite covers both.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
@@ -15,6 +17,7 @@ from typing import Any, Protocol
 
 from m11_tenant.errors import ConfigNotFoundError, TenantLockedError, VersionConflictError
 from m11_tenant.schema import config_diff
+from m11_tenant.text import check_text
 
 Clock = Callable[[], datetime]
 
@@ -55,6 +58,7 @@ class AuditEntry:
     version: int | None
     diff: dict[str, Any]
     reason: str | None
+    count: int = 1  # refused attempts: how many in the row's window (see record_refusal)
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,18 @@ class Change:
     action: str = "update"
     reason: str | None = None
     expected_version: int | None = None
+
+    def __post_init__(self) -> None:
+        # The last line of defence for the audit log: whatever path a write took (API,
+        # console, CLI import, notebook), its who and why are one line of plain text.
+        check_text(self.actor, "actor")
+        if self.reason is not None:
+            check_text(self.reason, "reason")
+
+
+def locked_message(tenant_id: str) -> str:
+    return (f"tenant {tenant_id!r} has locked its config against platform bulk changes, so "
+            "it was skipped; change it on its own, or ask the tenant to unlock it")
 
 
 #: The role a platform bulk change writes with: a tenant that locked its config is skipped
@@ -151,6 +167,9 @@ class ConfigStore(Protocol):
 
     def write(self, tenant_id: str, build: BuildConfig, change: Change) -> ConfigRecord: ...
 
+    def write_many(self, builds: Mapping[str, BuildConfig], change: Change
+                   ) -> tuple[list[ConfigRecord], list[str]]: ...
+
     def delete(self, tenant_id: str, change: Change) -> ConfigRecord: ...
 
     def list_tenants(self, limit: int = 100, offset: int = 0) -> list[str]: ...
@@ -164,6 +183,8 @@ class ConfigStore(Protocol):
 
     def record_audit(self, tenant_id: str, change: Change, diff: dict[str, Any] | None = None,
                      version: int | None = None) -> None: ...
+
+    def record_refusal(self, tenant_id: str, change: Change, window_seconds: int) -> None: ...
 
     def record_usage(self, tenant_id: str, day: date, *, queries: int, prompt_tokens: int,
                      completion_tokens: int, cost_usd: float) -> None: ...
@@ -245,6 +266,11 @@ class TransactionalStore(ABC):
         """Append one line to the audit log."""
 
     @abstractmethod
+    def _count_audit(self, at: str, tenant_id: str, change: Change, aggregate_key: str) -> None:
+        """Add one to the audit row named ``aggregate_key`` (``at`` becomes the latest
+        time), or insert it with a count of 1."""
+
+    @abstractmethod
     def _is_locked(self, tenant_id: str) -> bool:
         """Whether the tenant's lock row exists (read inside the current transaction)."""
 
@@ -285,29 +311,46 @@ class TransactionalStore(ABC):
         """Build and store a new version atomically; a stale ``expected_version`` fails."""
         with self._transaction():
             if change.role == BULK_ROLE and self._is_locked(tenant_id):
-                raise TenantLockedError(
-                    f"tenant {tenant_id!r} has locked its config against platform bulk "
-                    "changes, so it was skipped; change it on its own, or ask the tenant to "
-                    "unlock it"
-                )
-            current = self._read_current(tenant_id)
-            current_version = current.version if current else 0
-            if change.expected_version is not None and change.expected_version != current_version:
-                raise VersionConflictError(tenant_id, change.expected_version, current_version)
-            config = build(current)
-            version = max(current_version, self._max_history_version(tenant_id)) + 1
-            now = self._now()
-            record = ConfigRecord(tenant_id, config, version, now, change.actor)
-            self._put_current(record)
-            self._append_history(
-                HistoryEntry(tenant_id, version, config, now, change.actor, change.action)
-            )
-            self._trim_history(tenant_id, version - self.history_limit + 1)
-            # A lowered query_log_size (0: the log is off) applies at once, in this transaction.
-            self._trim_query_log(tenant_id, int(config.get("query_log_size", 0)), None)
-            self._append_audit(now, tenant_id, change, version,
-                               config_diff(current.config if current else None, config))
-            return record
+                raise TenantLockedError(locked_message(tenant_id))
+            return self._write_in_transaction(tenant_id, build, change)
+
+    def write_many(self, builds: Mapping[str, BuildConfig], change: Change
+                   ) -> tuple[list[ConfigRecord], list[str]]:
+        """Write several tenants in ONE transaction: all of them, or (on any error) none.
+
+        With the bulk role a locked tenant is skipped, not an error. Returns the records
+        written and the tenant ids skipped.
+        """
+        written: list[ConfigRecord] = []
+        skipped: list[str] = []
+        with self._transaction():
+            for tenant_id, build in builds.items():
+                if change.role == BULK_ROLE and self._is_locked(tenant_id):
+                    skipped.append(tenant_id)
+                else:
+                    written.append(self._write_in_transaction(tenant_id, build, change))
+        return written, skipped
+
+    def _write_in_transaction(self, tenant_id: str, build: BuildConfig,
+                              change: Change) -> ConfigRecord:
+        current = self._read_current(tenant_id)
+        current_version = current.version if current else 0
+        if change.expected_version is not None and change.expected_version != current_version:
+            raise VersionConflictError(tenant_id, change.expected_version, current_version)
+        config = build(current)
+        version = max(current_version, self._max_history_version(tenant_id)) + 1
+        now = self._now()
+        record = ConfigRecord(tenant_id, config, version, now, change.actor)
+        self._put_current(record)
+        self._append_history(
+            HistoryEntry(tenant_id, version, config, now, change.actor, change.action)
+        )
+        self._trim_history(tenant_id, version - self.history_limit + 1)
+        # A lowered query_log_size (0: the log is off) applies at once, in this transaction.
+        self._trim_query_log(tenant_id, int(config.get("query_log_size", 0)), None)
+        self._append_audit(now, tenant_id, change, version,
+                           config_diff(current.config if current else None, config))
+        return record
 
     def delete(self, tenant_id: str, change: Change) -> ConfigRecord:
         """Remove the current config (history stays, so a later rollback can restore it)."""
@@ -331,6 +374,18 @@ class TransactionalStore(ABC):
         """Append an audit line that goes with no write (a refused attempt, an import plan)."""
         with self._transaction():
             self._append_audit(self._now(), tenant_id, change, version, diff or {})
+
+    def record_refusal(self, tenant_id: str, change: Change, window_seconds: int) -> None:
+        """Count a refused attempt in ONE audit row per tenant, actor, action and reason
+        per window of ``window_seconds`` (UTC-aligned), so repeating it cannot flood the log.
+        """
+        now = self.clock()
+        start = int(now.timestamp()) // window_seconds * window_seconds
+        key = hashlib.sha256(json.dumps(
+            [start, tenant_id, change.actor, change.role, change.action, change.reason]
+        ).encode()).hexdigest()
+        with self._transaction():
+            self._count_audit(now.isoformat(timespec="seconds"), tenant_id, change, key)
 
     def set_locked(self, tenant_id: str, locked: bool, change: Change) -> bool:
         """Lock or unlock the tenant against bulk changes; False when already in that state."""

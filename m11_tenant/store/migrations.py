@@ -52,6 +52,14 @@ def _sqlite_v3_keys_and_locks(db: sqlite_utils.Database) -> None:
     )
 
 
+def _sqlite_v6_audit_counts(db: sqlite_utils.Database) -> None:
+    # Refused attempts are one row per caller, target and action per window, with a count;
+    # aggregate_key names that group (NULL for every other row: NULLs never collide).
+    db["audit_log"].add_column("count", int, not_null_default=1)
+    db["audit_log"].add_column("aggregate_key", str)
+    db.execute("CREATE UNIQUE INDEX audit_log_aggregate ON audit_log (aggregate_key)")
+
+
 def _sqlite_v7_query_log(db: sqlite_utils.Database) -> None:
     # The opt-in per-tenant query log (questions redacted before they get here).
     db["query_log"].create(
@@ -76,6 +84,7 @@ SQLITE_MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]
     (1, "tenant configs, history, audit log", _sqlite_v1_core),
     (2, "daily usage ledger", _sqlite_v2_usage),
     (3, "API keys (hashed) and tenant locks", _sqlite_v3_keys_and_locks),
+    (6, "aggregated audit rows for refused attempts", _sqlite_v6_audit_counts),
     (7, "opt-in per-tenant query log", _sqlite_v7_query_log),
     (8, "cost alerts per tenant, month and threshold", _sqlite_v8_cost_alerts),
 ]
@@ -142,6 +151,11 @@ POSTGRES_MIGRATIONS: list[tuple[int, str, str]] = [
             locked_by text NOT NULL,
             reason    text
         );
+    """),
+    (6, "aggregated audit rows for refused attempts", """
+        ALTER TABLE audit_log ADD COLUMN count integer NOT NULL DEFAULT 1,
+                              ADD COLUMN aggregate_key text;
+        CREATE UNIQUE INDEX audit_log_aggregate ON audit_log (aggregate_key);
     """),
     (7, "opt-in per-tenant query log", """
         CREATE TABLE query_log (

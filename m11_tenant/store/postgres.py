@@ -228,6 +228,15 @@ class PostgresStore(TransactionalStore):
              change.reason),
         )
 
+    def _count_audit(self, at: str, tenant_id: str, change: Change, aggregate_key: str) -> None:
+        self._rows(
+            "INSERT INTO audit_log (at, actor, role, tenant_id, action, version, diff, reason, "
+            "count, aggregate_key) VALUES (%s, %s, %s, %s, %s, NULL, '{}', %s, 1, %s) "
+            "ON CONFLICT (aggregate_key) DO UPDATE SET count = audit_log.count + 1, "
+            "at = excluded.at",
+            (at, change.actor, change.role, tenant_id, change.action, change.reason,
+             aggregate_key))
+
     # ---- reads ----------------------------------------------------------------------------
     def get(self, tenant_id: str) -> ConfigRecord | None:
         rows = self._rows(f"{_CURRENT} WHERE tenant_id = %s", (tenant_id,))
@@ -258,8 +267,9 @@ class PostgresStore(TransactionalStore):
     def audit(self, tenant_id: str | None = None, limit: int = 100,
               offset: int = 0) -> list[AuditEntry]:
         where, params = ("WHERE tenant_id = %s", (tenant_id,)) if tenant_id else ("", ())
-        rows = self._rows("SELECT id, at, actor, role, tenant_id, action, version, diff, reason "
-                          f"FROM audit_log {where} ORDER BY id DESC LIMIT %s OFFSET %s",
+        rows = self._rows("SELECT id, at, actor, role, tenant_id, action, version, diff, "
+                          f"reason, count FROM audit_log {where} ORDER BY id DESC "
+                          "LIMIT %s OFFSET %s",
                           (*params, limit, offset))
         return [AuditEntry(*row) for row in rows]
 

@@ -165,6 +165,14 @@ class SQLiteStore(TransactionalStore):
              "reason": change.reason}
         )
 
+    def _count_audit(self, at: str, tenant_id: str, change: Change, aggregate_key: str) -> None:
+        self.db.execute(
+            "INSERT INTO audit_log (at, actor, role, tenant_id, action, version, diff, reason, "
+            "count, aggregate_key) VALUES (?, ?, ?, ?, ?, NULL, '{}', ?, 1, ?) "
+            "ON CONFLICT (aggregate_key) DO UPDATE SET count = count + 1, at = excluded.at",
+            (at, change.actor, change.role, tenant_id, change.action, change.reason,
+             aggregate_key))
+
     def _is_locked(self, tenant_id: str) -> bool:
         return bool(self._read("SELECT 1 FROM tenant_locks WHERE tenant_id = ?", (tenant_id,)))
 
@@ -256,8 +264,8 @@ class SQLiteStore(TransactionalStore):
         rows = self._read(f"SELECT * FROM audit_log {where} ORDER BY id DESC LIMIT ? OFFSET ?",
                           (*params, limit, offset))
         return [AuditEntry(r["id"], r["at"], r["actor"], r["role"], r["tenant_id"],
-                           r["action"], r["version"], json.loads(r["diff"]), r["reason"])
-                for r in rows]
+                           r["action"], r["version"], json.loads(r["diff"]), r["reason"],
+                           r["count"]) for r in rows]
 
     def query_log(self, tenant_id: str, *, limit: int,
                   max_age_days: int = QUERY_LOG_MAX_AGE_DAYS) -> list[LoggedQuery]:

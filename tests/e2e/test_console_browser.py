@@ -257,7 +257,9 @@ def test_a_tenant_key_sees_only_its_own_tenant(page, live_server, artifacts):
     shoot(page, artifacts, "09-forbidden")
     page.goto(live_server.url("/console"))
     assert page.url.endswith(f"/console/t/{tid}")
-    assert live_server.repo.get_audit_log(other)[0].action == "denied"
+    # Counted under the caller's own tenant, never written into the other tenant's log.
+    assert live_server.repo.get_audit_log(tid)[0].action == "denied"
+    assert all(e.action != "denied" for e in live_server.repo.get_audit_log(other))
     with page.expect_navigation():
         page.click("button:has-text('Sign out')")
     assert page.url.endswith("/console/login")
