@@ -70,10 +70,11 @@ lab: setup
 lab-command:
 	@echo '$(LAB_COMMAND)'
 
-## Serve the management API (seeds the example tenants on first start).
+## Serve the management API (seeds the example tenants on first start). Without M11_ADMIN_KEY,
+## the admin key is generated once and kept in .m11/admin_key (mode 600).
 serve: setup
 	$(BIN)/python -m m11_tenant seed
-	$(BIN)/python -m m11_tenant serve --host $(HOST) --port $(PORT)
+	$(BIN)/python -m m11_tenant serve --host $(HOST) --port $(PORT) --admin-key-file .m11/admin_key
 
 lint: setup
 	$(BIN)/python -m ruff check m11_tenant tests bench

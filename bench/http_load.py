@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-ADMIN_KEY = "bench-admin-key"
+ADMIN_KEY = "m11a_bench-admin-key-0123456789-abcdefXYZ"
 TENANTS = 100
 PLANS = ("pro", "enterprise", "starter")
 QUESTIONS = ("What is hybrid search?", "How do I roll back a tenant's config?",

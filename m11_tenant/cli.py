@@ -39,6 +39,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--strategy", choices=("field-merge", "lww"),
                        help="conflict resolution between regions (default: "
                        "M11_REGION_STRATEGY, else field-merge)")
+    serve.add_argument("--admin-key-file", metavar="PATH",
+                       help="when M11_ADMIN_KEY is not set: the admin key kept in this file "
+                       "(created with a strong random key on first use; `make serve` uses "
+                       ".m11/admin_key)")
 
     export = sub.add_parser("export", help="write every tenant's config to a JSON/YAML file")
     export.add_argument("--database-url", help="default: DATABASE_URL or sqlite:///m11_tenant.db")
@@ -162,9 +166,11 @@ def _serve(args: argparse.Namespace) -> int:
     """Start uvicorn on the app factory; settings travel to the workers through the env."""
     import uvicorn
 
-    from m11_tenant.api.auth import new_admin_key
+    from m11_tenant.api.auth import check_admin_key, new_admin_key
     from m11_tenant.api.server import protocol
     from m11_tenant.api.settings import api_settings
+    from m11_tenant.errors import WeakAdminKeyError
+    from m11_tenant.settings import load_settings
 
     if args.database_url:
         os.environ["DATABASE_URL"] = args.database_url
@@ -183,11 +189,44 @@ def _serve(args: argparse.Namespace) -> int:
         os.environ["REDIS_URL"] = ""
         print("note: several workers and no REDIS_URL: the config cache is off and rate "
               "limits count per worker; set REDIS_URL to share them", file=sys.stderr)
-    if not os.environ.get("M11_ADMIN_KEY"):
-        os.environ["M11_ADMIN_KEY"] = new_admin_key()
-        print(f"M11_ADMIN_KEY is not set; this server's admin key is: "
-              f"{os.environ['M11_ADMIN_KEY']}", file=sys.stderr, flush=True)
+    try:
+        configured = load_settings().m11_admin_key  # the environment, or .env
+        if configured:
+            check_admin_key(configured)
+        elif args.admin_key_file:
+            os.environ["M11_ADMIN_KEY"] = _kept_admin_key(Path(args.admin_key_file))
+        else:
+            os.environ["M11_ADMIN_KEY"] = new_admin_key()
+            print(f"M11_ADMIN_KEY is not set; this server's admin key is: "
+                  f"{os.environ['M11_ADMIN_KEY']}", file=sys.stderr, flush=True)
+    except WeakAdminKeyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     uvicorn.run(app, factory=True, host=args.host, port=args.port,
                 workers=args.workers, access_log=not args.no_access_log,
                 http=protocol(api_settings().m11_header_timeout))
     return 0
+
+
+def _kept_admin_key(path: Path) -> str:
+    """The admin key kept in ``path``, made (strong, random, readable only by its owner)
+    on first use, so the embedded setup keeps one key across restarts.
+
+    Raises:
+        WeakAdminKeyError: the file holds a key too weak to use.
+    """
+    from m11_tenant.api.auth import check_admin_key, new_admin_key
+
+    if path.exists():
+        key = path.read_text(encoding="utf-8").strip()
+        print(f"admin key: the one kept in {path} (sign in with it: cat {path})",
+              file=sys.stderr, flush=True)
+        return check_admin_key(key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = new_admin_key()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as sink:
+        sink.write(key + "\n")
+    print(f"admin key: a new one, kept in {path} (readable only by you; sign in with it: "
+          f"cat {path})", file=sys.stderr, flush=True)
+    return key

@@ -10,6 +10,8 @@ that one class, or a branch of it::
     ├── ConfigNotFoundError (also a LookupError)     nothing stored for that tenant/version
     ├── VersionConflictError                         a write carried a stale version
     ├── TenantLockedError                            locked against platform bulk changes
+    ├── PlatformOwnedFieldError                      a tenant tried to change a platform field
+    ├── WeakAdminKeyError                            M11_ADMIN_KEY too short or too common
     ├── ServiceUnavailableError                      a backing service is down
     │   └── StoreUnavailableError                    the database is down: writes are refused
     └── QueryRefusedError                            the RAG pipeline refused a query
@@ -87,6 +89,25 @@ class VersionConflictError(TenantConfigError):
 
 class TenantLockedError(TenantConfigError):
     """The tenant locked its config against platform bulk changes."""
+
+
+class PlatformOwnedFieldError(TenantConfigError):
+    """A tenant tried to change a field only the platform may set (``plan``); nothing was
+    stored. ``errors`` names each field, like a validation error's."""
+
+    def __init__(self, tenant_id: str, fields: list[str]):
+        self.errors = [FieldError(name, f"{name} is set by the platform admin, not by the "
+                                  "tenant; ask the platform to change it", "platform_owned")
+                       for name in fields]
+        super().__init__(f"tenant {tenant_id!r} may not change {', '.join(fields)}: only the "
+                         "platform admin may; nothing was stored")
+
+    def as_dicts(self) -> list[dict[str, str]]:
+        return [e.as_dict() for e in self.errors]
+
+
+class WeakAdminKeyError(TenantConfigError):
+    """The configured admin key is too weak to guard every tenant; the server won't start."""
 
 
 class ServiceUnavailableError(TenantConfigError):

@@ -23,10 +23,17 @@ from m11_tenant.errors import (
     InvalidTenantIdError,
     StoreUnavailableError,
 )
-from m11_tenant.schema import TenantConfig, apply_update, validate_config, validate_tenant_id
+from m11_tenant.schema import (
+    PLATFORM_OWNED_FIELDS,
+    TenantConfig,
+    apply_update,
+    validate_config,
+    validate_tenant_id,
+)
 from m11_tenant.stats import LoadStats
 from m11_tenant.store import (
     BULK_ROLE,
+    PLATFORM_ROLES,
     AuditEntry,
     Change,
     ConfigRecord,
@@ -183,15 +190,17 @@ class TenantConfigRepository:
             StoreUnavailableError: the database is down; nothing was stored.
         """
         validate_tenant_id(tenant_id)
-        if not merge:  # a replacement can be checked before taking the write lock
+        platform = role in PLATFORM_ROLES
+        if not merge and platform:  # a replacement can be checked before the write lock
             self._validated(tenant_id, lambda: apply_update(DEFAULT_CONFIG, updates, merge=False))
         action = "update" if merge else "replace"
 
         def build(current: ConfigRecord | None) -> dict[str, Any]:
-            base = DEFAULT_CONFIG if current is None else validate_config(current.config,
-                                                                          stored=True)
-            return self._validated(
-                tenant_id, lambda: apply_update(base, updates, merge=merge)
+            # Inside the write transaction: the platform-owned fields are compared with the
+            # stored ones, so no concurrent plan change slips between check and write.
+            base = _stored_config(current)
+            return self._validated(tenant_id, lambda: apply_update(
+                base, updates, merge=merge, platform=platform, tenant_id=tenant_id)
             ).model_dump()
 
         change = Change(actor, role, action, reason, expected_version)
@@ -199,14 +208,18 @@ class TenantConfigRepository:
 
     def update_many(self, tenant_ids: Sequence[str], updates: Mapping[str, Any],
                     merge: bool = True, *, actor: str = "system", role: str = BULK_ROLE,
-                    reason: str | None = None) -> tuple[list[ResolvedConfig], list[str]]:
+                    reason: str | None = None
+                    ) -> tuple[list[ResolvedConfig], list[str], set[str]]:
         """Apply one change to many tenants, all or nothing (a platform bulk change).
 
         Every tenant id is checked before anything is read, and the change is validated
         against each tenant's current config inside one store transaction: one bad id or
         one tenant the change is invalid for, and nothing is stored. With the bulk role a
-        tenant that locked its config is skipped. Returns the written configs and the
-        skipped tenant ids.
+        tenant that locked its config is skipped -- except for the platform-owned fields
+        (``plan``): a lock shields the tenant's own settings, not the platform's, so those
+        still apply to it, and the audit line says why only they did. Returns the written
+        configs, the skipped tenant ids, and the locked tenants that got only the
+        platform-owned fields.
 
         Raises:
             ConfigValidationError: naming the tenant (``tenants[i]`` for an id, the config
@@ -224,13 +237,19 @@ class TenantConfigRepository:
         if not merge:
             self._validated("", lambda: apply_update(DEFAULT_CONFIG, updates, merge=False))
 
-        def build_for(tenant_id: str) -> Callable[[ConfigRecord | None], dict[str, Any]]:
+        owned = {k: v for k, v in updates.items() if k in PLATFORM_OWNED_FIELDS}
+        owned_only: set[str] = set()
+
+        def build_for(tenant_id: str, change_set: Mapping[str, Any], mode: bool,
+                      only: bool = False) -> Callable[[ConfigRecord | None], dict[str, Any]]:
             def build(current: ConfigRecord | None) -> dict[str, Any]:
+                if only:
+                    owned_only.add(tenant_id)
                 base = DEFAULT_CONFIG if current is None else validate_config(
                     current.config, stored=True)
                 try:
                     return self._validated(
-                        tenant_id, lambda: apply_update(base, updates, merge=merge)
+                        tenant_id, lambda: apply_update(base, change_set, merge=mode)
                     ).model_dump()
                 except ConfigValidationError as exc:
                     raise ConfigValidationError(
@@ -241,24 +260,50 @@ class TenantConfigRepository:
             return build
 
         change = Change(actor, role, "update" if merge else "replace", reason)
-        builds = {tenant_id: build_for(tenant_id) for tenant_id in dict.fromkeys(tenant_ids)}
+        targets = list(dict.fromkeys(tenant_ids))
+        builds = {tenant_id: build_for(tenant_id, updates, merge) for tenant_id in targets}
+        when_locked = None
+        if owned and role == BULK_ROLE:
+            locked_change = Change(actor, role, "update", (
+                f"{reason or 'bulk change'} [tenant locked: only the platform-owned "
+                f"{', '.join(owned)} applied; a lock does not cover it]"))
+            when_locked = (locked_change, {tenant_id: build_for(tenant_id, owned, True, True)
+                                           for tenant_id in targets})
         try:
-            written, skipped = self.store.write_many(builds, change)
+            written, skipped = self.store.write_many(builds, change, when_locked)
         except StoreUnavailableError as exc:
             raise StoreUnavailableError(
                 f"the database is unavailable, so the bulk change was NOT saved for any "
                 f"tenant; retry when it is back ({exc})") from exc
         for record in written:
             self._invalidate(record.tenant_id, record.version)
-        return [_written(record) for record in written], skipped
+        return [_written(record) for record in written], skipped, owned_only
+
+    def propose(self, tenant_id: str, updates: Mapping[str, Any] | TenantConfig,
+                merge: bool = True, *, role: str = "admin"
+                ) -> tuple[ResolvedConfig, TenantConfig]:
+        """The current config and the one ``updates`` would make, checked exactly as
+        :meth:`update_config` checks it (platform-owned fields included); nothing is stored.
+
+        Raises:
+            ConfigValidationError, PlatformOwnedFieldError: as ``update_config`` would.
+        """
+        current = self.get_record(tenant_id)
+        return current, apply_update(current.config, updates, merge=merge,
+                                     platform=role in PLATFORM_ROLES, tenant_id=tenant_id)
 
     def rollback(self, tenant_id: str, version: int, *, expected_version: int | None = None,
                  actor: str = "system", role: str = "admin",
                  reason: str | None = None) -> ResolvedConfig:
         """Restore a kept version as a new version (history is never rewritten).
 
+        A tenant's rollback (a role outside ``PLATFORM_ROLES``) restores every field but
+        the platform-owned ones, which keep their current values: a tenant cannot bring
+        back a plan the platform has since changed.
+
         Raises:
             ConfigNotFoundError: that version is not (or no longer) kept.
+            ConfigValidationError: the version does not fit the current plan (tenant).
         """
         kept = {entry.version: entry for entry in self.get_history(tenant_id)}
         if version not in kept:
@@ -267,10 +312,20 @@ class TenantConfigRepository:
                 f"{sorted(kept) or 'none'}"
             )
         target = self._validated(tenant_id, lambda: validate_config(kept[version].config))
+        platform = role in PLATFORM_ROLES
+        restored = target.model_dump()
+        if not platform:
+            restored = {k: v for k, v in restored.items() if k not in PLATFORM_OWNED_FIELDS}
+
+        def build(current: ConfigRecord | None) -> dict[str, Any]:
+            return self._validated(tenant_id, lambda: apply_update(
+                _stored_config(current), restored, merge=False, platform=platform,
+                tenant_id=tenant_id)).model_dump()
+
         change = Change(actor, role, "rollback",
                         reason or f"rollback to version {version}", expected_version)
-        return _written(self._commit(tenant_id, lambda: self.store.write(
-            tenant_id, lambda _current: target.model_dump(), change)))
+        return _written(self._commit(tenant_id, lambda: self.store.write(tenant_id, build,
+                                                                         change)))
 
     def delete_config(self, tenant_id: str, *, expected_version: int | None = None,
                       actor: str = "system", role: str = "admin",
@@ -357,6 +412,10 @@ class TenantConfigRepository:
         if self.listener is not None:
             self.listener.stop()
         self.store.close()
+
+
+def _stored_config(record: ConfigRecord | None) -> TenantConfig:
+    return DEFAULT_CONFIG if record is None else validate_config(record.config, stored=True)
 
 
 def _written(record: ConfigRecord) -> ResolvedConfig:

@@ -37,6 +37,7 @@ from m11_tenant.errors import (
     ConfigValidationError,
     FieldError,
     InvalidTenantIdError,
+    PlatformOwnedFieldError,
     TemplateError,
 )
 from m11_tenant.text import json_text_errors, text_problem
@@ -329,8 +330,6 @@ class TenantConfig(BaseModel):
 
 
 CONFIG_FIELDS = tuple(TenantConfig.model_fields)
-# Fields only the platform admin may write (a tenant key changing them is refused).
-PLATFORM_OWNED_FIELDS: frozenset[str] = frozenset({"plan"})
 BRANDING_FIELDS = tuple(Branding.model_fields)
 
 
@@ -424,12 +423,26 @@ def _unknown_field_message(loc: tuple[Any, ...]) -> str:
     return f"unknown field {name!r}; {hint}allowed: {', '.join(allowed)}"
 
 
-def apply_update(current: TenantConfig, updates: object, *, merge: bool) -> TenantConfig:
+#: Fields only the platform admin may change. The plan decides everything a tenant may
+#: spend: its daily query quota, monthly budget, allowed models and ``max_tokens`` cap; the
+#: tenant's own ``model`` and ``max_tokens`` are choices inside those bounds, so they stay
+#: the tenant's. Enforced by :func:`apply_update` with ``platform=False``, which every
+#: tenant write, replace, rollback and preview goes through (see the repository).
+PLATFORM_OWNED_FIELDS: tuple[str, ...] = ("plan",)
+
+
+def apply_update(current: TenantConfig, updates: object, *, merge: bool,
+                 platform: bool = True, tenant_id: str = "") -> TenantConfig:
     """Return the config that ``updates`` produces, without storing anything.
 
     ``merge=True`` changes only the fields given (and, inside ``branding``, only the keys
     given); ``merge=False`` replaces the whole config, so every field not given goes back
     to its default. ``prompt_variables`` is one value: a merge replaces it whole.
+
+    ``platform=False`` is a change made by the tenant itself: giving a platform-owned field
+    a value other than its current one raises :class:`PlatformOwnedFieldError` (naming
+    ``tenant_id``), and a replacement keeps the current values of those fields instead of
+    resetting them to the defaults.
     """
     if isinstance(updates, TenantConfig):
         updates = updates.model_dump()
@@ -438,6 +451,13 @@ def apply_update(current: TenantConfig, updates: object, *, merge: bool) -> Tena
             FieldError("config", f"expected an object of fields, got {type(updates).__name__}",
                        "object_type")
         )
+    if not platform:
+        owned = {name: getattr(current, name) for name in PLATFORM_OWNED_FIELDS}
+        refused = [name for name, value in owned.items()
+                   if name in updates and updates[name] != value]
+        if refused:
+            raise PlatformOwnedFieldError(tenant_id, refused)
+        updates = {**updates, **owned}
     if not merge:
         return validate_config(updates)
     merged = current.model_dump()

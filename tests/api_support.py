@@ -13,7 +13,7 @@ from m11_tenant.api import ApiSettings, create_app
 from m11_tenant.rag import RagPipeline
 from m11_tenant.repository import TenantConfigRepository
 
-ADMIN_KEY = "test-admin-key-0123456789"
+ADMIN_KEY = "m11a_test-admin-key-0123456789-abcdefXYZ"
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 

@@ -11,7 +11,7 @@ from m11_tenant.api import ApiSettings, create_app
 from m11_tenant.regions import ManualClock, open_cluster
 from m11_tenant.regions.metrics import RegionStateCollector, ReplicationCollector
 
-ADMIN = {"Authorization": "Bearer regions-admin-key-0123456789"}
+ADMIN = {"Authorization": "Bearer m11a_regions-admin-key-0123456789-abcdefXYZ"}
 
 
 def test_a_region_behind_the_api_replicates_and_reports_its_lag(tmp_path, tenant_id):

@@ -169,7 +169,8 @@ def test_a_time_budget_cuts_a_replay_short(repo, tenant_id):
 def test_replays_count_against_the_preview_rate_limit(repo, tenant_id):
     api = make_api(repo, m11_rate_previews="2/hour")
     key = api.key_for(tenant_id)
-    api.write(tenant_id, {"query_log_size": 10})
+    # The plan is the admin's to set: a tenant's preview may only keep it (issue 12).
+    api.write(tenant_id, {"query_log_size": 10, "plan": "starter"})
     api.client.post("/query", headers=key, json={"tenant_id": tenant_id, "query": QUESTIONS[0]})
     assert [preview(api, tenant_id, key, replay=1).status_code for _ in range(3)] == [
         200, 200, 429]

@@ -11,20 +11,19 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-import fakeredis
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi_offline import FastAPIOffline
 
 from m11_tenant.api import routes_admin, routes_config
-from m11_tenant.api.auth import Authenticator, new_admin_key
+from m11_tenant.api.auth import Authenticator, check_admin_key, new_admin_key
 from m11_tenant.api.context import ApiContext
 from m11_tenant.api.errors import HttpError, install_error_handlers
 from m11_tenant.api.metrics import ApiMetrics
 from m11_tenant.api.models import REQUEST_MODELS
-from m11_tenant.api.ratelimit import RateLimiter
+from m11_tenant.api.ratelimit import AuthThrottle, Counters, RateLimiter
 from m11_tenant.api.security import SecurityHeaders, install_log_redaction
-from m11_tenant.api.settings import ApiSettings, api_settings
+from m11_tenant.api.settings import ApiSettings, api_settings, parse_rate
 from m11_tenant.console import install_console
 from m11_tenant.repository import TenantConfigRepository
 from m11_tenant.settings import Settings
@@ -36,7 +35,11 @@ Per-tenant RAG configuration: validated, stored, cached, versioned and audited.
 The platform admin key (`M11_ADMIN_KEY`) can do everything; a tenant key (created by the
 admin with `POST /tenants/{tenant_id}/keys`) reads and changes only its own tenant — any
 other attempt is a 403, counted (one row per key, target and action per hour) as `denied`
-in the audit log of the key's own tenant.
+in the audit log of the key's own tenant. The `plan` is the platform's:
+a tenant key that tries to change it gets 403 `platform_owned_field`. Keys are listed
+(`GET /tenants/{tenant_id}/keys`), revoked (`DELETE …/keys/{key_id}`) and rotated
+(`POST …/keys/{key_id}/rotate`); a revoked key is refused by every server within a second.
+Too many failed keys from one address: 429 with `Retry-After`.
 
 **Concurrency.** `GET /config/{tenant_id}` returns the version as `ETag`; send it back as
 `If-Match` on a write and a stale write fails with 412 instead of silently winning.
@@ -65,9 +68,13 @@ def create_app(repo: TenantConfigRepository | None = None, *,
             use over ``repo`` with the store as its usage ledger, live for the providers the
             settings configure (offline without any).
         clock: seconds since the epoch, for rate-limit windows (tests).
-        rate_client: the Redis client rate limits count in; default the repository's cache
-            client (a private fakeredis when the cache is disabled).
+        rate_client: the Redis client rate limits and failed sign-ins count in; default the
+            repository's cache client (this process's memory when the cache is disabled,
+            and whenever Redis does not answer).
         announce: where a generated admin key is printed (default stderr).
+
+    Raises:
+        WeakAdminKeyError: the settings' admin key is too short or too common.
     """
     cfg: ApiSettings = api_settings(settings)
     owns_repo = repo is None
@@ -76,16 +83,18 @@ def create_app(repo: TenantConfigRepository | None = None, *,
 
         repo = open_repository(settings=cfg)
     admin_key = cfg.m11_admin_key
-    if not admin_key:
+    if admin_key:
+        check_admin_key(admin_key)
+    else:
         admin_key = new_admin_key()
         (announce or _stderr)(f"M11_ADMIN_KEY is not set; this server's admin key is: "
                               f"{admin_key}")
-    client = rate_client or repo.cache.client or fakeredis.FakeRedis(
-        server=fakeredis.FakeServer())
-    limiter = RateLimiter(client, prefix=repo.cache.prefix,
-                          **({"clock": clock} if clock else {}))
-    ctx = ApiContext(repo=repo, settings=cfg, auth=Authenticator(repo.store, admin_key),
-                     limiter=limiter, metrics=ApiMetrics(repo),
+    counters = Counters(rate_client or repo.cache.client, prefix=repo.cache.prefix)
+    throttle = AuthThrottle(counters, parse_rate(cfg.m11_auth_failures))
+    ctx = ApiContext(repo=repo, settings=cfg,
+                     auth=Authenticator(repo.store, admin_key, throttle=throttle),
+                     limiter=RateLimiter(counters, **({"clock": clock} if clock else {})),
+                     metrics=ApiMetrics(repo),
                      pipeline_factory=lambda: pipeline or _default_pipeline(repo, cfg))
 
     @asynccontextmanager
@@ -106,7 +115,7 @@ def create_app(repo: TenantConfigRepository | None = None, *,
     install_error_handlers(app)
     app.include_router(routes_admin.router)
     app.include_router(routes_config.router)
-    install_console(app, admin_key)
+    install_console(app, repo.store, ctx.auth.admin_fingerprint)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

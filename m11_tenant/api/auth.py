@@ -4,6 +4,11 @@ Keys are long random strings (256 bits), so a plain SHA-256 of the key is enough
 (no password-style slow hash needed: there is nothing to brute-force). The key is shown
 once when created and never again. A tenant key reads and changes only its own tenant;
 every refused attempt is counted in the audit log under the caller, action ``denied``.
+
+A key can be revoked (or rotated, the old one ending after a grace period), and every
+server process must refuse it within a second: the authenticator keeps what it read about
+a key for at most :data:`KEY_CACHE_SECONDS`, then asks the database again. Failed
+authentications count against the caller's address (:class:`AuthThrottle`).
 """
 
 from __future__ import annotations
@@ -14,10 +19,14 @@ import hmac
 import logging
 import secrets
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from m11_tenant.api.errors import HttpError
-from m11_tenant.errors import StoreUnavailableError
+from m11_tenant.api.ratelimit import AuthThrottle
+from m11_tenant.errors import StoreUnavailableError, WeakAdminKeyError
 from m11_tenant.store import ApiKeyRecord, Change, ConfigStore
 
 TENANT_KEY_PREFIX = "m11k_"
@@ -26,15 +35,39 @@ TENANT = "tenant"
 MAX_KEY_CHARS = 200
 DENIED_WINDOW_SECONDS = 3600  # refused attempts: one audit row per caller/target/action/hour
 log = logging.getLogger("m11_tenant.api")
+#: How long a process trusts what it read about a key: a revocation reaches every process
+#: within this time (plus one database read).
+KEY_CACHE_SECONDS = 0.5
+#: While the database is down, keys read as active this recently keep working (reads are
+#: served from the cache then); nothing can be revoked meanwhile anyway.
+KEY_OUTAGE_GRACE_SECONDS = 300.0
+#: ``last_used_at`` is written at most this often per key (a write per request would cost
+#: more than the request).
+TOUCH_INTERVAL = timedelta(seconds=60)
+MIN_ADMIN_KEY_CHARS = 32
+MIN_ADMIN_KEY_DISTINCT = 10
+# The passwords people actually type for an admin key; every entry is refused whatever its
+# length, and the length rule catches the rest of any common-password list.
+COMMON_PASSWORDS = frozenset({
+    "change-me", "changeme", "change_me", "password", "passw0rd", "admin", "administrator",
+    "secret", "letmein", "123456", "12345678", "123456789", "qwerty", "test", "default",
+    "root", "master", "welcome", "iloveyou", "trustno1", "not-a-secret",
+    "passwordpasswordpasswordpassword", "changemechangemechangemechangeme",
+    "12345678901234567890123456789012", "00000000000000000000000000000000",
+    "abcdefghijklmnopqrstuvwxyz012345", "qwertyuiopasdfghjklzxcvbnm123456",
+})
+MAKE_ADMIN_KEY = ("python -c 'import secrets; print(\"m11a_\" + secrets.token_urlsafe(32))'")
 
 
 @dataclass(frozen=True)
 class Principal:
-    """The caller: ``role`` is ``admin`` or ``tenant``; ``actor`` is what the audit log shows."""
+    """The caller: ``role`` is ``admin`` or ``tenant``; ``actor`` is what the audit log shows;
+    ``key_id`` is the tenant key it authenticated with (None for the admin)."""
 
     role: str
     actor: str
     tenant_id: str | None = None
+    key_id: str | None = None
 
     @property
     def is_admin(self) -> bool:
@@ -55,45 +88,123 @@ def new_admin_key() -> str:
     return "m11a_" + secrets.token_urlsafe(32)
 
 
-class Authenticator:
-    """Turns an ``Authorization`` header into a :class:`Principal`, or a 401.
+def check_admin_key(key: str) -> str:
+    """Return ``key`` if it is strong enough to guard every tenant, else raise.
 
-    Tenant keys found in the store are remembered in process (keys are never rewritten,
-    only added), so a hot path costs one hash and one dict lookup.
+    Raises:
+        WeakAdminKeyError: shorter than 32 characters, a common password, or too
+            repetitive; the message says how to make a good one.
+    """
+    problem = ""
+    if len(key) < MIN_ADMIN_KEY_CHARS:
+        problem = f"has {len(key)} characters (at least {MIN_ADMIN_KEY_CHARS} are needed)"
+    elif key.lower() in COMMON_PASSWORDS:
+        problem = "is a common password"
+    elif len(set(key)) < MIN_ADMIN_KEY_DISTINCT:
+        problem = f"uses only {len(set(key))} distinct characters"
+    if problem:
+        raise WeakAdminKeyError(
+            f"M11_ADMIN_KEY {problem}: it guards every tenant, so it must be long and random. "
+            f"Make one with: {MAKE_ADMIN_KEY} (or unset M11_ADMIN_KEY: `make serve` then "
+            "generates one and keeps it in .m11/admin_key)")
+    return key
+
+
+def admin_fingerprint(admin_key: str) -> str:
+    """What a console session records about the admin key it was signed in with: a new
+    admin key ends the old key's sessions."""
+    return "admin:" + hash_key(admin_key)[:16]
+
+
+class Authenticator:
+    """Turns an ``Authorization`` header into a :class:`Principal`, or a 401 (or a 429 for
+    an address that failed too often; see :class:`AuthThrottle`).
+
+    What a tenant key's row says is trusted for :data:`KEY_CACHE_SECONDS`, so a hot path
+    costs one hash and one dict lookup most of the time, and a revocation in any process
+    is seen here within that time.
     """
 
-    def __init__(self, store: ConfigStore, admin_key: str):
-        self.store, self._admin_key = store, admin_key
-        self._known: dict[str, Principal] = {}
+    def __init__(self, store: ConfigStore, admin_key: str, *,
+                 throttle: AuthThrottle | None = None,
+                 cache_seconds: float = KEY_CACHE_SECONDS,
+                 clock: Callable[[], float] = time.monotonic):
+        self.store, self._admin_key, self.throttle = store, admin_key, throttle
+        self.admin_fingerprint = admin_fingerprint(admin_key)
+        self._cache_seconds, self._clock = cache_seconds, clock
+        self._known: dict[str, tuple[float, ApiKeyRecord, Principal]] = {}
         self._lock = threading.Lock()
 
-    def authenticate(self, authorization: str | None) -> Principal:
+    def authenticate(self, authorization: str | None, client: str | None = None) -> Principal:
+        """The caller of a request from address ``client`` (None: not throttled)."""
         if not authorization:
             raise _unauthorized("missing Authorization header; send 'Authorization: Bearer "
                                 "<key>' with the admin key or a tenant key")
+        if self.throttle is not None and client is not None:
+            self.throttle.check(client)
+        try:
+            return self._principal(authorization)
+        except HttpError as exc:
+            if exc.status == 401 and self.throttle is not None and client is not None:
+                self.throttle.failed(client)  # a 429 instead, past the limit
+            raise
+
+    def _principal(self, authorization: str) -> Principal:
         scheme, _, key = authorization.partition(" ")
         if scheme.lower() != "bearer" or not key or len(key) > MAX_KEY_CHARS:
             raise _unauthorized("Authorization must be 'Bearer <key>'")
         if hmac.compare_digest(key.encode(), self._admin_key.encode()):
             return Principal(ADMIN, ADMIN)
-        digest = hash_key(key)
-        with self._lock:
-            known = self._known.get(digest)
-        if known is not None:
-            return known
         if not key.startswith(TENANT_KEY_PREFIX):
             raise _unauthorized("unknown API key")
-        record = self.store.find_api_key(digest)
-        if record is None:
+        known = self._known_key(hash_key(key))
+        if known is None:
             raise _unauthorized("unknown API key")
-        principal = principal_for(record)
-        with self._lock:
-            self._known[digest] = principal
+        _, record, principal = known
+        if record.revoked_at is not None and not record.active(self.store.now()):
+            raise _unauthorized(f"API key {record.key_id} was revoked; ask for a new key")
         return principal
+
+    def _known_key(self, digest: str) -> tuple[float, ApiKeyRecord, Principal] | None:
+        """What the store says about a key: remembered for ``cache_seconds``."""
+        now = self._clock()
+        known = self._known.get(digest)  # a single dict read: safe without the lock
+        if known is not None and now - known[0] < self._cache_seconds:
+            return known
+        try:
+            record = self.store.find_api_key(digest)
+        except StoreUnavailableError:
+            if known is not None and now - known[0] < KEY_OUTAGE_GRACE_SECONDS:
+                return known
+            raise
+        with self._lock:
+            if record is None:
+                self._known.pop(digest, None)
+                return None
+            known = self._known[digest] = (now, record, principal_for(record))
+        self._touch(record)
+        return known
+
+    def forget(self, key_id: str) -> None:
+        """Drop what this process knows about ``key_id`` (it was just revoked here), so the
+        next request with it reads the database at once."""
+        with self._lock:
+            for digest in [d for d, (_, r, _p) in self._known.items() if r.key_id == key_id]:
+                del self._known[digest]
+
+    def _touch(self, record: ApiKeyRecord) -> None:
+        # Wall-clock time, not the store's clock: "last used" is a hint for people, and
+        # reading a test's stepping clock on every request would move its stored times.
+        now = datetime.now(UTC)
+        last = record.last_used_at
+        if last is not None and now - datetime.fromisoformat(last) < TOUCH_INTERVAL:
+            return
+        with contextlib.suppress(StoreUnavailableError):  # a hint, not a gate
+            self.store.touch_api_key(record.key_id, now.isoformat(timespec="seconds"))
 
 
 def principal_for(record: ApiKeyRecord) -> Principal:
-    return Principal(TENANT, f"key:{record.key_id}", record.tenant_id)
+    return Principal(TENANT, f"key:{record.key_id}", record.tenant_id, record.key_id)
 
 
 def _unauthorized(message: str) -> HttpError:

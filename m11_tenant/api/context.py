@@ -97,12 +97,19 @@ async def get_caller(request: Request, _doc: Annotated[Any, Depends(_bearer)] = 
 
     Kept on ``request.state.caller``: error responses say less to a caller without it.
     """
-    caller = request.app.state.ctx.auth.authenticate(request.headers.get("authorization"))
+    caller = request.app.state.ctx.auth.authenticate(request.headers.get("authorization"),
+                                                     client_address(request))
     request.state.caller = caller
     return caller
 
 
 Caller = Annotated[Principal, Depends(get_caller)]
+
+
+def client_address(request: Request) -> str:
+    """Where the request came from, for the failed-authentication throttle (uvicorn puts
+    a trusted proxy's ``X-Forwarded-For`` here; see ``--forwarded-allow-ips``)."""
+    return request.client.host if request.client else "unknown"
 
 
 def path_tenant(tenant_id: str) -> str:

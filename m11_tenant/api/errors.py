@@ -9,6 +9,7 @@ do next, ``fields`` lists field-level problems (empty when there are none).
 =====  ============================================================================
 400    invalid_json, invalid_tenant_id, invalid_header
 401    unauthorized            403  forbidden             404  not_found
+403    platform_owned_field (a tenant changing ``plan``; ``fields`` names it)
 405    method_not_allowed      408  request_timeout (body slower than M11_BODY_TIMEOUT)
 409    tenant_locked           412  version_conflict
 413    payload_too_large       415  unsupported_media_type
@@ -38,6 +39,7 @@ from m11_tenant.errors import (
     FieldError,
     InvalidTenantIdError,
     ModelUnavailableError,
+    PlatformOwnedFieldError,
     QueryRefusedError,
     QuotaExceededError,
     ServiceUnavailableError,
@@ -96,6 +98,8 @@ def to_http(exc: Exception) -> HttpError:
         return HttpError(412, "version_conflict", str(exc), headers={"ETag": f'"{exc.actual}"'})
     if isinstance(exc, TenantLockedError):
         return HttpError(409, "tenant_locked", str(exc))
+    if isinstance(exc, PlatformOwnedFieldError):
+        return HttpError(403, "platform_owned_field", str(exc), fields=exc.errors)
     if isinstance(exc, QueryRefusedError):
         retry = {"Retry-After": str(exc.retry_after)} if exc.retry_after else {}
         if isinstance(exc, QuotaExceededError):

@@ -257,6 +257,32 @@ class KeyResponse(BaseModel):
     key: str = Field(description="shown once; only its hash is stored")
 
 
+class KeyInfo(BaseModel):
+    key_id: str
+    status: str = Field(description="active, ending (a rotated key in its grace period) or "
+                        "revoked")
+    created_at: str
+    created_by: str
+    last_used_at: str | None = Field(None, description="updated at most once a minute")
+    revoked_at: str | None = Field(None, description="when the key stops (or stopped) working")
+    revoked_by: str | None = None
+
+
+class KeysResponse(BaseModel):
+    tenant_id: str
+    keys: list[KeyInfo] = Field(description="oldest first; never the key itself")
+
+
+class KeyRevokedResponse(BaseModel):
+    tenant_id: str
+    key: KeyInfo
+    changed: bool = Field(description="false when the key was already revoked")
+
+
+class KeyRotatedResponse(KeyResponse):
+    replaces: KeyInfo = Field(description="the old key, ending at its revoked_at")
+
+
 class LockResponse(BaseModel):
     tenant_id: str
     locked: bool
@@ -267,6 +293,8 @@ class BulkItem(BaseModel):
     tenant_id: str
     version: int | None = None
     reason: str | None = None
+    only: list[str] | None = Field(None, description="a locked tenant: only these "
+                                   "platform-owned fields (plan) were applied")
 
 
 class BulkResponse(BaseModel):
@@ -274,7 +302,8 @@ class BulkResponse(BaseModel):
     whole request with a 422 naming it, and nothing is stored."""
 
     updated: list[BulkItem]
-    skipped: list[BulkItem] = Field(description="tenants locked against bulk changes")
+    skipped: list[BulkItem] = Field(description="tenants locked against bulk changes (a "
+                                    "plan change still applies to them: see `only`)")
 
 
 class HealthResponse(BaseModel):

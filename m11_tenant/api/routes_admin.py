@@ -13,6 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from m11_tenant.api.auth import authorize_tenant, hash_key, new_tenant_key, require_admin
 from m11_tenant.api.body import envelope, read_json, string_list
 from m11_tenant.api.context import ApiContext, Caller, Ctx, path_tenant, reason_of
+from m11_tenant.api.errors import HttpError
 from m11_tenant.api.models import (
     TENANT_ID_DOC,
     AuditResponse,
@@ -20,6 +21,9 @@ from m11_tenant.api.models import (
     BulkResponse,
     HealthResponse,
     KeyResponse,
+    KeyRevokedResponse,
+    KeyRotatedResponse,
+    KeysResponse,
     TenantsResponse,
     body_doc,
     error_docs,
@@ -28,7 +32,8 @@ from m11_tenant.errors import (
     ConfigValidationError,
     FieldError,
 )
-from m11_tenant.store import BULK_ROLE, Change
+from m11_tenant.schema import PLATFORM_OWNED_FIELDS
+from m11_tenant.store import BULK_ROLE, ApiKeyRecord, Change
 from m11_tenant.store.base import locked_message
 
 router = APIRouter()
@@ -85,18 +90,86 @@ def list_tenants(ctx: Ctx, caller: Caller, limit: Limit = 100, offset: Offset = 
                          "count": ctx.repo.count_tenants(), "limit": limit, "offset": offset})
 
 
+TenantPath = Annotated[str, Path(examples=["startup-co"], json_schema_extra=TENANT_ID_DOC)]
+KeyIdPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", examples=["3f2a9c1b7e4d"],
+                                description="the key's public id, from GET .../keys")]
+MAX_GRACE_SECONDS = 7 * 86_400
+
+
 @router.post("/tenants/{tenant_id}/keys", response_model=KeyResponse, status_code=201,
-             tags=["tenants"], responses=error_docs(400, 403, 503),
+             tags=["keys"], responses=error_docs(400, 403, 503),
              summary="Create a tenant key (admin key); the key is returned once")
-def create_key(tenant_id: Annotated[str, Path(examples=["startup-co"],
-                                              json_schema_extra=TENANT_ID_DOC)], ctx: Ctx,
-               caller: Caller) -> JSONResponse:
+def create_key(tenant_id: TenantPath, ctx: Ctx, caller: Caller) -> JSONResponse:
     tid = path_tenant(tenant_id)
     require_admin(ctx.repo.store, caller, f"create keys for tenant {tid!r}")
     key_id, key = new_tenant_key()
     ctx.repo.store.add_api_key(tid, key_id, hash_key(key),
                                Change(caller.actor, caller.role, "key_created"))
     return JSONResponse({"tenant_id": tid, "key_id": key_id, "key": key}, status_code=201)
+
+
+@router.get("/tenants/{tenant_id}/keys", response_model=KeysResponse, tags=["keys"],
+            responses=error_docs(400, 403, 503),
+            summary="A tenant's keys: ids, created, last used, revoked (never the secret)")
+def list_keys(tenant_id: TenantPath, ctx: Ctx, caller: Caller) -> JSONResponse:
+    tid = ctx.tenant(caller, tenant_id, "list the keys")
+    now = ctx.repo.store.now()
+    return JSONResponse({"tenant_id": tid, "keys": [
+        key_json(record, now) for record in ctx.repo.store.list_api_keys(tid)]})
+
+
+@router.delete("/tenants/{tenant_id}/keys/{key_id}", response_model=KeyRevokedResponse,
+               tags=["keys"], responses=error_docs(400, 403, 404, 422, 503),
+               summary="Revoke a key now (admin, or the tenant for its own keys)")
+def revoke_key(tenant_id: TenantPath, key_id: KeyIdPath, ctx: Ctx,
+               caller: Caller) -> JSONResponse:
+    tid = ctx.tenant(caller, tenant_id, "revoke keys")
+    result = ctx.repo.store.revoke_api_key(tid, key_id,
+                                           Change(caller.actor, caller.role, "key_revoked"))
+    if result is None:
+        raise _no_key(tid, key_id)
+    ctx.auth.forget(key_id)
+    record, changed = result
+    return JSONResponse({"tenant_id": tid, "key": key_json(record, ctx.repo.store.now()),
+                         "changed": changed})
+
+
+@router.post("/tenants/{tenant_id}/keys/{key_id}/rotate", response_model=KeyRotatedResponse,
+             status_code=201, tags=["keys"], responses=error_docs(400, 403, 404, 422, 503),
+             summary="Issue a new key and revoke this one, now or after a grace period")
+def rotate_key(tenant_id: TenantPath, key_id: KeyIdPath, ctx: Ctx, caller: Caller,
+               grace_seconds: Annotated[int, Query(
+                   ge=0, le=MAX_GRACE_SECONDS,
+                   description="seconds the old key keeps working (0: revoked now)")] = 0
+               ) -> JSONResponse:
+    tid = ctx.tenant(caller, tenant_id, "rotate keys")
+    new_id, key = new_tenant_key()
+    store = ctx.repo.store
+    reason = f"rotation: key {key_id} ends " + (f"in {grace_seconds} s" if grace_seconds
+                                                 else "now")
+    record = store.rotate_api_key(tid, key_id, new_id, hash_key(key),
+                                  Change(caller.actor, caller.role, "key_rotated", reason),
+                                  grace_seconds)
+    if record is None:
+        raise _no_key(tid, key_id)
+    ctx.auth.forget(key_id)
+    old = next(k for k in store.list_api_keys(tid) if k.key_id == key_id)
+    return JSONResponse({"tenant_id": tid, "key_id": new_id, "key": key,
+                         "replaces": key_json(old, store.now())}, status_code=201)
+
+
+def key_json(record: ApiKeyRecord, now: str) -> dict[str, object]:
+    """What a listing shows of a key: everything but the secret (never stored anyway)."""
+    status = "active" if record.revoked_at is None else (
+        "ending" if record.active(now) else "revoked")
+    return {"key_id": record.key_id, "status": status, "created_at": record.created_at,
+            "created_by": record.created_by, "last_used_at": record.last_used_at,
+            "revoked_at": record.revoked_at, "revoked_by": record.revoked_by}
+
+
+def _no_key(tenant_id: str, key_id: str) -> HttpError:
+    return HttpError(404, "not_found", f"tenant {tenant_id!r} has no active key {key_id!r}; "
+                     f"GET /tenants/{tenant_id}/keys lists its keys")
 
 
 @router.post("/tenants/bulk", response_model=BulkResponse, tags=["tenants"],
@@ -118,12 +191,14 @@ async def bulk_change(request: Request, ctx: Ctx, caller: Caller) -> JSONRespons
 
     def run() -> dict:
         targets = named if named is not None else _all_tenants(ctx)
-        written, skipped = ctx.repo.update_many(targets, body["config"], merge,
-                                                actor=caller.actor, role=BULK_ROLE,
-                                                reason=reason)
+        written, skipped, owned_only = ctx.repo.update_many(
+            targets, body["config"], merge, actor=caller.actor, role=BULK_ROLE, reason=reason)
         for resolved in written:
             ctx.metrics.config_changed(resolved.tenant_id, "bulk")
-        return {"updated": [{"tenant_id": r.tenant_id, "version": r.version} for r in written],
+        owned = [k for k in body["config"] if k in PLATFORM_OWNED_FIELDS]
+        return {"updated": [{"tenant_id": r.tenant_id, "version": r.version,
+                             **({"only": owned} if r.tenant_id in owned_only else {})}
+                            for r in written],
                 "skipped": [{"tenant_id": tid, "reason": locked_message(tid)}
                             for tid in skipped]}
 

@@ -47,7 +47,7 @@ from m11_tenant.api.models import (
     error_docs,
 )
 from m11_tenant.errors import TenantConfigError
-from m11_tenant.schema import MAX_QUERY_LOG_SIZE, apply_update, config_diff
+from m11_tenant.schema import MAX_QUERY_LOG_SIZE, config_diff
 from m11_tenant.store import Change
 
 router = APIRouter()
@@ -157,9 +157,7 @@ async def preview(tenant_id: TenantId, request: Request, ctx: Ctx,
     count = None if body.get("replay") is None else check_replay(body["replay"])
 
     def propose() -> tuple[Any, Any]:
-        current = ctx.repo.get_record(tid)
-        return current, apply_update(current.config, body["config"],
-                                     merge=body.get("merge", True))
+        return ctx.repo.propose(tid, body["config"], body.get("merge", True), role=caller.role)
 
     current, proposed = await run_in_threadpool(propose)
     result = await ctx.pipeline.arun(proposed, body.get("query") or DEFAULT_PREVIEW_QUESTION,

@@ -47,6 +47,9 @@ class ApiSettings(Settings):
         "plan", description="'plan' = the plan's daily quota per UTC day; 'N/unit'; or 'off'")
     m11_replay_time_budget: float = Field(
         20.0, gt=0, le=300, description="seconds a replay may run before it reports what it has")
+    m11_auth_failures: str = Field(
+        "10/minute", description="failed authentications per client address before 429 "
+        "(API keys and console sign-in); the window starts at the first failure")
     m11_max_body_bytes: int = Field(MAX_BODY_BYTES, ge=256, le=10 * 1024 * 1024,
                                     description="largest request body accepted (413 above)")
     m11_header_timeout: float = Field(
@@ -55,7 +58,7 @@ class ApiSettings(Settings):
     m11_body_timeout: float = Field(
         30.0, gt=0, le=600, description="seconds a request body may take to arrive (408)")
 
-    @field_validator("m11_rate_config_writes", "m11_rate_previews")
+    @field_validator("m11_rate_config_writes", "m11_rate_previews", "m11_auth_failures")
     @classmethod
     def _rate(cls, text: str) -> str:
         parse_rate(text)

@@ -12,15 +12,18 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
+    from m11_tenant.store import ConfigStore
 
-def install_console(app: FastAPI, secret: str) -> None:
-    """Serve the console from ``app``; session cookies are signed with a key derived from
-    ``secret`` (the admin key, which every worker of one server shares)."""
+
+def install_console(app: FastAPI, store: ConfigStore, admin_fingerprint: str) -> None:
+    """Serve the console from ``app``; sessions live in ``store`` (shared by every worker
+    and server on that database); admin sessions last while the admin key's
+    ``admin_fingerprint`` stays the same."""
     # Imported here: the routes use m11_tenant.api, whose app factory calls this function.
     from m11_tenant.console.routes import ConsoleState, router
-    from m11_tenant.console.session import SessionSigner
+    from m11_tenant.console.session import Sessions
 
-    app.state.console = ConsoleState(SessionSigner(secret))
+    app.state.console = ConsoleState(Sessions(store, admin_fingerprint))
     app.include_router(router)
 
 

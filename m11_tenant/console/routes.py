@@ -27,7 +27,7 @@ from fastapi.routing import APIRoute
 from m11_tenant.api.auth import Principal, authorize_tenant
 from m11_tenant.api.body import read_body
 from m11_tenant.api.change_safety import check_replay, explain_tenant, run_replay
-from m11_tenant.api.context import ApiContext, path_tenant, reason_of
+from m11_tenant.api.context import ApiContext, client_address, path_tenant, reason_of
 from m11_tenant.api.errors import HttpError, to_http
 from m11_tenant.api.routes_config import DEFAULT_PREVIEW_QUESTION
 from m11_tenant.console import forms, views
@@ -35,18 +35,20 @@ from m11_tenant.console.session import (
     LOGIN_COOKIE,
     SESSION_COOKIE,
     Session,
-    SessionSigner,
+    Sessions,
     login_nonce_ok,
     new_login_nonce,
 )
 from m11_tenant.errors import (
     ConfigValidationError,
     FieldError,
+    PlatformOwnedFieldError,
+    StoreUnavailableError,
     TenantConfigError,
     VersionConflictError,
 )
 from m11_tenant.repository import ResolvedConfig
-from m11_tenant.schema import TenantConfig, apply_update, load_catalog
+from m11_tenant.schema import PLATFORM_OWNED_FIELDS, TenantConfig, apply_update, load_catalog
 from m11_tenant.store import HistoryEntry
 from m11_tenant.text import check_text
 
@@ -65,7 +67,8 @@ TEMPLATES = jinja2.Environment(
     trim_blocks=True, lstrip_blocks=True)
 TEMPLATES.globals.update(
     static=lambda name: f"/console/static/{name}?v={STATIC_VERSION[name]}",
-    shown=views.shown, specs=forms.SPECS, groups=forms.GROUPS)
+    shown=views.shown, specs=forms.SPECS, groups=forms.GROUPS,
+    platform_owned_fields=PLATFORM_OWNED_FIELDS)
 
 
 class SignInRequired(Exception):
@@ -98,9 +101,9 @@ router = APIRouter(prefix="/console", include_in_schema=False, route_class=Conso
 
 @dataclass(frozen=True)
 class ConsoleState:
-    """What the console keeps on ``app.state.console``: only the session signer."""
+    """What the console keeps on ``app.state.console``: the sessions, kept in the store."""
 
-    signer: SessionSigner
+    sessions: Sessions
 
 
 # ---- plumbing ------------------------------------------------------------------------------
@@ -108,12 +111,12 @@ def _ctx(request: Request) -> ApiContext:
     return request.app.state.ctx
 
 
-def _signer(request: Request) -> SessionSigner:
-    return request.app.state.console.signer
+def _sessions(request: Request) -> Sessions:
+    return request.app.state.console.sessions
 
 
 def _session_of(request: Request) -> Session | None:
-    return _signer(request).read(request.cookies.get(SESSION_COOKIE))
+    return _sessions(request).read(request.cookies.get(SESSION_COOKIE))
 
 
 def signed_in(request: Request) -> Session:
@@ -130,7 +133,7 @@ def render(request: Request, template: str, *, status: int = 200,
     nonce = secrets.token_urlsafe(12)
     html = TEMPLATES.get_template(template).render(
         session=session, nonce=nonce, who=_who(session),
-        csrf=_signer(request).csrf_token(session) if session else "",
+        csrf=session.csrf if session else "",
         is_admin=bool(session and session.principal.is_admin), **context)
     return HTMLResponse(html, status_code=status, headers={**page_headers(nonce),
                                                            **(headers or {})})
@@ -155,10 +158,14 @@ def _who(session: Session | None) -> str:
 
 
 def error_page(request: Request, err: HttpError) -> HTMLResponse:
+    try:
+        session = _session_of(request)
+    except StoreUnavailableError:  # the page says the database is down; no session needed
+        session = None
     titles = {400: "Bad request", 403: "Not allowed", 404: "Not found", 409: "Conflict",
               413: "Too large", 415: "Wrong form encoding", 422: "Invalid input",
               429: "Slow down", 503: "Unavailable"}
-    return render(request, "error.html", status=err.status, session=_session_of(request),
+    return render(request, "error.html", status=err.status, session=session,
                   title=titles.get(err.status, "Error"), error=err,
                   headers={k: v for k, v in err.headers.items() if k == "Retry-After"})
 
@@ -184,7 +191,7 @@ def _field(pairs: list[tuple[str, str]], name: str, default: str = "") -> str:
 
 
 def require_csrf(request: Request, session: Session, pairs: list[tuple[str, str]]) -> None:
-    if not _signer(request).check_csrf(session, _field(pairs, "csrf")):
+    if not Sessions.check_csrf(session, _field(pairs, "csrf")):
         raise HttpError(403, "csrf_failed", "this form is stale or was not sent by this "
                         "console; reload the page and submit again")
 
@@ -247,15 +254,22 @@ async def login(request: Request) -> Response:
                            "sent by this console (are cookies on?). Try again.")
     key = _field(pairs, "key").strip()
     try:
-        principal = _ctx(request).auth.authenticate(f"Bearer {key}" if key else None)
-    except HttpError:
+        principal = _ctx(request).auth.authenticate(f"Bearer {key}" if key else None,
+                                                    client_address(request))
+    except HttpError as exc:
+        if exc.status == 429:
+            page = _login_page(request, status=429, error=f"Too many failed sign-ins from "
+                               f"this address: {exc.message}.")
+            page.headers.update({k: v for k, v in exc.headers.items() if k == "Retry-After"})
+            return page
         return _login_page(request, status=401, error="That key is not the admin key or a "
                            "tenant key of this server. Check it and try again.")
-    signer = _signer(request)
-    session = signer.issue(principal)
+    sessions = _sessions(request)
+    session = await run_in_threadpool(sessions.issue, principal)
     response = _see_other("/console")
-    response.set_cookie(SESSION_COOKIE, session.token, max_age=signer.lifetime, path="/console",
-                        httponly=True, samesite="strict", secure=request.url.scheme == "https")
+    response.set_cookie(SESSION_COOKIE, session.token, max_age=sessions.lifetime,
+                        path="/console", httponly=True, samesite="strict",
+                        secure=request.url.scheme == "https")
     response.delete_cookie(LOGIN_COOKIE, path="/console/login")
     return response
 
@@ -264,6 +278,7 @@ async def login(request: Request) -> Response:
 async def logout(request: Request) -> Response:
     session = signed_in(request)
     require_csrf(request, session, await read_form(request))
+    await run_in_threadpool(_sessions(request).end, session)
     response = _see_other("/console/login")
     response.delete_cookie(SESSION_COOKIE, path="/console", httponly=True, samesite="strict")
     return response
@@ -475,9 +490,13 @@ async def preview_config(request: Request, tenant_id: str) -> Response:
     current = await run_in_threadpool(ctx.repo.get_record, tid)
     errors = list(form.errors)
     try:
-        proposed = apply_update(current.config, form.updates, merge=True)
+        current, proposed = await run_in_threadpool(
+            lambda: ctx.repo.propose(tid, form.updates, role=session.principal.role))
     except ConfigValidationError as exc:
         errors += exc.errors
+    except PlatformOwnedFieldError as exc:
+        return _config_page(request, session, tid, current, status=403, banner=to_http(exc),
+                            expected_version=expected, **page)
     try:
         number = forms.ascii_int(replay_text)
         count = check_replay(replay_text if number is None else number) \

@@ -1,94 +1,95 @@
-"""Console sign-in: a signed, expiring session token in a cookie, and CSRF tokens tied to it.
+"""Console sign-in: a random token in a cookie, the session itself kept in the database.
 
-Why a signed token and not the key itself or a server-side session table: the key is a
-long-lived credential, so it is checked once at sign-in and never stored in the browser;
-the cookie carries only who signed in and until when, signed with HMAC-SHA256 under a
-secret derived from the admin key. Nothing is kept on the server, so every ``serve``
-worker (they share ``M11_ADMIN_KEY``) accepts the same cookie and a restart does not sign
-anyone out. The price: signing out deletes the cookie but cannot revoke a copied token
-before it expires (``SESSION_SECONDS``); changing the admin key revokes them all.
+Why server-side: signing out must end the session (the old cookie stops working anywhere
+it was copied), and so must revoking the key the session was signed in with. Every
+``serve`` process reads the same database, so each of them sees both at once. The cookie
+carries 256 random bits and nothing else; the database keeps only their SHA-256, so a
+copy of the database hands out no sessions. There is no signing secret at all, hence
+nothing derived from the admin key and nothing to guess offline from a cookie. Admin
+sessions record a fingerprint of the admin key: a new admin key ends them.
 
-CSRF: every form carries ``csrf_token(session)``, an HMAC of the session token, checked in
-constant time (the synchronizer-token pattern without server state). The cookie is also
+CSRF: every session has its own random token, stored with it and sent in every form (the
+synchronizer-token pattern), compared in constant time. The cookie is also
 ``SameSite=Strict``, so a cross-site form post arrives without it in current browsers.
 The sign-in form, which has no session yet, uses a double-submit cookie.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import hmac
-import json
 import secrets
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from m11_tenant.api.auth import ADMIN, TENANT, Principal
+from m11_tenant.api.auth import ADMIN, TENANT, Principal, hash_key
+from m11_tenant.store import ConfigStore, SessionRecord
 from m11_tenant.text import secret_equal
 
 SESSION_COOKIE = "m11_console"
 LOGIN_COOKIE = "m11_console_login"
 SESSION_SECONDS = 8 * 3600
-MAX_TOKEN_CHARS = 1000
+MAX_TOKEN_CHARS = 200
 
 
 @dataclass(frozen=True)
 class Session:
-    """A verified sign-in: who (``principal``), until when, and the cookie value itself."""
+    """A live sign-in: who (``principal``), until when, the cookie value, its CSRF token."""
 
     principal: Principal
-    expires: int
+    expires: str
     token: str
+    csrf: str
 
 
-class SessionSigner:
-    """Issues and verifies session tokens and their CSRF tokens (pure: no I/O, no state)."""
+class Sessions:
+    """Starts, reads and ends console sessions in the store."""
 
-    def __init__(self, secret: str, *, lifetime: int = SESSION_SECONDS,
-                 clock: Callable[[], float] = time.time):
-        # A key of its own, so a session signature is never usable as anything else.
-        self._key = hmac.new(secret.encode("utf-8"), b"m11 console session v1",
-                             hashlib.sha256).digest()
-        self.lifetime, self._clock = lifetime, clock
+    def __init__(self, store: ConfigStore, admin_fingerprint: str, *,
+                 lifetime: int = SESSION_SECONDS):
+        self.store, self.admin_fingerprint, self.lifetime = store, admin_fingerprint, lifetime
 
     def issue(self, principal: Principal) -> Session:
-        expires = int(self._clock()) + self.lifetime
-        payload = {"r": principal.role, "a": principal.actor, "t": principal.tenant_id,
-                   "e": expires, "n": secrets.token_urlsafe(8)}
-        body = base64.urlsafe_b64encode(
-            json.dumps(payload, separators=(",", ":")).encode()).decode().rstrip("=")
-        token = f"{body}.{self._sign(b's:' + body.encode())}"
-        return Session(principal, expires, token)
+        """Start a session for ``principal`` (just authenticated) and return it."""
+        token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
+        now = self.store.now()
+        expires = (datetime.fromisoformat(now) + timedelta(seconds=self.lifetime)).isoformat(
+            timespec="seconds")
+        self.store.create_session(SessionRecord(
+            hash_key(token), principal.role, principal.actor, principal.tenant_id,
+            principal.key_id or self.admin_fingerprint, csrf, now, expires))
+        return Session(principal, expires, token, csrf)
 
     def read(self, token: str | None) -> Session | None:
-        """The session in ``token``, or None when absent, forged, malformed or expired."""
-        if not token or len(token) > MAX_TOKEN_CHARS or token.count(".") != 1:
-            return None
-        body, signature = token.split(".")
-        if not secret_equal(signature, self._sign(b"s:" + body.encode("utf-8", "replace"))):
-            return None
-        try:
-            payload = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
-            role, actor, tenant, expires = payload["r"], payload["a"], payload["t"], payload["e"]
-        except (ValueError, binascii.Error, KeyError, TypeError):
-            return None
-        if role not in (ADMIN, TENANT) or not isinstance(expires, int):
-            return None
-        if expires <= self._clock():
-            return None
-        return Session(Principal(role, str(actor), tenant), expires, token)
+        """The live session of ``token``; None when absent, unknown, ended, expired, or its
+        key was revoked (or, for the admin, the admin key changed).
 
-    def csrf_token(self, session: Session) -> str:
-        return self._sign(b"c:" + session.token.encode())
+        Raises:
+            StoreUnavailableError: the database cannot say (the caller shows a 503).
+        """
+        if not token or len(token) > MAX_TOKEN_CHARS:
+            return None
+        record = self.store.find_session(hash_key(token))
+        if record is None or record.ended_at is not None:
+            return None
+        now = self.store.now()
+        if record.expires_at <= now:
+            return None
+        if record.role == ADMIN:
+            if not secret_equal(record.key_id, self.admin_fingerprint):
+                return None
+        elif record.role != TENANT or (record.key_revoked_at is not None
+                                       and record.key_revoked_at <= now):
+            return None
+        principal = Principal(record.role, record.actor, record.tenant_id,
+                              None if record.role == ADMIN else record.key_id)
+        return Session(principal, record.expires_at, token, record.csrf)
 
-    def check_csrf(self, session: Session, value: str | None) -> bool:
-        return secret_equal(value, self.csrf_token(session))
+    def end(self, session: Session) -> None:
+        """Sign out: the cookie stops working everywhere, at once."""
+        self.store.end_session(hash_key(session.token))
 
-    def _sign(self, data: bytes) -> str:
-        return hmac.new(self._key, data, hashlib.sha256).hexdigest()
+    @staticmethod
+    def check_csrf(session: Session, value: str | None) -> bool:
+        return secret_equal(value, session.csrf)
 
 
 def new_login_nonce() -> str:
@@ -97,4 +98,4 @@ def new_login_nonce() -> str:
 
 
 def login_nonce_ok(cookie: str | None, field: str | None) -> bool:
-    return isinstance(field, str) and secret_equal(cookie, field)
+    return isinstance(cookie, str) and secret_equal(field, cookie)

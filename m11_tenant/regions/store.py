@@ -150,8 +150,9 @@ class ReplicaJournal(ABC):
         self._committed()
         return record
 
-    def write_many(self, builds: Any, change: Change) -> tuple[list[ConfigRecord], list[str]]:
-        result = super().write_many(builds, change)  # type: ignore[misc]
+    def write_many(self, builds: Any, change: Change, when_locked: Any = None
+                   ) -> tuple[list[ConfigRecord], list[str]]:
+        result = super().write_many(builds, change, when_locked)  # type: ignore[misc]
         self._committed()
         return result  # type: ignore[no-any-return]
 

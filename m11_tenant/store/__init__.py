@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from m11_tenant.store.base import (
     BULK_ROLE,
+    PLATFORM_ROLES,
     QUERY_LOG_MAX_AGE_DAYS,
     ApiKeyRecord,
     AuditEntry,
@@ -14,12 +15,13 @@ from m11_tenant.store.base import (
     CostAlert,
     HistoryEntry,
     LoggedQuery,
+    SessionRecord,
     UsageTotals,
 )
 
-__all__ = ["BULK_ROLE", "QUERY_LOG_MAX_AGE_DAYS", "ApiKeyRecord", "AuditEntry", "Change",
-           "Clock", "ConfigRecord", "ConfigStore", "CostAlert", "HistoryEntry", "LoggedQuery",
-           "UsageTotals", "open_store"]
+__all__ = ["BULK_ROLE", "PLATFORM_ROLES", "QUERY_LOG_MAX_AGE_DAYS", "ApiKeyRecord",
+           "AuditEntry", "Change", "Clock", "ConfigRecord", "ConfigStore", "CostAlert",
+           "HistoryEntry", "LoggedQuery", "SessionRecord", "UsageTotals", "open_store"]
 
 
 def open_store(url: str, *, history_limit: int = 10, clock: Clock | None = None) -> ConfigStore:

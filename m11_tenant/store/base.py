@@ -90,16 +90,50 @@ def locked_message(tenant_id: str) -> str:
 #: The role a platform bulk change writes with: a tenant that locked its config is skipped
 #: (``write`` raises :class:`~m11_tenant.errors.TenantLockedError` inside the transaction).
 BULK_ROLE = "platform-bulk"
+#: The roles that act for the platform and may change platform-owned fields (``plan``);
+#: every other role (a tenant key, a tenant's console session) may not.
+PLATFORM_ROLES = frozenset({"admin", "system", BULK_ROLE})
 
 
 @dataclass(frozen=True)
 class ApiKeyRecord:
-    """A per-tenant API key as stored: its public id, never the key (only a hash is kept)."""
+    """A per-tenant API key as stored: its public id, never the key (only a hash is kept).
+
+    ``revoked_at`` is when the key stops working: the past for a revoked key, the end of
+    the grace period for a rotated one, None while it has no end.
+    """
 
     key_id: str
     tenant_id: str
     created_at: str
     created_by: str
+    revoked_at: str | None = None
+    revoked_by: str | None = None
+    last_used_at: str | None = None
+
+    def active(self, now: str) -> bool:
+        """Whether the key is accepted at ``now`` (an ISO time like the stored ones)."""
+        return self.revoked_at is None or now < self.revoked_at
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    """A console sign-in as stored: never the cookie's token, only its SHA-256.
+
+    ``key_id`` is the tenant key it was signed in with (``admin:<fingerprint>`` for the
+    admin key); ``key_revoked_at`` is that key's end, joined in when the session is read.
+    """
+
+    token_hash: str
+    role: str
+    actor: str
+    tenant_id: str | None
+    key_id: str
+    csrf: str
+    created_at: str
+    expires_at: str
+    ended_at: str | None = None
+    key_revoked_at: str | None = None
 
 
 @dataclass(frozen=True)
@@ -167,7 +201,8 @@ class ConfigStore(Protocol):
 
     def write(self, tenant_id: str, build: BuildConfig, change: Change) -> ConfigRecord: ...
 
-    def write_many(self, builds: Mapping[str, BuildConfig], change: Change
+    def write_many(self, builds: Mapping[str, BuildConfig], change: Change,
+                   when_locked: tuple[Change, Mapping[str, BuildConfig]] | None = None,
                    ) -> tuple[list[ConfigRecord], list[str]]: ...
 
     def delete(self, tenant_id: str, change: Change) -> ConfigRecord: ...
@@ -200,6 +235,24 @@ class ConfigStore(Protocol):
                     change: Change) -> ApiKeyRecord: ...
 
     def find_api_key(self, key_hash: str) -> ApiKeyRecord | None: ...
+
+    def list_api_keys(self, tenant_id: str) -> list[ApiKeyRecord]: ...
+
+    def revoke_api_key(self, tenant_id: str, key_id: str,
+                       change: Change) -> tuple[ApiKeyRecord, bool] | None: ...
+
+    def rotate_api_key(self, tenant_id: str, key_id: str, new_key_id: str, new_key_hash: str,
+                       change: Change, grace_seconds: int = 0) -> ApiKeyRecord | None: ...
+
+    def touch_api_key(self, key_id: str, at: str) -> None: ...
+
+    def create_session(self, session: SessionRecord) -> None: ...
+
+    def find_session(self, token_hash: str) -> SessionRecord | None: ...
+
+    def end_session(self, token_hash: str) -> bool: ...
+
+    def now(self) -> str: ...
 
     def set_locked(self, tenant_id: str, locked: bool, change: Change) -> bool: ...
 
@@ -287,6 +340,22 @@ class TransactionalStore(ABC):
         """Insert one API key row (its hash, never the key)."""
 
     @abstractmethod
+    def _read_api_key(self, tenant_id: str, key_id: str) -> ApiKeyRecord | None:
+        """The tenant's key ``key_id`` (None when it has no such key)."""
+
+    @abstractmethod
+    def _set_key_end(self, key_id: str, revoked_at: str, revoked_by: str) -> None:
+        """Set when the key stops working, and who decided it."""
+
+    @abstractmethod
+    def _insert_session(self, session: SessionRecord) -> None:
+        """Insert one console session row."""
+
+    @abstractmethod
+    def _purge_sessions(self, now: str) -> None:
+        """Delete sessions that expired or ended before ``now``."""
+
+    @abstractmethod
     def _insert_logged_query(self, entry: LoggedQuery) -> None:
         """Append one question to the tenant's query log (serialised per tenant)."""
 
@@ -304,6 +373,11 @@ class TransactionalStore(ABC):
     def _now(self) -> str:
         return self.clock().isoformat(timespec="seconds")
 
+    def now(self) -> str:
+        """The store's current time, as stored times are written (keys and sessions
+        compare against it, so one clock decides whether a key is still active)."""
+        return self._now()
+
     def _days_ago(self, days: int) -> str:
         return (self.clock() - timedelta(days=days)).isoformat(timespec="seconds")
 
@@ -314,21 +388,27 @@ class TransactionalStore(ABC):
                 raise TenantLockedError(locked_message(tenant_id))
             return self._write_in_transaction(tenant_id, build, change)
 
-    def write_many(self, builds: Mapping[str, BuildConfig], change: Change
+    def write_many(self, builds: Mapping[str, BuildConfig], change: Change,
+                   when_locked: tuple[Change, Mapping[str, BuildConfig]] | None = None,
                    ) -> tuple[list[ConfigRecord], list[str]]:
         """Write several tenants in ONE transaction: all of them, or (on any error) none.
 
-        With the bulk role a locked tenant is skipped, not an error. Returns the records
-        written and the tenant ids skipped.
+        With the bulk role a locked tenant is skipped, not an error -- or, when
+        ``when_locked`` gives a change and a build for it, written with those instead (the
+        platform-owned part of a bulk change, which a lock does not cover). Returns the
+        records written and the tenant ids skipped.
         """
         written: list[ConfigRecord] = []
         skipped: list[str] = []
         with self._transaction():
             for tenant_id, build in builds.items():
-                if change.role == BULK_ROLE and self._is_locked(tenant_id):
-                    skipped.append(tenant_id)
-                else:
+                if change.role != BULK_ROLE or not self._is_locked(tenant_id):
                     written.append(self._write_in_transaction(tenant_id, build, change))
+                elif when_locked is not None and tenant_id in when_locked[1]:
+                    written.append(self._write_in_transaction(
+                        tenant_id, when_locked[1][tenant_id], when_locked[0]))
+                else:
+                    skipped.append(tenant_id)
         return written, skipped
 
     def _write_in_transaction(self, tenant_id: str, build: BuildConfig,
@@ -409,6 +489,49 @@ class TransactionalStore(ABC):
             self._insert_api_key(record, key_hash)
             self._append_audit(now, tenant_id, change, None, {"api_key": [None, key_id]})
             return record
+
+    def revoke_api_key(self, tenant_id: str, key_id: str,
+                       change: Change) -> tuple[ApiKeyRecord, bool] | None:
+        """End the tenant's key now; ``(record, changed)``, or None when there is no such key.
+
+        Revoking a revoked key changes nothing (``changed`` False); revoking a key in its
+        rotation grace period ends it now.
+        """
+        with self._transaction():
+            record = self._read_api_key(tenant_id, key_id)
+            if record is None:
+                return None
+            now = self._now()
+            if not record.active(now):
+                return record, False
+            self._set_key_end(key_id, now, change.actor)
+            self._append_audit(now, tenant_id, change, None, {"api_key": [key_id, None]})
+            return replace(record, revoked_at=now, revoked_by=change.actor), True
+
+    def rotate_api_key(self, tenant_id: str, key_id: str, new_key_id: str, new_key_hash: str,
+                       change: Change, grace_seconds: int = 0) -> ApiKeyRecord | None:
+        """Issue a new key for the tenant and end ``key_id`` after ``grace_seconds``, in one
+        transaction (both or neither); None when the tenant has no such active key."""
+        with self._transaction():
+            old = self._read_api_key(tenant_id, key_id)
+            now = self._now()
+            if old is None or not old.active(now):
+                return None
+            ends = (self.clock() + timedelta(seconds=grace_seconds)).isoformat(
+                timespec="seconds")
+            if old.revoked_at is not None:
+                ends = min(ends, old.revoked_at)  # a rotation never extends a key's life
+            record = ApiKeyRecord(new_key_id, tenant_id, now, change.actor)
+            self._insert_api_key(record, new_key_hash)
+            self._set_key_end(key_id, ends, change.actor)
+            self._append_audit(now, tenant_id, change, None, {"api_key": [key_id, new_key_id]})
+            return record
+
+    def create_session(self, session: SessionRecord) -> None:
+        """Store a console sign-in (and drop the ones that ended or expired)."""
+        with self._transaction():
+            self._purge_sessions(self._now())
+            self._insert_session(session)
 
     def append_query_log(self, entry: LoggedQuery, *, keep: int,
                          max_age_days: int = QUERY_LOG_MAX_AGE_DAYS) -> None:

@@ -52,6 +52,23 @@ def _sqlite_v3_keys_and_locks(db: sqlite_utils.Database) -> None:
     )
 
 
+def _sqlite_v4_key_lifecycle_and_sessions(db: sqlite_utils.Database) -> None:
+    # A key is refused from ``revoked_at`` on (a rotation's grace period sets it ahead);
+    # ``last_used_at`` is refreshed at most once a minute per key and process.
+    for column in ("revoked_at", "revoked_by", "last_used_at"):
+        db["api_keys"].add_column(column, str)
+    db["api_keys"].create_index(["tenant_id", "created_at"])
+    # Console sign-ins, kept server-side: the cookie holds a random token whose SHA-256 is
+    # the key here, so signing out (``ended_at``) or revoking the key ends the session.
+    db["console_sessions"].create(
+        {"token_hash": str, "role": str, "actor": str, "tenant_id": str, "key_id": str,
+         "csrf": str, "created_at": str, "expires_at": str, "ended_at": str},
+        pk="token_hash", not_null={"role", "actor", "key_id", "csrf", "created_at",
+                                   "expires_at"},
+    )
+    db["console_sessions"].create_index(["expires_at"])
+
+
 def _sqlite_v6_audit_counts(db: sqlite_utils.Database) -> None:
     # Refused attempts are one row per caller, target and action per window, with a count;
     # aggregate_key names that group (NULL for every other row: NULLs never collide).
@@ -84,6 +101,8 @@ SQLITE_MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]
     (1, "tenant configs, history, audit log", _sqlite_v1_core),
     (2, "daily usage ledger", _sqlite_v2_usage),
     (3, "API keys (hashed) and tenant locks", _sqlite_v3_keys_and_locks),
+    (4, "key revocation and use, server-side console sessions",
+     _sqlite_v4_key_lifecycle_and_sessions),
     (6, "aggregated audit rows for refused attempts", _sqlite_v6_audit_counts),
     (7, "opt-in per-tenant query log", _sqlite_v7_query_log),
     (8, "cost alerts per tenant, month and threshold", _sqlite_v8_cost_alerts),
@@ -151,6 +170,24 @@ POSTGRES_MIGRATIONS: list[tuple[int, str, str]] = [
             locked_by text NOT NULL,
             reason    text
         );
+    """),
+    (4, "key revocation and use, server-side console sessions", """
+        ALTER TABLE api_keys ADD COLUMN revoked_at text;
+        ALTER TABLE api_keys ADD COLUMN revoked_by text;
+        ALTER TABLE api_keys ADD COLUMN last_used_at text;
+        CREATE INDEX api_keys_tenant ON api_keys (tenant_id, created_at);
+        CREATE TABLE console_sessions (
+            token_hash text PRIMARY KEY,
+            role       text NOT NULL,
+            actor      text NOT NULL,
+            tenant_id  text COLLATE "C",
+            key_id     text NOT NULL,
+            csrf       text NOT NULL,
+            created_at text NOT NULL,
+            expires_at text NOT NULL,
+            ended_at   text
+        );
+        CREATE INDEX console_sessions_expires ON console_sessions (expires_at);
     """),
     (6, "aggregated audit rows for refused attempts", """
         ALTER TABLE audit_log ADD COLUMN count integer NOT NULL DEFAULT 1,

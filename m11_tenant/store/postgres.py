@@ -39,6 +39,7 @@ from m11_tenant.store.base import (
     CostAlert,
     HistoryEntry,
     LoggedQuery,
+    SessionRecord,
     TransactionalStore,
     UsageTotals,
 )
@@ -54,6 +55,11 @@ CONNECT_OPTIONS = {
 }
 _LOST = (psycopg.OperationalError, psycopg.InterfaceError)
 _CURRENT = "SELECT tenant_id, config, version, updated_at, updated_by FROM tenant_configs"
+_KEY = ("SELECT key_id, tenant_id, created_at, created_by, revoked_at, revoked_by, "
+        "last_used_at FROM api_keys")
+_SESSION = ("SELECT s.token_hash, s.role, s.actor, s.tenant_id, s.key_id, s.csrf, s.created_at, "
+            "s.expires_at, s.ended_at, k.revoked_at FROM console_sessions s "
+            "LEFT JOIN api_keys k ON k.key_id = s.key_id")
 
 
 def _utcnow() -> datetime:
@@ -313,10 +319,49 @@ class PostgresStore(TransactionalStore):
             (tenant_id, tenant_id, month, month, limit))
         return [CostAlert(*row) for row in rows]
 
-    def find_api_key(self, key_hash: str) -> ApiKeyRecord | None:
-        rows = self._rows("SELECT key_id, tenant_id, created_at, created_by FROM api_keys "
-                          "WHERE key_hash = %s", (key_hash,))
+    def _read_api_key(self, tenant_id: str, key_id: str) -> ApiKeyRecord | None:
+        # FOR UPDATE: a concurrent revoke and rotate of one key are serialised.
+        rows = self._rows(f"{_KEY} WHERE tenant_id = %s AND key_id = %s FOR UPDATE",
+                          (tenant_id, key_id))
         return ApiKeyRecord(*rows[0]) if rows else None
+
+    def _set_key_end(self, key_id: str, revoked_at: str, revoked_by: str) -> None:
+        self._rows("UPDATE api_keys SET revoked_at = %s, revoked_by = %s WHERE key_id = %s",
+                   (revoked_at, revoked_by, key_id))
+
+    def _insert_session(self, session: SessionRecord) -> None:
+        self._rows("INSERT INTO console_sessions (token_hash, role, actor, tenant_id, key_id, "
+                   "csrf, created_at, expires_at, ended_at) "
+                   "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                   (session.token_hash, session.role, session.actor, session.tenant_id,
+                    session.key_id, session.csrf, session.created_at, session.expires_at,
+                    session.ended_at))
+
+    def _purge_sessions(self, now: str) -> None:
+        self._rows("DELETE FROM console_sessions WHERE expires_at <= %s OR ended_at <= %s",
+                   (now, now))
+
+    def find_api_key(self, key_hash: str) -> ApiKeyRecord | None:
+        rows = self._rows(f"{_KEY} WHERE key_hash = %s", (key_hash,))
+        return ApiKeyRecord(*rows[0]) if rows else None
+
+    def list_api_keys(self, tenant_id: str) -> list[ApiKeyRecord]:
+        rows = self._rows(f"{_KEY} WHERE tenant_id = %s ORDER BY created_at, key_id",
+                          (tenant_id,))
+        return [ApiKeyRecord(*row) for row in rows]
+
+    def touch_api_key(self, key_id: str, at: str) -> None:
+        self._rows("UPDATE api_keys SET last_used_at = %s WHERE key_id = %s", (at, key_id))
+
+    def find_session(self, token_hash: str) -> SessionRecord | None:
+        rows = self._rows(f"{_SESSION} WHERE s.token_hash = %s", (token_hash,))
+        return SessionRecord(*rows[0]) if rows else None
+
+    def end_session(self, token_hash: str) -> bool:
+        rows = self._rows("UPDATE console_sessions SET ended_at = %s "
+                          "WHERE token_hash = %s AND ended_at IS NULL RETURNING token_hash",
+                          (self._now(), token_hash))
+        return bool(rows)
 
     # ---- the opt-in query log ---------------------------------------------------------------
     def _insert_logged_query(self, entry: LoggedQuery) -> None:

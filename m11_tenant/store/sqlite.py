@@ -30,12 +30,15 @@ from m11_tenant.store.base import (
     CostAlert,
     HistoryEntry,
     LoggedQuery,
+    SessionRecord,
     TransactionalStore,
     UsageTotals,
 )
 from m11_tenant.store.migrations import SQLITE_MIGRATIONS
 
 BUSY_TIMEOUT_MS = 10_000
+_KEY = ("SELECT key_id, tenant_id, created_at, created_by, revoked_at, revoked_by, "
+        "last_used_at FROM api_keys")
 
 
 def _utcnow() -> datetime:
@@ -191,6 +194,23 @@ class SQLiteStore(TransactionalStore):
              "created_at": record.created_at, "created_by": record.created_by}
         )
 
+    def _read_api_key(self, tenant_id: str, key_id: str) -> ApiKeyRecord | None:
+        rows = self._read(f"{_KEY} WHERE tenant_id = ? AND key_id = ?", (tenant_id, key_id))
+        return ApiKeyRecord(**rows[0]) if rows else None
+
+    def _set_key_end(self, key_id: str, revoked_at: str, revoked_by: str) -> None:
+        self.db.execute("UPDATE api_keys SET revoked_at = ?, revoked_by = ? WHERE key_id = ?",
+                        (revoked_at, revoked_by, key_id))
+
+    def _insert_session(self, session: SessionRecord) -> None:
+        row = dict(session.__dict__)
+        row.pop("key_revoked_at")
+        self.db["console_sessions"].insert(row)
+
+    def _purge_sessions(self, now: str) -> None:
+        self.db.execute("DELETE FROM console_sessions WHERE expires_at <= ? OR ended_at <= ?",
+                        (now, now))
+
     def _insert_logged_query(self, entry: LoggedQuery) -> None:
         self.db.execute(
             "INSERT INTO query_log (tenant_id, at, question, source_ids, model, prompt_tokens, "
@@ -228,9 +248,31 @@ class SQLiteStore(TransactionalStore):
         return self._is_locked(tenant_id)
 
     def find_api_key(self, key_hash: str) -> ApiKeyRecord | None:
-        rows = self._read("SELECT key_id, tenant_id, created_at, created_by FROM api_keys "
-                          "WHERE key_hash = ?", (key_hash,))
+        rows = self._read(f"{_KEY} WHERE key_hash = ?", (key_hash,))
         return ApiKeyRecord(**rows[0]) if rows else None
+
+    def list_api_keys(self, tenant_id: str) -> list[ApiKeyRecord]:
+        rows = self._read(f"{_KEY} WHERE tenant_id = ? ORDER BY created_at, key_id",
+                          (tenant_id,))
+        return [ApiKeyRecord(**row) for row in rows]
+
+    def touch_api_key(self, key_id: str, at: str) -> None:
+        with self._transaction():
+            self.db.execute("UPDATE api_keys SET last_used_at = ? WHERE key_id = ?",
+                            (at, key_id))
+
+    def find_session(self, token_hash: str) -> SessionRecord | None:
+        rows = self._read("SELECT s.*, k.revoked_at AS key_revoked_at FROM console_sessions s "
+                          "LEFT JOIN api_keys k ON k.key_id = s.key_id "
+                          "WHERE s.token_hash = ?", (token_hash,))
+        return SessionRecord(**rows[0]) if rows else None
+
+    def end_session(self, token_hash: str) -> bool:
+        with self._transaction():
+            cursor = self.db.execute("UPDATE console_sessions SET ended_at = ? "
+                                     "WHERE token_hash = ? AND ended_at IS NULL",
+                                     (self._now(), token_hash))
+            return cursor.rowcount > 0
 
     def get(self, tenant_id: str) -> ConfigRecord | None:
         return self._read_current(tenant_id)
