@@ -261,7 +261,7 @@ def test_retry_after_is_read_in_every_form_the_http_spec_allows(headers, expecte
 
 # --- the API, the console and the CLI with live providers -------------------------------------
 def test_the_query_endpoint_answers_live(standin, sqlite_repo):
-    from api_support import ADMIN
+    from api_support import ADMIN, ADMIN_KEY
     from fastapi.testclient import TestClient
 
     from m11_tenant.api import ApiSettings, create_app
@@ -269,7 +269,7 @@ def test_the_query_endpoint_answers_live(standin, sqlite_repo):
     sqlite_repo.update_config("acme", {"model": "claude-3-haiku"}, actor="test", reason="test")
     pipeline = RagPipeline(sqlite_repo, sqlite_repo.store, index=fixture_index(),
                            catalog=catalog(), settings=standin.settings())
-    settings = ApiSettings(_env_file=None, m11_admin_key="test-admin-key-0123456789")
+    settings = ApiSettings(_env_file=None, m11_admin_key=ADMIN_KEY)
     with TestClient(create_app(sqlite_repo, settings=settings, pipeline=pipeline)) as client:
         response = client.post("/query", headers=ADMIN, json={"tenant_id": "acme", "query": Q})
     assert response.status_code == 200, response.text
@@ -279,7 +279,7 @@ def test_the_query_endpoint_answers_live(standin, sqlite_repo):
 
 
 def test_a_failing_provider_is_a_503_naming_the_attempts(standin, sqlite_repo):
-    from api_support import ADMIN
+    from api_support import ADMIN, ADMIN_KEY
     from fastapi.testclient import TestClient
 
     from m11_tenant.api import ApiSettings, create_app
@@ -287,7 +287,7 @@ def test_a_failing_provider_is_a_503_naming_the_attempts(standin, sqlite_repo):
     standin.fail_always("gpt-3.5-turbo", Fault.server_error())
     pipeline = RagPipeline(sqlite_repo, sqlite_repo.store, index=fixture_index(),
                            catalog=catalog(), settings=standin.settings(), sleep=Sleeps())
-    settings = ApiSettings(_env_file=None, m11_admin_key="test-admin-key-0123456789")
+    settings = ApiSettings(_env_file=None, m11_admin_key=ADMIN_KEY)
     with TestClient(create_app(sqlite_repo, settings=settings, pipeline=pipeline)) as client:
         response = client.post("/query", headers=ADMIN, json={"tenant_id": "acme", "query": Q})
     assert response.status_code == 503, response.text
