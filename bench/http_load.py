@@ -284,7 +284,7 @@ def in_process_figures() -> list[str]:
     asked = questions()
     index = get_default_index()
     pipeline = RagPipeline(Configs(), InMemoryLedger(), index=index, generation="offline",
-                           env={}, clock=lambda: datetime(2026, 1, 1, tzinfo=UTC))
+                           clock=lambda: datetime(2026, 1, 1, tzinfo=UTC))
     stages: dict[str, list[float]] = {}
     fresh, cached = [], []
     for n, q in enumerate(asked * 3):

@@ -134,7 +134,7 @@ def main() -> None:
         print(f"{reranker or 'none':<8} " + " ".join(f"{c:<6.3f}" for c in cells))
     print()
 
-    pipeline = RagPipeline(index=index, generation="offline", env={})
+    pipeline = RagPipeline(index=index, generation="offline")
     pipeline.run(_Cfg(), questions[0].question)  # warm-up (tokenizer caches)
     times, cpu = [], []
     stages: dict[str, list[float]] = {"embed": [], "retrieve": [], "rerank": [],

@@ -99,9 +99,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "import":
             return _import(args, open_repository(args.database_url))
         elif args.command == "check":
-            from m11_tenant.rag import check_all_tenants
+            from m11_tenant.rag import RagPipeline, check_all_tenants
 
-            report = check_all_tenants(open_repository(args.database_url), live=args.live)
+            pipeline = RagPipeline(generation="auto" if args.live else "offline")
+            if args.live and not pipeline.live:
+                print("note: --live, but no model provider is configured (OPENAI_API_KEY, "
+                      "ANTHROPIC_API_KEY, OPENAI_COMPATIBLE_BASE_URL …): checking offline",
+                      file=sys.stderr)
+            report = check_all_tenants(open_repository(args.database_url), pipeline=pipeline)
             print(report.text())
             return 0 if report.ok else 1
     except TenantConfigError as exc:

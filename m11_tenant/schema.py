@@ -47,6 +47,11 @@ DATA_DIR = Path(os.environ.get("M11_DATA_DIR", Path(__file__).resolve().parent.p
 # --------------------------------------------------------------------------- catalog
 
 
+#: Who can serve a catalog entry (see ``m11_tenant.rag.providers``): OpenAI, Anthropic, or
+#: an OpenAI-compatible server of the operator's (vLLM, Ollama, LiteLLM …).
+PROVIDERS = ("openai", "anthropic", "openai_compatible")
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """One entry of the model catalog: who serves it and what a token costs."""
@@ -94,6 +99,10 @@ def load_catalog(data_dir: Path = DATA_DIR) -> Catalog:
     models_doc = json.loads((data_dir / "models.json").read_text(encoding="utf-8"))
     plans_doc = json.loads((data_dir / "plans.json").read_text(encoding="utf-8"))
     models = {m["name"]: ModelInfo(**m) for m in models_doc["models"]}
+    for model in models.values():
+        if model.provider not in PROVIDERS:
+            raise ValueError(f"model {model.name!r} names provider {model.provider!r}; "
+                             f"known providers: {', '.join(PROVIDERS)}")
     plans = {
         p["name"]: Plan(**{**p, "allowed_models": tuple(p["allowed_models"])})
         for p in plans_doc["plans"]

@@ -38,7 +38,23 @@ class Settings(BaseSettings):
                                   "live without an invalidation (the backstop)")
     warm_start: bool = Field(False, description="load every tenant into the near cache at start")
     m11_admin_key: str | None = Field(None, description="platform admin API key")
-    openai_api_key: str | None = Field(None, description="enables the OpenAI client")
+    # Model providers: a key (or a base URL) makes the pipeline live for that provider's
+    # catalog entries; with none of them set every answer comes from the offline generator.
+    openai_api_key: str | None = Field(None, description="enables catalog entries with "
+                                       "provider 'openai'")
+    openai_base_url: str | None = Field(None, description="another OpenAI endpoint (a proxy, "
+                                        "or a local OpenAI-compatible server); default OpenAI's")
+    anthropic_api_key: str | None = Field(None, description="enables catalog entries with "
+                                          "provider 'anthropic'")
+    anthropic_base_url: str | None = Field(None, description="another Anthropic endpoint; "
+                                           "default Anthropic's")
+    openai_compatible_base_url: str | None = Field(
+        None, description="an OpenAI-compatible server (vLLM, Ollama, LiteLLM …) for catalog "
+        "entries with provider 'openai_compatible'")
+    openai_compatible_api_key: str | None = Field(
+        None, description="its key, if it wants one")
+    m11_model_timeout: float = Field(30.0, gt=0, le=600, description="seconds one model call "
+                                     "may take before it counts as a failed attempt")
     m11_region: str | None = Field(
         None, description="serve as this region of a multi-region deployment (needs "
         "M11_REGIONS and a REDIS_URL every region reaches)")

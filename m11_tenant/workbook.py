@@ -166,13 +166,13 @@ class Sandbox:
     def pipeline(self, repo: TenantConfigRepository | None = None, ledger: Any = None) -> Any:
         """An offline RAG pipeline over ``repo`` (default the sandbox's), with a fixed date.
 
-        Offline means no key is read even if ``OPENAI_API_KEY`` is set, so the notebooks
+        Offline means no provider key is read even if one is set, so the notebooks
         give the same answers everywhere; usage goes to ``ledger`` (default in memory).
         """
         from m11_tenant.rag import InMemoryLedger, RagPipeline
 
         return RagPipeline(repo or self.repo, ledger or InMemoryLedger(), generation="offline",
-                           clock=lambda: self.clock.start, env={})
+                           clock=lambda: self.clock.start)
 
     def api_client(self) -> Any:
         """FastAPI's ``TestClient`` on the management API over the sandbox's repository.

@@ -55,7 +55,7 @@ class Api:
 def make_pipeline(repo: TenantConfigRepository) -> RagPipeline:
     """The real pipeline on the 16-passage fixture corpus, offline, with a fixed clock."""
     return RagPipeline(repo, repo.store, index=fixture_index(), clock=lambda: FIXED_NOW,
-                       catalog=catalog(), generation="offline", sleep=lambda _s: None, env={})
+                       catalog=catalog(), generation="offline")
 
 
 def make_api(repo: TenantConfigRepository, **settings: Any) -> Api:

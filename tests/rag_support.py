@@ -1,22 +1,19 @@
-"""Shared helpers for the tests/test_rag_*.py suites: a fixture corpus index, configs, an
-SQLite ledger (the store's contract, in miniature) and a fake OpenAI-compatible client."""
+"""Shared helpers for the tests/test_rag_*.py suites: a fixture corpus index, configs and
+settings without providers."""
 
 from __future__ import annotations
 
 import functools
 from datetime import UTC, datetime
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
-
-import httpx
-import openai
 
 from m11_tenant.rag.corpus import load_corpus, load_eval
 from m11_tenant.rag.embed import MiniLMEmbedder
 from m11_tenant.rag.index import HybridIndex
 from m11_tenant.rag.plans import CatalogView, default_catalog
 from m11_tenant.schema import TenantConfig, validate_config
+from m11_tenant.settings import Settings
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FIXED_NOW = datetime(2026, 3, 14, 15, 0, 0, tzinfo=UTC)
@@ -69,44 +66,9 @@ class DictConfigSource:
         return list(self.configs)
 
 
-# --- a fake OpenAI-compatible client ------------------------------------------------------
-_REQUEST = httpx.Request("POST", "https://api.openai.invalid/v1/chat/completions")
-
-
-def connection_error() -> Exception:
-    return openai.APIConnectionError(request=_REQUEST)
-
-
-def status_error(status: int) -> Exception:
-    cls = {400: openai.BadRequestError, 401: openai.AuthenticationError,
-           404: openai.NotFoundError, 429: openai.RateLimitError,
-           500: openai.InternalServerError}[status]
-    return cls(f"status {status}", response=httpx.Response(status, request=_REQUEST), body=None)
-
-
-class FakeOpenAI:
-    """Records every chat.completions.create call; answers from a per-model script.
-
-    ``script[api_model]`` is a list consumed call by call: an exception is raised, a string
-    is returned as the answer. When a model's script runs out, it answers normally.
-    """
-
-    def __init__(self, script: dict[str, list[Any]] | None = None):
-        self.script = {k: list(v) for k, v in (script or {}).items()}
-        self.calls: list[dict[str, Any]] = []
-        self.chat = SimpleNamespace(completions=SimpleNamespace(create=self._create))
-
-    def _create(self, **kwargs: Any) -> Any:
-        self.calls.append(kwargs)
-        steps = self.script.get(kwargs["model"], [])
-        step = steps.pop(0) if steps else f"answer from {kwargs['model']} [1]"
-        if isinstance(step, Exception):
-            raise step
-        return SimpleNamespace(
-            choices=[SimpleNamespace(message=SimpleNamespace(content=step))],
-            usage=SimpleNamespace(prompt_tokens=1000, completion_tokens=100, total_tokens=1100),
-        )
-
-    @property
-    def models_called(self) -> list[str]:
-        return [c["model"] for c in self.calls]
+# --- providers ---------------------------------------------------------------------------
+def no_providers() -> Settings:
+    """Settings with no provider configured, whatever the environment or a .env file says."""
+    return Settings(_env_file=None, openai_api_key=None, openai_base_url=None,
+                    anthropic_api_key=None, anthropic_base_url=None,
+                    openai_compatible_base_url=None, openai_compatible_api_key=None)

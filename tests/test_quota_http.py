@@ -20,7 +20,7 @@ import fakeredis
 import pytest
 import uvicorn
 from api_support import ADMIN, ADMIN_KEY
-from rag_support import FIXED_NOW, catalog, fixture_index
+from rag_support import FIXED_NOW, catalog, fixture_index, no_providers
 
 from bench.quota_burst import burst
 from m11_tenant.api import ApiSettings, create_app
@@ -80,7 +80,7 @@ def test_a_burst_gets_exactly_the_slots_left(database_url, cache_client, tenant_
                                                      prefix=f"q-{uuid.uuid4().hex[:8]}:"))
     ledger = WriteBehindLedger(store)
     pipeline = RagPipeline(repo, ledger, index=fixture_index(), clock=lambda: FIXED_NOW,
-                           catalog=catalog(), generation="offline", env={})
+                           catalog=catalog(), generation="offline", settings=no_providers())
     app = create_app(repo, settings=ApiSettings(m11_admin_key=ADMIN_KEY), pipeline=pipeline)
     day = FIXED_NOW.date()
     store.record_usage(tenant_id, day, queries=FREE_QUOTA - left, prompt_tokens=0,

@@ -7,6 +7,7 @@ from rag_support import (
     fixture_eval,
     fixture_index,
     make_config,
+    no_providers,
     stale_config,
 )
 
@@ -17,7 +18,7 @@ from m11_tenant.rag.pipeline import RagPipeline
 
 def make_pipeline():
     return RagPipeline(None, None, index=fixture_index(), clock=lambda: FIXED_NOW,
-                       catalog=catalog(), env={})
+                       catalog=catalog(), settings=no_providers())
 
 
 QUESTIONS = [q.question for q in fixture_eval()[:2]]

@@ -1,5 +1,6 @@
-"""The pipeline end to end on the fixture corpus: configs shape results; every fallback and
-refusal path; no network (the OpenAI path only ever talks to an injected fake)."""
+"""The pipeline end to end on the fixture corpus, offline: configs shape results; every
+refusal path; no network at all (live providers are tested in test_rag_providers.py against
+local stand-ins)."""
 
 import socket
 from datetime import timedelta
@@ -8,13 +9,11 @@ import pytest
 from rag_support import (
     FIXED_NOW,
     DictConfigSource,
-    FakeOpenAI,
     catalog,
-    connection_error,
     fixture_index,
     make_config,
+    no_providers,
     stale_config,
-    status_error,
 )
 
 from m11_tenant.errors import (
@@ -38,14 +37,13 @@ def no_network(monkeypatch):
         raise OSError("network disabled in tests")
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "getaddrinfo", refuse)
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
 
 
 def pipeline(configs=None, ledger=None, **kwargs):
-    kwargs.setdefault("env", {})
+    kwargs.setdefault("settings", no_providers())
     return RagPipeline(DictConfigSource(configs or {}), ledger or InMemoryLedger(),
                        index=fixture_index(), clock=lambda: FIXED_NOW, catalog=catalog(),
-                       sleep=lambda s: None, **kwargs)
+                       **kwargs)
 
 
 FOUR_TENANTS = {
@@ -173,119 +171,50 @@ def test_max_tokens_above_the_plan_cap_is_refused():
         pipeline().run(stale_config(max_tokens=1500, plan="free"), Q)
 
 
-# --- live generation, retries and fallbacks (fake client, no network) ---------------------
-def live(client, configs=None, ledger=None):
-    return pipeline(configs, ledger, openai_client=client)
-
-
-def test_openai_path_uses_the_config_and_the_api_usage():
-    fake = FakeOpenAI()
-    cfg = make_config(model="gpt-4-turbo", plan="starter", temperature=0.3, max_tokens=256)
-    ledger = InMemoryLedger()
-    r = live(fake, {"acme": cfg}, ledger).query("acme", Q)
-    (call,) = fake.calls
-    assert call["model"] == "gpt-4-turbo" and call["temperature"] == 0.3
-    assert call["max_tokens"] == 256
-    assert call["messages"] == [{"role": "user", "content": r.prompt}]
-    assert r.generator == "openai" and r.notice is None and not r.fallback_used
-    assert r.answer == "answer from gpt-4-turbo [1]"
-    assert (r.usage.prompt_tokens, r.usage.completion_tokens) == (1000, 100)
-    assert not r.usage.estimated
-    assert r.cost_usd == pytest.approx(0.01 + 0.003)
-    assert ledger.usage_totals("acme", FIXED_NOW.date()).cost_month_usd == pytest.approx(0.013)
-
-
-def test_transient_errors_are_retried_up_to_max_retries():
-    fake = FakeOpenAI({"gpt-3.5-turbo": [connection_error(), status_error(429)]})
-    sleeps = []
-    p = live(fake)
-    p.sleep = sleeps.append
-    r = p.run(make_config(max_retries=2), Q)
-    assert fake.models_called == ["gpt-3.5-turbo"] * 3
-    assert sleeps == [0.5, 1.0]
-    assert not r.fallback_used and len(r.attempts) == 2
-    assert "APIConnectionError" in r.attempts[0] and "RateLimitError" in r.attempts[1]
-
-
-def test_retries_used_up_then_the_fallback_model_answers():
-    fake = FakeOpenAI({"gpt-4-turbo": [status_error(500)] * 3})
-    cfg = make_config(model="gpt-4-turbo", fallback_model="gpt-3.5-turbo", plan="starter",
-                      max_retries=2)
-    r = live(fake).run(cfg, Q)
-    assert fake.models_called == ["gpt-4-turbo"] * 3 + ["gpt-3.5-turbo"]
-    assert r.fallback_used and r.model_used == "gpt-3.5-turbo"
-    assert r.model_requested == "gpt-4-turbo"
-    m = catalog().model("gpt-3.5-turbo")  # priced as the model that answered
-    assert r.cost_usd == pytest.approx(m.input_usd_per_1k + 0.1 * m.output_usd_per_1k)
-
-
-def test_a_non_retryable_error_goes_straight_to_the_fallback():
-    fake = FakeOpenAI({"gpt-4-turbo": [status_error(401)]})
-    cfg = make_config(model="gpt-4-turbo", fallback_model="gpt-3.5-turbo", plan="starter",
-                      max_retries=5)
-    r = live(fake).run(cfg, Q)
-    assert fake.models_called == ["gpt-4-turbo", "gpt-3.5-turbo"]
-    assert r.fallback_used and "AuthenticationError" in r.attempts[0]
-
-
-def test_zero_retries_means_one_attempt():
-    fake = FakeOpenAI({"gpt-3.5-turbo": [connection_error()]})
-    with pytest.raises(ModelUnavailableError):
-        live(fake).run(make_config(max_retries=0), Q)
-    assert len(fake.calls) == 1
-
-
-def test_model_and_fallback_both_failing_is_a_clear_refusal_and_records_nothing():
-    fake = FakeOpenAI({"gpt-4-turbo": [status_error(500)] * 2,
-                       "gpt-3.5-turbo": [status_error(500)] * 2})
-    ledger = InMemoryLedger()
-    cfg = make_config(model="gpt-4-turbo", fallback_model="gpt-3.5-turbo", plan="starter",
-                      max_retries=1)
-    with pytest.raises(ModelUnavailableError, match=r"tried gpt-4-turbo → gpt-3\.5-turbo") as info:
-        live(fake, {"acme": cfg}, ledger).query("acme", Q)
-    assert len(info.value.detail["attempts"]) == 4
-    totals = ledger.usage_totals("acme", FIXED_NOW.date())  # the reserved slot given back
-    assert (totals.queries_today, totals.tokens_today, totals.cost_month_usd) == (0, 0, 0.0)
-
-
-def test_claude_when_live_without_a_fallback_fails_clearly():
-    fake = FakeOpenAI()
-    with pytest.raises(ModelUnavailableError, match="provider 'anthropic' has no client"):
-        live(fake).run(make_config(model="claude-3-haiku"), Q)
-    assert fake.calls == []
-
-
-def test_claude_when_live_falls_back_by_config_and_says_so():
-    fake = FakeOpenAI()
-    r = live(fake).run(make_config(model="claude-3-haiku", fallback_model="gpt-3.5-turbo"), Q)
-    assert r.fallback_used and r.model_used == "gpt-3.5-turbo" and r.generator == "openai"
-    assert "anthropic" in r.attempts[0]
-
-
+# --- offline versus live ---------------------------------------------------------------------
 def test_claude_offline_is_answered_by_the_flagged_offline_generator():
     r = pipeline().run(make_config(model="claude-3-haiku"), Q)
     assert r.generator == "offline" and r.model_used == "claude-3-haiku"
-    assert not r.fallback_used and r.notice
+    assert not r.fallback_used and r.notice and "ANTHROPIC_API_KEY" in r.notice
 
 
-def test_forced_openai_without_a_key_fails_clearly():
-    with pytest.raises(ModelUnavailableError, match=r"OPENAI_API_KEY is not set"):
-        pipeline(generation="openai").run(make_config(), Q)
+def test_forced_live_without_any_provider_fails_clearly():
+    with pytest.raises(ModelUnavailableError, match=r"'openai' is not configured here"):
+        pipeline(generation="live").run(make_config(), Q)
 
 
-def test_forced_offline_ignores_an_injected_client():
-    fake = FakeOpenAI()
-    r = pipeline(openai_client=fake, generation="offline").run(make_config(), Q)
-    assert r.generator == "offline" and fake.calls == []
+def test_forced_offline_ignores_configured_providers():
+    keyed = no_providers().model_copy(update={"openai_api_key": "sk-test-not-a-real-key"})
+    p = pipeline(generation="offline", settings=keyed)
+    assert not p.live and p.run(make_config(), Q).generator == "offline"
 
 
-def test_a_key_in_the_environment_builds_the_real_client_which_cannot_reach_the_network():
-    # The real openai client is constructed (no fake), and every attempt fails on the
-    # disabled socket: proof the default test run makes no network call.
-    p = pipeline(env={"OPENAI_API_KEY": "sk-test-not-a-real-key"})
+def test_a_key_in_the_settings_builds_the_real_client_which_cannot_reach_the_network():
+    # The real openai client is constructed, and every attempt fails on the disabled
+    # socket: proof the default test run makes no network call.
+    keyed = no_providers().model_copy(update={"openai_api_key": "sk-test-not-a-real-key"})
+    sleeps = []
+
+    async def record(seconds):
+        sleeps.append(seconds)
+
+    p = pipeline(settings=keyed, sleep=record)
     assert p.live
-    with pytest.raises(ModelUnavailableError, match="APIConnectionError"):
+    with pytest.raises(ModelUnavailableError, match=r"API(Connection|Timeout)Error") as info:
         p.run(make_config(max_retries=1), Q)
+    assert len(info.value.detail["attempts"]) == 2 and len(sleeps) == 1
+
+
+def test_the_sync_door_refuses_to_wait_for_itself():
+    from m11_tenant.rag.blocking import run_blocking
+
+    p = pipeline()
+
+    async def nested():
+        return p.run(make_config(), Q)
+
+    with pytest.raises(RuntimeError, match="await the async method"):
+        run_blocking(nested())
 
 
 def test_the_four_course_tenants_from_the_repository_get_four_configured_results(sqlite_repo):
@@ -294,7 +223,7 @@ def test_the_four_course_tenants_from_the_repository_get_four_configured_results
     seed_tenants(sqlite_repo)
     four = [t.tenant_id for t in load_example_tenants()][:4]
     p = RagPipeline(sqlite_repo, InMemoryLedger(), index=fixture_index(), catalog=catalog(),
-                    clock=lambda: FIXED_NOW, env={})
+                    clock=lambda: FIXED_NOW, settings=no_providers())
     results = [p.query(t, Q) for t in four]
     for tid, r in zip(four, results, strict=True):
         cfg = sqlite_repo.get_config(tid)
@@ -316,7 +245,7 @@ def test_passages_that_would_overflow_the_context_window_are_dropped_from_the_en
     full = catalog()
     small = dataclasses.replace(full.model("gpt-3.5-turbo"), context_window=450)
     tight = CatalogView({**full.models, "gpt-3.5-turbo": small}, full.plans)
-    p = RagPipeline(index=fixture_index(), catalog=tight, env={})
+    p = RagPipeline(index=fixture_index(), catalog=tight, settings=no_providers())
     cfg = make_config(top_k=10, max_tokens=200)
     r = p.run(cfg, Q)
     assert 1 <= len(r.sources) < 10

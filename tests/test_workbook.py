@@ -93,7 +93,9 @@ def test_scaling_run_counts_are_exact_and_repeatable():
 def test_scaling_run_measures_reads_during_concurrent_writes():
     [result] = scaling_run(tenant_counts=(12,), reads=30, warmup=10, writes=5, seed=3)
     live = result["with_writes"]
-    assert live["writes"] == 5
+    # The live phase stops at the writer's 5th write or after MAX_LIVE_READS reads, whichever
+    # comes first: on a loaded machine the writer may not get to all five.
+    assert 0 < live["writes"] <= 5
     assert live["reads"] == live["hits"] + live["misses"] > 0
 
 

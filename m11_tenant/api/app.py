@@ -70,7 +70,8 @@ def create_app(repo: TenantConfigRepository | None = None, *,
             settings' database and Redis (closed when the app shuts down).
         settings: :class:`ApiSettings` (or plain ``Settings``); default from the environment.
         pipeline: a ``RagPipeline`` for ``/query`` and previews; default one built on first
-            use over ``repo`` with the store as its usage ledger.
+            use over ``repo`` with the store as its usage ledger, live for the providers the
+            settings configure (offline without any).
         clock: seconds since the epoch, for rate-limit windows (tests).
         rate_client: the Redis client rate limits and failed sign-ins count in; default the
             repository's cache client (this process's memory when the cache is disabled,
@@ -101,12 +102,13 @@ def create_app(repo: TenantConfigRepository | None = None, *,
                      auth=Authenticator(repo.store, admin_key, throttle=throttle),
                      limiter=RateLimiter(counters, **({"clock": clock} if clock else {})),
                      metrics=ApiMetrics(repo),
-                     pipeline_factory=lambda: pipeline or _default_pipeline(repo, ledger))
+                     pipeline_factory=lambda: pipeline or _default_pipeline(repo, cfg, ledger))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(_warm_up, ctx)
         yield
+        await ctx.close_pipeline()
         if ledger is not None:
             ledger.close()  # write the last settlements before the store closes
         if owns_repo:
@@ -137,14 +139,14 @@ def _warm_up(ctx: ApiContext) -> None:
         log.warning("the RAG pipeline could not be loaded at start: %s", exc)
 
 
-def _default_pipeline(repo: TenantConfigRepository, ledger: Any) -> Any:
+def _default_pipeline(repo: TenantConfigRepository, settings: Settings, ledger: Any) -> Any:
     try:
         from m11_tenant.rag import RagPipeline
     except ImportError as exc:
         raise HttpError(503, "pipeline_unavailable",
                         f"the RAG pipeline cannot be loaded here ({exc}); install the "
                         "package's RAG dependencies") from exc
-    return RagPipeline(repo, ledger)
+    return RagPipeline(repo, ledger, settings=settings)
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

@@ -99,6 +99,12 @@ class ApiContext:
                 self._pipeline = self.pipeline_factory()
             return self._pipeline
 
+    async def close_pipeline(self) -> None:
+        """Close the pipeline's provider connections, if it was built and has any."""
+        aclose = getattr(self._pipeline, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
 
 def get_ctx(request: Request) -> ApiContext:
     return request.app.state.ctx

@@ -4,7 +4,7 @@ explain, query log, lock, query."""
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -175,22 +175,22 @@ async def preview(tenant_id: TenantId, request: Request, ctx: Ctx,
     reason = reason_of(body.get("reason"))
     count = None if body.get("replay") is None else check_replay(body["replay"])
 
-    def run() -> dict:
-        current, proposed = ctx.repo.propose(tid, body["config"], body.get("merge", True),
-                                             role=caller.role)
-        result = ctx.pipeline.run(proposed, body.get("query") or DEFAULT_PREVIEW_QUESTION,
-                                  tenant_id=tid)
-        dump = proposed.model_dump()
-        out = {"tenant_id": tid, "config": dump,
-               "diff": config_diff(current.config.model_dump(), dump),
-               "current_version": current.version, "result": result.model_dump(),
-               "written": False}
-        if count is not None:
-            out["replay"] = run_replay(ctx, caller, tid, current, proposed, count,
-                                       live=body.get("live", False), reason=reason)
-        return out
+    def propose() -> tuple[Any, Any]:
+        return ctx.repo.propose(tid, body["config"], body.get("merge", True), role=caller.role)
 
-    return JSONResponse(await run_in_threadpool(run))
+    current, proposed = await run_in_threadpool(propose)
+    result = await ctx.pipeline.arun(proposed, body.get("query") or DEFAULT_PREVIEW_QUESTION,
+                                     tenant_id=tid)
+    dump = proposed.model_dump()
+    out = {"tenant_id": tid, "config": dump,
+           "diff": config_diff(current.config.model_dump(), dump),
+           "current_version": current.version, "result": result.model_dump(),
+           "written": False}
+    if count is not None:
+        out["replay"] = await run_in_threadpool(
+            run_replay, ctx, caller, tid, current, proposed, count,
+            live=body.get("live", False), reason=reason)
+    return JSONResponse(out)
 
 
 @router.get("/config/{tenant_id}/explain", response_model=ExplainResponse, tags=["config"],
@@ -259,15 +259,16 @@ async def query(request: Request, ctx: Ctx, caller: Caller) -> JSONResponse:
     tid = body_tenant(body["tenant_id"])
     authorize_tenant(ctx.repo.store, caller, tid, "query")
 
-    def run() -> JSONResponse:
-        ctx.limit("query", tid, ctx.query_rate)
-        result = ctx.pipeline.query(tid, body["query"])
-        ctx.metrics.query_done(tid, result.usage.prompt_tokens, result.usage.completion_tokens,
-                               result.cost_usd)
-        return JSONResponse(result.model_dump(), background=query_log_task(ctx, tid, result))
-
     try:
-        return await run_in_threadpool(run)
+        if ctx.query_rate is not None:  # Redis or the in-process fallback: off the event loop
+            await run_in_threadpool(ctx.limit, "query", tid, ctx.query_rate)
+        # Awaited on the event loop: a slow model holds no worker thread while it answers.
+        result = await ctx.pipeline.aquery(tid, body["query"])
     except TenantConfigError as exc:
         ctx.metrics.queries.labels(tid, to_http(exc).code).inc()
         raise
+    ctx.metrics.query_done(tid, result.usage.prompt_tokens, result.usage.completion_tokens,
+                           result.cost_usd)
+    # The tenant's log setting may need a cache or database read: not on the event loop.
+    log_task = await run_in_threadpool(query_log_task, ctx, tid, result)
+    return JSONResponse(result.model_dump(), background=log_task)

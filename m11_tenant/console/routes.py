@@ -507,8 +507,7 @@ async def preview_config(request: Request, tenant_id: str) -> Response:
         return _refused(request, session, tid, current, errors, expected, page)
     try:
         _limit_writes(ctx, session.principal, "preview", tid)
-        result = await run_in_threadpool(
-            lambda: ctx.pipeline.run(proposed, question, tenant_id=tid))
+        result = await ctx.pipeline.arun(proposed, question, tenant_id=tid)
     except ConfigValidationError as exc:  # the question itself (empty, too long)
         errors = [FieldError("question", e.message, e.type) for e in exc.errors]
         return _refused(request, session, tid, current, errors, expected, page)

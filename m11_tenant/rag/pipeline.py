@@ -11,7 +11,7 @@ Every knob comes from the tenant's :class:`~m11_tenant.schema.TenantConfig`:
 ``prompt_template``    rendered with ``{query}``, ``{context}`` and ``prompt_variables``
 ``model``              priced from the catalog; called if live (see ``generate``)
 ``fallback_model``     tried when the model is unavailable or its retries are used up
-``max_retries``        extra attempts per model on transient errors (429, 5xx, network)
+``max_retries``        extra attempts per model on transient errors (429, 5xx, timeouts)
 ``temperature``        passed to the model (the offline generator ignores it)
 ``max_tokens``         completion cap (the offline generator honours it too)
 ``plan``               models allowed, max_tokens cap, daily queries, monthly budget
@@ -21,13 +21,20 @@ Every knob comes from the tenant's :class:`~m11_tenant.schema.TenantConfig`:
 slot in the ledger's atomic quota/budget gate, answers, settles the usage).
 :meth:`RagPipeline.run` takes a config directly and writes nothing (the preview endpoint and
 the cross-tenant check use it).
+
+Both are async underneath (:meth:`RagPipeline.aquery`, :meth:`RagPipeline.arun`: what the
+server awaits, so one worker holds hundreds of slow model calls in flight); the CPU-bound
+stages (retrieval, prompt rendering and token counts, the offline generator) and the
+storage calls run in worker threads, never on the event loop. ``query`` and ``run`` are the
+synchronous doors for notebooks and scripts (see :mod:`.blocking`).
 """
 
 from __future__ import annotations
 
-import os
+import asyncio
+import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
@@ -35,15 +42,16 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from m11_tenant.errors import ConfigValidationError, FieldError, ModelUnavailableError
 from m11_tenant.rag.alerts import CostAlerts
+from m11_tenant.rag.blocking import run_blocking
 from m11_tenant.rag.corpus import Passage
 from m11_tenant.rag.generate import (
+    MAX_RETRY_WAIT_S,
     OFFLINE_NOTICE,
     Generation,
     GenerationFailed,
     Sleep,
     backoff_seconds,
     offline_answer,
-    openai_answer,
 )
 from m11_tenant.rag.index import HybridIndex, get_default_index
 from m11_tenant.rag.ledger import UsageLedger
@@ -55,15 +63,18 @@ from m11_tenant.rag.plans import (
     price,
     usage_refusal,
 )
+from m11_tenant.rag.providers import Providers
 from m11_tenant.rag.rerank import DEFAULT_RERANKER, RERANKERS
 from m11_tenant.rag.tokens import count_tokens
 from m11_tenant.rag.tokens import warm_up as warm_up_tokens
+from m11_tenant.settings import Settings, load_settings
 from m11_tenant.templates import render_template
 
 #: Longest question accepted (characters).
 MAX_QUESTION_CHARS = 2000
 
-GenerationMode = Literal["auto", "offline", "openai"]
+GenerationMode = Literal["auto", "offline", "live"]
+GeneratorName = Literal["offline", "openai", "anthropic", "openai_compatible"]
 
 
 class ConfigSource(Protocol):
@@ -102,8 +113,8 @@ class QueryResult(BaseModel):
     model_requested: str
     model_used: str
     fallback_used: bool
-    generator: Literal["offline", "openai"]
-    notice: str | None = None
+    generator: GeneratorName  # "offline", or the provider that answered
+    notice: str | None = None  # set when no language model was called
     attempts: list[str] = Field(default_factory=list)  # failed attempts before the answer
     config_applied: dict[str, Any]
     usage: Usage
@@ -142,23 +153,26 @@ class RagPipeline:
         index: a shared :class:`~m11_tenant.rag.index.HybridIndex`; default the process-wide
             index over ``data/corpus/`` (built on first use, then reused).
         clock: returns the current UTC time (inject a fixed one in tests and notebooks).
-        openai_client: an ``openai.OpenAI``-compatible object; makes the pipeline live.
-        generation: ``"auto"``, ``"offline"`` or ``"openai"`` (see :mod:`.generate`).
+        generation: ``"auto"``, ``"offline"`` or ``"live"`` (see :mod:`.generate`).
+        settings: where provider keys, base URLs and the per-attempt timeout come from;
+            default :func:`~m11_tenant.settings.load_settings` (environment and ``.env``),
+            read when a live decision is first needed.
         catalog: models and plans (``m11_tenant.schema.load_catalog()``, the default).
         reranker: which reranker ``enable_reranking`` uses (``coverage``, ``rrf``, ``cosine``,
             ``mmr``; see :mod:`.rerank`).
-        sleep: how to wait between retries (inject a no-op in tests).
-        env: environment to read ``OPENAI_API_KEY`` from (default ``os.environ``).
+        sleep: how to wait between retries (an async callable; inject a recorder in tests).
+        jitter: draws the backoff's jitter factor from [0.5, 1] (inject a constant in tests).
     """
 
     def __init__(self, config_source: ConfigSource | None = None,
                  ledger: UsageLedger | None = None, *, index: HybridIndex | None = None,
-                 clock: Callable[[], datetime] | None = None, openai_client: Any = None,
-                 generation: GenerationMode = "auto", catalog: Any = None,
-                 reranker: str = DEFAULT_RERANKER, sleep: Sleep = time.sleep,
-                 env: Mapping[str, str] | None = None):
-        if generation not in ("auto", "offline", "openai"):
-            raise ValueError(f"generation must be auto, offline or openai, not {generation!r}")
+                 clock: Callable[[], datetime] | None = None,
+                 generation: GenerationMode = "auto", settings: Settings | None = None,
+                 catalog: Any = None, reranker: str = DEFAULT_RERANKER,
+                 sleep: Sleep = asyncio.sleep,
+                 jitter: Callable[[], float] = lambda: random.uniform(0.5, 1.0)):
+        if generation not in ("auto", "offline", "live"):
+            raise ValueError(f"generation must be auto, offline or live, not {generation!r}")
         if reranker not in RERANKERS:
             raise ValueError(f"unknown reranker {reranker!r} (known: {', '.join(RERANKERS)})")
         self.config_source, self.ledger = config_source, ledger
@@ -166,9 +180,9 @@ class RagPipeline:
         self._index = index
         self._catalog = None if catalog is None else catalog_from(catalog)
         self.clock = clock or utc_now
-        self.generation, self.reranker, self.sleep = generation, reranker, sleep
-        self._env = os.environ if env is None else env
-        self._openai_client = openai_client
+        self.generation, self.reranker = generation, reranker
+        self.sleep, self.jitter = sleep, jitter
+        self._providers = None if settings is None else Providers(settings)
 
     # -- shared resources, created on first use --------------------------------------------
     @property
@@ -184,24 +198,23 @@ class RagPipeline:
         return self._catalog
 
     @property
+    def providers(self) -> Providers:
+        if self._providers is None:
+            self._providers = Providers(load_settings())
+        return self._providers
+
+    @property
     def live(self) -> bool:
-        """True when OpenAI models are really called (a client injected, or a key set)."""
+        """True when models are really called (``"live"``, or ``"auto"`` with a provider
+        configured in the settings)."""
         if self.generation == "offline":
             return False
-        if self.generation == "openai":
-            return True
-        return self._openai_client is not None or bool(self._env.get("OPENAI_API_KEY"))
+        return self.generation == "live" or bool(self.providers.configured)
 
-    def _client(self) -> Any:
-        if self._openai_client is None:
-            if not self._env.get("OPENAI_API_KEY"):
-                raise GenerationFailed("OPENAI_API_KEY is not set", retryable=False)
-            import openai
-
-            # Our loop owns the retries (max_retries from the tenant's config).
-            self._openai_client = openai.OpenAI(api_key=self._env["OPENAI_API_KEY"],
-                                                max_retries=0, timeout=30.0)
-        return self._openai_client
+    async def aclose(self) -> None:
+        """Close the provider connections this event loop opened (server shutdown)."""
+        if self._providers is not None:
+            await self._providers.aclose()
 
     def warm_up(self) -> None:
         """Build now what the first queries would otherwise each start building: the index
@@ -211,6 +224,14 @@ class RagPipeline:
 
     # -- entry points ------------------------------------------------------------------------
     def query(self, tenant_id: str, question: str) -> QueryResult:
+        """:meth:`aquery` for synchronous callers (notebooks, scripts, the CLI)."""
+        return run_blocking(self.aquery(tenant_id, question))
+
+    def run(self, config: Any, question: str, *, tenant_id: str = "preview") -> QueryResult:
+        """:meth:`arun` for synchronous callers (notebooks, scripts, the CLI)."""
+        return run_blocking(self.arun(config, question, tenant_id=tenant_id))
+
+    async def aquery(self, tenant_id: str, question: str) -> QueryResult:
         """Answer ``question`` for ``tenant_id`` with its stored config, and record the usage.
 
         Raises:
@@ -224,8 +245,34 @@ class RagPipeline:
             raise TypeError("query() needs a config_source and a ledger; use run() for previews")
         question = _check_question(question)  # refuse bad input before any work
         t0 = time.perf_counter()
+        config, now, plan, spent, reserve_ms = await asyncio.to_thread(self._admit, tenant_id)
+        config_ms = (time.perf_counter() - t0) * 1e3 - reserve_ms
+        try:
+            result = await self._execute(config, question, tenant_id, record=True)
+        except BaseException:
+            # Give the slot back here, not in a thread: a cancelled request must still do it.
+            self._settle(tenant_id, config, plan, spent, now, None)
+            raise
+        t0 = time.perf_counter()
+        await asyncio.to_thread(self._settle, tenant_id, config, plan, spent, now, result)
+        ledger_ms = reserve_ms + (time.perf_counter() - t0) * 1e3
+        return result.model_copy(update={"timings_ms": {
+            **result.timings_ms, "config_load": config_ms, "ledger": ledger_ms}})
+
+    async def arun(self, config: Any, question: str, *,
+                   tenant_id: str = "preview") -> QueryResult:
+        """Answer ``question`` with ``config`` as given: checks the plan's model and max_tokens
+        limits, but not quota or budget, and records nothing (previews, regression checks)."""
+        check_static_limits(config, self.catalog)
+        return await self._execute(config, question, tenant_id, record=False)
+
+    # -- the stages --------------------------------------------------------------------------
+    def _admit(self, tenant_id: str) -> tuple[Any, datetime, Any, float, float]:
+        """Load the config, check the plan, and reserve the query's slot in the ledger's
+        atomic quota/budget gate (storage I/O). Returns the config, the time, the plan, the
+        month's spend the gate saw, and the reservation's milliseconds."""
+        assert self.config_source is not None and self.ledger is not None
         config = self.config_source.get_config(tenant_id)
-        config_ms = (time.perf_counter() - t0) * 1e3
         now = self.clock()
         day = now.date()
         plan = check_static_limits(config, self.catalog)
@@ -234,26 +281,16 @@ class RagPipeline:
                                           monthly_budget_usd=plan.monthly_budget_usd)
         if spent is None:
             raise usage_refusal(tenant_id, plan, self.ledger.usage_totals(tenant_id, day), now)
-        reserve_ms = (time.perf_counter() - t0) * 1e3
-        try:
-            result = self._execute(config, question, tenant_id, record=True)
-        except BaseException:
-            self._settle(tenant_id, day, None)  # give the slot back
-            raise
-        t0 = time.perf_counter()
-        self._settle(tenant_id, day, result)
-        self.cost_alerts.settle(  # after settlement: the thresholds this spend reached
-            tenant_id, spent_month_usd=spent + result.cost_usd,
-            budget_usd=plan.monthly_budget_usd, thresholds_pct=config.cost_alert_thresholds,
-            now=now)
-        ledger_ms = reserve_ms + (time.perf_counter() - t0) * 1e3
-        return result.model_copy(update={"timings_ms": {
-            **result.timings_ms, "config_load": config_ms, "ledger": ledger_ms}})
+        return config, now, plan, spent, (time.perf_counter() - t0) * 1e3
 
-    def _settle(self, tenant_id: str, day: Any, result: QueryResult | None) -> None:
-        """The one place a query's usage is settled: its tokens and cost after an answer
-        (the query itself was counted by the gate), or its reserved slot given back when
-        it failed (``result`` None)."""
+    def _settle(self, tenant_id: str, config: Any, plan: Any, spent: float, now: datetime,
+                result: QueryResult | None) -> None:
+        """The one place a query's usage is settled (storage I/O): its tokens and cost after
+        an answer (the query itself was counted by the gate), then the cost-alert thresholds
+        this spend reached; or, when it failed (``result`` None), its reserved slot given
+        back."""
+        assert self.ledger is not None and self.cost_alerts is not None
+        day = now.date()
         if result is None:
             self.ledger.record_usage(tenant_id, day, queries=-1, prompt_tokens=0,
                                      completion_tokens=0, cost_usd=0.0)
@@ -261,26 +298,27 @@ class RagPipeline:
         self.ledger.record_usage(
             tenant_id, day, queries=0, prompt_tokens=result.usage.prompt_tokens,
             completion_tokens=result.usage.completion_tokens, cost_usd=result.cost_usd)
+        self.cost_alerts.settle(  # after settlement: the thresholds this spend reached
+            tenant_id, spent_month_usd=spent + result.cost_usd,
+            budget_usd=plan.monthly_budget_usd, thresholds_pct=config.cost_alert_thresholds,
+            now=now)
 
-    def run(self, config: Any, question: str, *, tenant_id: str = "preview") -> QueryResult:
-        """Answer ``question`` with ``config`` as given: checks the plan's model and max_tokens
-        limits, but not quota or budget, and records nothing (previews, regression checks)."""
-        check_static_limits(config, self.catalog)
-        return self._execute(config, question, tenant_id, record=False)
-
-    # -- the stages --------------------------------------------------------------------------
-    def _execute(self, config: Any, question: str, tenant_id: str, *, record: bool) -> QueryResult:
+    async def _execute(self, config: Any, question: str, tenant_id: str, *,
+                       record: bool) -> QueryResult:
         question = _check_question(question)
-        retrieval = self.index.search(
-            question, top_k=config.top_k, alpha=config.alpha, rerank=config.enable_reranking,
-            rerank_top_n=config.effective_rerank_top_n, reranker=self.reranker)
+        retrieval = await asyncio.to_thread(
+            lambda: self.index.search(
+                question, top_k=config.top_k, alpha=config.alpha,
+                rerank=config.enable_reranking, rerank_top_n=config.effective_rerank_top_n,
+                reranker=self.reranker))
         passages = [h.passage for h in retrieval.hits]
         t0 = time.perf_counter()
-        gen, model_used, attempts, generator, prompt, used = self._generate(config, question,
-                                                                            passages)
+        gen, model_used, attempts, generator, prompt, used = await self._generate(
+            config, question, passages)
         generate_ms = (time.perf_counter() - t0) * 1e3
         hits = retrieval.hits[:used]
         model = self.catalog.model(model_used)
+        assert gen.prompt_tokens is not None and gen.completion_tokens is not None
         cost = price(model, gen.prompt_tokens, gen.completion_tokens)
         applied = {
             "model": config.model, "fallback_model": config.fallback_model,
@@ -321,8 +359,16 @@ class RagPipeline:
                 return prompt, n
             n -= 1
 
-    def _generate(self, config: Any, question: str, passages: list[Passage]
-                  ) -> tuple[Generation, str, list[str], Literal["offline", "openai"], str, int]:
+    def _offline(self, config: Any, question: str, passages: list[Passage],
+                 model: Any) -> tuple[Generation, str, int]:
+        prompt, used = self._prompt(config, question, passages, model.api_model,
+                                    model.context_window)
+        gen = offline_answer(question, passages[:used], prompt, api_model=model.api_model,
+                             max_tokens=config.max_tokens)
+        return gen, prompt, used
+
+    async def _generate(self, config: Any, question: str, passages: list[Passage]
+                        ) -> tuple[Generation, str, list[str], GeneratorName, str, int]:
         """Try the model, then the fallback; return the first answer with what it took."""
         chain = [config.model]
         if config.fallback_model and config.fallback_model != config.model:
@@ -330,34 +376,58 @@ class RagPipeline:
         attempts: list[str] = []
         for name in chain:
             model = self.catalog.model(name)
-            prompt, used = self._prompt(config, question, passages, model.api_model,
-                                        model.context_window)
             if not self.live:
-                gen = offline_answer(question, passages[:used], prompt,
-                                     api_model=model.api_model, max_tokens=config.max_tokens)
+                gen, prompt, used = await asyncio.to_thread(self._offline, config, question,
+                                                            passages, model)
                 return gen, name, attempts, "offline", prompt, used
-            if model.provider != "openai":
-                attempts.append(f"{name}: provider {model.provider!r} has no client in this "
-                                "package (only OpenAI models are called when live)")
-                continue
-            for attempt in range(config.max_retries + 1):
-                try:
-                    gen = openai_answer(self._client(), prompt, api_model=model.api_model,
-                                        temperature=config.temperature,
-                                        max_tokens=config.max_tokens)
-                    return gen, name, attempts, "openai", prompt, used
-                except GenerationFailed as exc:
-                    attempts.append(f"{name} attempt {attempt + 1}: {exc}")
-                    if not exc.retryable:
-                        break
-                    if attempt < config.max_retries:
-                        self.sleep(backoff_seconds(attempt))
+            prompt, used = await asyncio.to_thread(self._prompt, config, question, passages,
+                                                   model.api_model, model.context_window)
+            gen = await self._call_with_retries(model, config, prompt, attempts)
+            if gen is not None:
+                if gen.prompt_tokens is None or gen.completion_tokens is None:
+                    gen = await asyncio.to_thread(_estimate_usage, gen, prompt, model.api_model)
+                return gen, name, attempts, model.provider, prompt, used
         tried = " → ".join(chain)
         raise ModelUnavailableError(
             f"no model could answer (tried {tried}): " + "; ".join(attempts)
-            + ". Set a fallback_model the platform can call, or check the provider key.",
+            + ". Set a fallback_model the platform can call, or check the provider's key "
+            "and base URL.",
             detail={"attempts": attempts},
         )
+
+    async def _call_with_retries(self, model: Any, config: Any, prompt: str,
+                                 attempts: list[str]) -> Generation | None:
+        """Up to ``1 + max_retries`` attempts of one model, each within the timeout; every
+        failure is appended to ``attempts``. None when the model could not answer."""
+        timeout = self.providers.settings.m11_model_timeout
+        for attempt in range(config.max_retries + 1):
+            try:
+                generator = self.providers.get(model.provider)
+                async with asyncio.timeout(timeout):
+                    return await generator.generate(
+                        prompt, api_model=model.api_model, temperature=config.temperature,
+                        max_tokens=config.max_tokens)
+            except TimeoutError:
+                exc = GenerationFailed(f"timed out after {timeout:g} s", retryable=True)
+            except GenerationFailed as failed:
+                exc = failed
+            attempts.append(f"{model.name} attempt {attempt + 1}: {exc}")
+            if not exc.retryable or attempt == config.max_retries:
+                break
+            if exc.retry_after is not None and exc.retry_after > MAX_RETRY_WAIT_S:
+                attempts.append(f"{model.name}: the provider asked to wait "
+                                f"{exc.retry_after:g} s, longer than {MAX_RETRY_WAIT_S:g} s; "
+                                "not retried")
+                break
+            await self.sleep(backoff_seconds(attempt, jitter=self.jitter(),
+                                             retry_after=exc.retry_after))
+        return None
+
+
+def _estimate_usage(gen: Generation, prompt: str, api_model: str) -> Generation:
+    """A reply without usage figures: count both sides ourselves (and say so)."""
+    return Generation(gen.text, count_tokens(prompt, api_model), count_tokens(gen.text, api_model),
+                      True)
 
 
 def _check_question(question: str) -> str:
