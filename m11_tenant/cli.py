@@ -183,7 +183,7 @@ def _serve(args: argparse.Namespace) -> int:
                   "writer); run --workers 1 per region", file=sys.stderr)
             return 1
         app = "m11_tenant.api.regional:create_region_app"
-    elif args.workers > 1 and "REDIS_URL" not in os.environ:
+    elif args.workers > 1 and load_settings().redis_url is None:  # the environment or .env
         # A private fakeredis per worker would keep serving a config another worker has
         # changed; without a shared Redis, run with no cache at all.
         os.environ["REDIS_URL"] = ""

@@ -67,3 +67,17 @@ def test_check_admin_key_names_the_problem():
         check_admin_key("passwordpasswordpasswordpassword")
     with pytest.raises(WeakAdminKeyError, match="distinct characters"):
         check_admin_key("ab" * 20)
+
+
+def test_several_workers_keep_the_redis_url_a_dot_env_gives(clean_env, monkeypatch, capsys):
+    """``--workers 2`` turns the cache off only when no REDIS_URL is configured anywhere:
+    one written in ``.env`` counts as much as one in the environment."""
+    monkeypatch.setattr("uvicorn.run", lambda *a, **kw: None)
+    monkeypatch.setenv("REDIS_URL", "")  # recorded as unset, so what serve sets is undone
+    monkeypatch.delenv("REDIS_URL")
+    (clean_env / ".env").write_text("REDIS_URL=redis://127.0.0.1:1/0\n")
+    assert cli.main(["serve", "--port", "1", "--workers", "2"]) == 0
+    assert "REDIS_URL" not in os.environ and "cache is off" not in capsys.readouterr().err
+    (clean_env / ".env").unlink()
+    assert cli.main(["serve", "--port", "1", "--workers", "2"]) == 0
+    assert os.environ["REDIS_URL"] == "" and "cache is off" in capsys.readouterr().err
