@@ -11,6 +11,7 @@ append-only file fsynced on every write: a stream entry Redis has acknowledged s
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -29,11 +30,30 @@ from m11_tenant.errors import ServiceUnavailableError
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the directory holding m11_tenant/
 
 
+EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
 def free_port() -> int:
-    """A loopback port nobody listens on right now (asked of the kernel with port 0)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A free loopback port for a server that may be killed and restarted on it.
+
+    Taken below the kernel's ephemeral range, never from it (port 0 would): while a server
+    is down, its ephemeral port can become the local port of any client connection on the
+    machine, and the restart then fails with "address already in use".
+    """
+    try:
+        low = int(EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768  # Linux's default; other systems start theirs higher still
+    picker = random.SystemRandom()
+    for _ in range(1000):
+        port = picker.randrange(max(1024, low - 12_000), low)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # in use: another candidate
+            return port
+    raise ServiceUnavailableError(f"no free loopback port below {low} for a region server")
 
 
 def redis_server_available() -> bool:
