@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,3 +68,10 @@ def make_api(repo: TenantConfigRepository, **settings: Any) -> Api:
     app = create_app(repo, settings=cfg, pipeline=make_pipeline(repo), clock=clock,
                      announce=printed.append)
     return Api(TestClient(app, raise_server_exceptions=False), repo, app, clock, printed)
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now (asked of the kernel with port 0)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 import fakeredis
 import pytest
 import uvicorn
-from api_support import ADMIN, ADMIN_KEY
+from api_support import ADMIN, ADMIN_KEY, free_port
 from rag_support import FIXED_NOW, catalog, fixture_index, no_providers
 
 from bench.quota_burst import burst
@@ -30,12 +30,6 @@ from m11_tenant.repository import TenantConfigRepository
 from m11_tenant.store import open_store
 
 FREE_QUOTA = 100  # data/plans.json, the default plan
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextmanager

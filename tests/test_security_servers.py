@@ -16,7 +16,6 @@ import os
 import random
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -31,6 +30,7 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
+from api_support import free_port
 
 from tests.conftest import REAL_DATABASE_URL, REAL_REDIS_URL, postgres_schema
 
@@ -39,12 +39,6 @@ ADMIN_KEY = "m11a_" + "servers-admin-key-0123456789-abcdefXYZ"
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 AUTH_LIMIT = 5
 START_TIMEOUT = 60.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

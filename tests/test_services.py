@@ -22,6 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 import fakeredis
 import pytest
 import redis
+from api_support import free_port
 
 from m11_tenant import open_repository
 from m11_tenant.cache import ConfigCache, InvalidationListener, NearCache, make_redis_client
@@ -52,12 +53,6 @@ def near_repo(store: ConfigStore, client: redis.Redis, prefix: str) -> TenantCon
     listener = InvalidationListener(client, cache.channel, near, heartbeat=1.0).start()
     assert listener.ready.wait(15), listener.status
     return TenantConfigRepository(store, cache, near=near, listener=listener)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # ---------------------------------------------------------------- the near cache alone
