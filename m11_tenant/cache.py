@@ -389,10 +389,15 @@ class InvalidationListener:
                 self._apply(message["data"])
 
     def _apply(self, data: bytes | str) -> None:
-        text = data.decode() if isinstance(data, bytes) else data
+        """Drop the announced tenant. Anyone who can publish on the channel can send any
+        bytes; a malformed message still invalidates (version 0 = whatever is cached) and
+        never stops the listener thread."""
+        text = data.decode(errors="replace") if isinstance(data, bytes) else data
         tenant_id, version, origin = [*text.split(" "), "", ""][:3]
         if origin != self.near.id:  # the writer invalidated its own copy before announcing
-            self.near.invalidate(tenant_id, int(version) if version.isdigit() else 0)
+            # isdecimal() alone admits non-ASCII digits ("٣"); a huge number is no version
+            known = version.isascii() and version.isdecimal() and len(version) <= 18
+            self.near.invalidate(tenant_id, int(version) if known else 0)
 
     def _subscribed(self) -> None:
         if self.ready.is_set():

@@ -137,6 +137,16 @@ def test_a_version_older_than_announced_is_refused():
     assert near.put("a", "v5", 5, near.token())
 
 
+@pytest.mark.parametrize("payload", [b"a \xd9\xa3 other", b"a \xff\xfe other", "a \u00b2 other",
+                                     "a 99999999999999999999999 other", "a", b"a"])
+def test_a_malformed_announcement_still_invalidates_and_never_raises(payload):
+    near = on(NearCache())
+    near.put("a", "v3", 3, near.token())
+    listener = InvalidationListener(fakeredis.FakeRedis(), "chan", near)
+    listener._apply(payload)  # what a stray publisher on the channel can send
+    assert near.get("a") is None
+
+
 def test_invalidation_marks_stay_bounded():
     near = on(NearCache(max_entries=10))
     token = near.token()
