@@ -62,6 +62,7 @@ class ConfigEditor(widgets.VBox):
         catalog = load_catalog()
         models = list(catalog.models)
         self.tenant_id = tenant_id
+        self.start = start  # what the editor has no control for is kept from here
         self.errors: list[FieldError] = []
         self.config: TenantConfig | None = start
 
@@ -109,9 +110,14 @@ class ConfigEditor(widgets.VBox):
         self.revalidate()
 
     def candidate(self) -> dict[str, Any]:
-        """The config the controls describe now, as the mapping an API client would send."""
+        """The config the controls describe now, as the mapping an API client would send.
+
+        Fields without a control (the logo, query-log size, cost alerts) keep the values
+        the editor started from, so saving a replacement never drops them."""
         variables, _error = self._variables()
+        kept = self.start.model_dump(mode="json")
         return {
+            **kept,
             "plan": self.plan.value, "model": self.model.value,
             "fallback_model": self.fallback_model.value or None,
             "temperature": round(self.temperature.value, 4),
@@ -120,7 +126,7 @@ class ConfigEditor(widgets.VBox):
             "enable_reranking": self.enable_reranking.value,
             "rerank_top_n": self.rerank_top_n.value or None,
             "prompt_variables": variables, "prompt_template": self.prompt_template.value,
-            "branding": {"primary_color": self.primary_color.value,
+            "branding": {**kept["branding"], "primary_color": self.primary_color.value,
                          "secondary_color": self.secondary_color.value},
         }
 

@@ -51,6 +51,17 @@ def test_editor_candidate_round_trips_a_stored_config():
     assert validate_config(ConfigEditor(stored).candidate()) == stored
 
 
+def test_editor_keeps_the_fields_it_has_no_control_for(sqlite_repo, tenant_id):
+    stored = validate_config({"branding": {"logo_url": "https://acme.example/logo.png"},
+                              "plan": "pro", "query_log_size": 50,
+                              "cost_alert_thresholds": [50, 90]})
+    editor = ConfigEditor(stored, tenant_id=tenant_id)
+    editor.top_k.value = 7
+    saved = editor.save(sqlite_repo).config
+    assert saved.branding.logo_url == "https://acme.example/logo.png"
+    assert (saved.query_log_size, saved.cost_alert_thresholds, saved.top_k) == (50, [50, 90], 7)
+
+
 def test_editor_saves_only_when_valid(sqlite_repo, tenant_id):
     editor = ConfigEditor(tenant_id=tenant_id)
     editor.max_tokens.value = 5000
