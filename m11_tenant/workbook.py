@@ -29,8 +29,8 @@ from pydantic import BaseModel
 
 from m11_tenant.cache import NearCache
 from m11_tenant.errors import StoreUnavailableError, TenantConfigError
-from m11_tenant.model import validate_config
 from m11_tenant.repository import ResolvedConfig, TenantConfigRepository
+from m11_tenant.schema import validate_config
 from m11_tenant.seed import seed_tenants
 from m11_tenant.settings import Settings, load_settings
 from m11_tenant.stats import summarize
