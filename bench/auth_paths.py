@@ -25,7 +25,7 @@ import redis
 
 from m11_tenant.api.auth import Authenticator, hash_key, new_admin_key, new_tenant_key
 from m11_tenant.api.ratelimit import AuthThrottle, Counters, RateLimiter
-from m11_tenant.api.settings import Rate
+from m11_tenant.settings import Rate
 from m11_tenant.store import Change, open_store
 
 RUNS, CALLS = 5, 20_000

@@ -39,13 +39,13 @@ import psycopg
 import redis
 
 from m11_tenant.cache import ConfigCache, InvalidationListener, NearCache, make_redis_client
-from m11_tenant.repository import TenantConfigRepository
-from m11_tenant.schema import (
+from m11_tenant.model import (
     TenantConfig,
     _checked_template,
     _checked_variables,
     validate_config,
 )
+from m11_tenant.repository import TenantConfigRepository
 from m11_tenant.stats import percentile
 from m11_tenant.store import ConfigStore, open_store
 

@@ -30,13 +30,14 @@ sys.path.insert(0, str(ROOT))
 
 from fastapi.testclient import TestClient  # noqa: E402
 
-from m11_tenant.api import ApiSettings, Principal, create_app  # noqa: E402
+from m11_tenant.api import Principal, create_app  # noqa: E402
 from m11_tenant.api.change_safety import run_replay  # noqa: E402
 from m11_tenant.cache import ConfigCache  # noqa: E402
 from m11_tenant.rag import RagPipeline, load_eval  # noqa: E402
 from m11_tenant.rag.querylog import logged_query  # noqa: E402
 from m11_tenant.repository import TenantConfigRepository  # noqa: E402
 from m11_tenant.schema import apply_update  # noqa: E402
+from m11_tenant.settings import Settings  # noqa: E402
 from m11_tenant.store import open_store  # noqa: E402
 
 ADMIN_KEY = "bench-admin-key-0123456789abcdef"
@@ -65,8 +66,8 @@ def bench_replay(repo: TenantConfigRepository, repeat: int) -> None:
     for i in range(REPLAYED):  # fill the log as /query would (each answered once)
         result = pipeline.run(repo.get_config(tid), questions[i % len(questions)], tenant_id=tid)
         repo.store.append_query_log(logged_query(tid, result), keep=REPLAYED)
-    app = create_app(repo, settings=ApiSettings(m11_admin_key=ADMIN_KEY,
-                                                m11_replay_time_budget=300.0),
+    app = create_app(repo, settings=Settings(m11_admin_key=ADMIN_KEY,
+                                             m11_replay_time_budget=300.0),
                      pipeline=pipeline)
     ctx = app.state.ctx
     current = repo.get_record(tid)
@@ -89,7 +90,7 @@ def bench_replay(repo: TenantConfigRepository, repeat: int) -> None:
 
 
 def bench_query(repo: TenantConfigRepository, queries: int) -> None:
-    app = create_app(repo, settings=ApiSettings(m11_admin_key=ADMIN_KEY, m11_rate_queries="off"),
+    app = create_app(repo, settings=Settings(m11_admin_key=ADMIN_KEY, m11_rate_queries="off"),
                      pipeline=RagPipeline(repo, repo.store, generation="offline"))
     client = TestClient(app)
     tenants = {"off": "bench-log-off", "on": "bench-log-on"}

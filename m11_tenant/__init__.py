@@ -8,7 +8,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from m11_tenant.errors import (
     ConfigNotFoundError,
@@ -18,8 +19,6 @@ from m11_tenant.errors import (
     TenantConfigError,
     VersionConflictError,
 )
-from m11_tenant.repository import ResolvedConfig, TenantConfigRepository
-from m11_tenant.schema import TenantConfig
 
 __all__ = [
     "ConfigNotFoundError",
@@ -34,9 +33,25 @@ __all__ = [
     "open_repository",
 ]
 
+# Imported on first use, so that importing a light submodule (the store's records, the
+# errors) does not load pydantic, the templates and the guard through this package.
+_LAZY = {"ResolvedConfig": "m11_tenant.repository",
+         "TenantConfigRepository": "m11_tenant.repository",
+         "TenantConfig": "m11_tenant.model"}
+
+
+def __getattr__(name: str) -> Any:
+    """PEP 562: the names of ``_LAZY``, imported when first asked for."""
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'm11_tenant' has no attribute {name!r}")
+
+
 if TYPE_CHECKING:
     import redis
 
+    from m11_tenant.model import TenantConfig
+    from m11_tenant.repository import ResolvedConfig, TenantConfigRepository
     from m11_tenant.settings import Settings
     from m11_tenant.store import Clock
 
@@ -71,6 +86,7 @@ def open_repository(database_url: str | None = None, redis_url: str | None = _UN
         NearCache,
         make_redis_client,
     )
+    from m11_tenant.repository import TenantConfigRepository
     from m11_tenant.settings import load_settings
     from m11_tenant.store import open_store
 

@@ -168,7 +168,6 @@ def _serve(args: argparse.Namespace) -> int:
 
     from m11_tenant.api.auth import check_admin_key, new_admin_key
     from m11_tenant.api.server import protocol
-    from m11_tenant.api.settings import api_settings
     from m11_tenant.errors import WeakAdminKeyError
     from m11_tenant.settings import load_settings
 
@@ -196,15 +195,15 @@ def _serve(args: argparse.Namespace) -> int:
         elif args.admin_key_file:
             os.environ["M11_ADMIN_KEY"] = _kept_admin_key(Path(args.admin_key_file))
         else:
-            os.environ["M11_ADMIN_KEY"] = new_admin_key()
-            print(f"M11_ADMIN_KEY is not set; this server's admin key is: "
-                  f"{os.environ['M11_ADMIN_KEY']}", file=sys.stderr, flush=True)
+            os.environ["M11_ADMIN_KEY"] = generated = new_admin_key()
+            print(f"M11_ADMIN_KEY is not set; this server's admin key is: {generated}",
+                  file=sys.stderr, flush=True)
     except WeakAdminKeyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     uvicorn.run(app, factory=True, host=args.host, port=args.port,
                 workers=args.workers, access_log=not args.no_access_log,
-                http=protocol(api_settings().m11_header_timeout))
+                http=protocol(load_settings().m11_header_timeout))
     return 0
 
 

@@ -2,16 +2,51 @@
 
 One typed object instead of ``os.environ`` lookups scattered through the code: a typo in a
 variable's value fails at start with a clear message, and ``.env.example`` documents them.
+Every setting of the package is here, the server's (rate limits, body cap, timeouts) too, so
+a ``.env`` in the working directory does for ``serve``, the pipeline and the notebooks what
+the same variables in the environment do.
 """
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from m11_tenant.strict_json import MAX_BODY_BYTES
+
 DEFAULT_DATABASE_URL = "sqlite:///m11_tenant.db"
+HEADER_TIMEOUT = 10.0  # seconds for one request's headers (nginx's default is 60)
+
+PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86_400}
+_RATE = re.compile(r"([0-9]+)/(second|minute|hour|day)")
+
+
+@dataclass(frozen=True)
+class Rate:
+    """``limit`` requests per fixed window of ``period`` seconds."""
+
+    limit: int
+    period: int
+
+
+def parse_rate(text: str) -> Rate | None:
+    """``"10/hour"`` -> ``Rate(10, 3600)``; ``"off"`` -> ``None`` (no limit).
+
+    Raises:
+        ValueError: naming the accepted forms.
+    """
+    if text == "off":
+        return None
+    match = _RATE.fullmatch(text)
+    if not match or int(match[1]) < 1:
+        raise ValueError(f"rate {text!r} must look like '10/hour' (N >= 1 per second, minute, "
+                         "hour or day) or be 'off'")
+    return Rate(int(match[1]), PERIODS[match[2]])
 
 
 class Settings(BaseSettings):
@@ -74,6 +109,40 @@ class Settings(BaseSettings):
     query_log_max_age_days: int = Field(
         30, ge=1, le=365, description="days a tenant's logged question is kept at most "
         "(the tenant's query_log_size caps how many)")
+    m11_data_dir: Path | None = Field(
+        None, description="a directory with the deployment's own models.json and plans.json "
+        "(the model catalog and the plans); default the shipped data/")
+    # The server's knobs (``serve``, ``create_app``).
+    m11_rate_config_writes: str = Field("10/hour", description="config writes per tenant key")
+    m11_rate_previews: str = Field("20/hour", description="previews per tenant key")
+    m11_rate_queries: str = Field(
+        "plan", description="'plan' = only the plan's daily quota (enforced by the usage ledger); "
+        "'N/unit' = that rate per tenant as well; 'off' = the same as 'plan'")
+    m11_replay_time_budget: float = Field(
+        20.0, gt=0, le=300, description="seconds a replay may run before it reports what it has")
+    m11_auth_failures: str = Field(
+        "10/minute", description="failed authentications per client address before 429 "
+        "(API keys and console sign-in); the window starts at the first failure")
+    m11_max_body_bytes: int = Field(MAX_BODY_BYTES, ge=256, le=10 * 1024 * 1024,
+                                    description="largest request body accepted (413 above)")
+    m11_header_timeout: float = Field(
+        HEADER_TIMEOUT, gt=0, le=300,
+        description="seconds a connection may take to send a request's headers (serve)")
+    m11_body_timeout: float = Field(
+        30.0, gt=0, le=600, description="seconds a request body may take to arrive (408)")
+
+    @field_validator("m11_rate_config_writes", "m11_rate_previews", "m11_auth_failures")
+    @classmethod
+    def _rate(cls, text: str) -> str:
+        parse_rate(text)
+        return text
+
+    @field_validator("m11_rate_queries")
+    @classmethod
+    def _query_rate(cls, text: str) -> str:
+        if text != "plan":
+            parse_rate(text)
+        return text
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -22,7 +22,7 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import fakeredis
 from pydantic import BaseModel
@@ -32,10 +32,13 @@ from m11_tenant.errors import StoreUnavailableError, TenantConfigError
 from m11_tenant.repository import ResolvedConfig, TenantConfigRepository
 from m11_tenant.schema import validate_config
 from m11_tenant.seed import seed_tenants
-from m11_tenant.settings import Settings
+from m11_tenant.settings import Settings, load_settings
 from m11_tenant.stats import summarize
 from m11_tenant.store import Change
 from m11_tenant.store.sqlite import SQLiteStore
+
+if TYPE_CHECKING:
+    from m11_tenant.rag.pipeline import GenerationMode, RagPipeline
 
 __all__ = [
     "Sandbox",
@@ -163,16 +166,19 @@ class Sandbox:
         if repo.cache.client is not None:
             repo.cache.client.delete(repo.cache.key(tenant_id))
 
-    def pipeline(self, repo: TenantConfigRepository | None = None, ledger: Any = None) -> Any:
-        """An offline RAG pipeline over ``repo`` (default the sandbox's), with a fixed date.
+    def pipeline(self, repo: TenantConfigRepository | None = None, ledger: Any = None, *,
+                 generation: GenerationMode = "offline") -> RagPipeline:
+        """A RAG pipeline over ``repo`` (default the sandbox's), with a fixed date.
 
-        Offline means no provider key is read even if one is set, so the notebooks
-        give the same answers everywhere; usage goes to ``ledger`` (default in memory).
+        Offline by default: no provider is called even if a key is set, so the notebooks
+        give the same answers everywhere. ``generation="auto"`` calls the providers the
+        sandbox's settings configure (a key in the environment or ``.env``). Usage goes to
+        ``ledger`` (default in memory).
         """
-        from m11_tenant.rag import InMemoryLedger, RagPipeline
+        from m11_tenant.rag import InMemoryLedger, RagPipeline  # numpy and the index: on use
 
-        return RagPipeline(repo or self.repo, ledger or InMemoryLedger(), generation="offline",
-                           clock=lambda: self.clock.start)
+        return RagPipeline(repo or self.repo, ledger or InMemoryLedger(), generation=generation,
+                           settings=self.settings, clock=lambda: self.clock.start)
 
     def api_client(self) -> Any:
         """FastAPI's ``TestClient`` on the management API over the sandbox's repository.
@@ -185,10 +191,9 @@ class Sandbox:
         admin_key = self.admin_key
         from fastapi.testclient import TestClient
 
-        from m11_tenant.api import ApiSettings, create_app
+        from m11_tenant.api import create_app
 
-        settings = ApiSettings(**self.settings.model_dump(), _env_file=None)
-        settings = settings.model_copy(update={"m11_admin_key": admin_key})
+        settings = self.settings.model_copy(update={"m11_admin_key": admin_key})
         app = create_app(self.repo, settings=settings,
                          pipeline=self.pipeline(ledger=self.repo.store),
                          clock=lambda: self.clock.start.timestamp())
@@ -255,14 +260,15 @@ def open_sandbox(*, seed: bool = True, ttl: int = 300, history_limit: int = 10,
                  random_seed: int = 11, near_cache_size: int = 10_000) -> Sandbox:
     """A clean sandbox; with ``seed`` the example tenants of ``data/tenants.json`` are stored.
 
-    Settings are given explicitly (not read from the environment or ``.env``), so a
-    ``DATABASE_URL`` or ``REDIS_URL`` in the learner's shell cannot leak into a notebook.
+    Settings come from the environment and ``.env`` like everywhere else (a provider key
+    there is what :meth:`Sandbox.pipeline` with ``generation="auto"`` calls), except the
+    sandbox's own storage and cache, given here: a ``DATABASE_URL`` or ``REDIS_URL`` in the
+    learner's shell cannot leak into a notebook. The admin key is the sandbox's own.
     """
     tmp = tempfile.TemporaryDirectory(prefix="m11-notebook-")
-    settings = Settings(database_url="sqlite:///unused.db", redis_url=None, redis_ttl=ttl,
-                        history_limit=history_limit, near_cache_size=near_cache_size,
-                        near_cache_ttl=float(ttl), warm_start=False, m11_admin_key=None,
-                        openai_api_key=None, _env_file=None)
+    settings = load_settings(database_url="sqlite:///unused.db", redis_url=None, redis_ttl=ttl,
+                             history_limit=history_limit, near_cache_size=near_cache_size,
+                             near_cache_ttl=float(ttl), warm_start=False, m11_admin_key=None)
     box = Sandbox(Path(tmp.name), fakeredis.FakeServer(), StepClock(), settings,
                   random.Random(random_seed))
     box.repo = box.open_repository()

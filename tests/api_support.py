@@ -10,9 +10,10 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from rag_support import FIXED_NOW, catalog, fixture_index
 
-from m11_tenant.api import ApiSettings, create_app
+from m11_tenant.api import create_app
 from m11_tenant.rag import RagPipeline
 from m11_tenant.repository import TenantConfigRepository
+from m11_tenant.settings import Settings
 
 ADMIN_KEY = "m11a_test-admin-key-0123456789-abcdefXYZ"
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
@@ -62,9 +63,9 @@ def make_pipeline(repo: TenantConfigRepository) -> RagPipeline:
 def make_api(repo: TenantConfigRepository, **settings: Any) -> Api:
     clock = RateClock()
     printed: list[str] = []
-    cfg = ApiSettings(**{"m11_admin_key": ADMIN_KEY, "m11_rate_config_writes": "10/hour",
-                         "m11_rate_previews": "20/hour", "m11_rate_queries": "plan",
-                         **settings})
+    cfg = Settings(**{"m11_admin_key": ADMIN_KEY, "m11_rate_config_writes": "10/hour",
+                      "m11_rate_previews": "20/hour", "m11_rate_queries": "plan",
+                      **settings})
     app = create_app(repo, settings=cfg, pipeline=make_pipeline(repo), clock=clock,
                      announce=printed.append)
     return Api(TestClient(app, raise_server_exceptions=False), repo, app, clock, printed)

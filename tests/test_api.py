@@ -11,8 +11,9 @@ import threading
 import pytest
 from api_support import ADMIN, make_api
 
-from m11_tenant.api import ApiSettings, create_app
+from m11_tenant.api import create_app
 from m11_tenant.api.auth import hash_key
+from m11_tenant.settings import Settings
 
 ERROR_KEYS = {"code", "message", "fields"}
 
@@ -79,7 +80,7 @@ def test_no_or_unknown_key_is_401(api, tenant_id, header):
 
 def test_a_generated_admin_key_is_announced_once_and_works(repo, tenant_id):
     printed: list[str] = []
-    app = create_app(repo, settings=ApiSettings(m11_admin_key=None), announce=printed.append)
+    app = create_app(repo, settings=Settings(m11_admin_key=None), announce=printed.append)
     assert len(printed) == 1 and "M11_ADMIN_KEY is not set" in printed[0]
     key = printed[0].rsplit(" ", 1)[1]
     from fastapi.testclient import TestClient

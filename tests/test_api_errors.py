@@ -5,10 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from m11_tenant.api import ApiSettings
 from m11_tenant.api.context import parse_if_match
 from m11_tenant.api.errors import HttpError, to_http
-from m11_tenant.api.settings import Rate, parse_rate
 from m11_tenant.errors import (
     BudgetExceededError,
     ConfigNotFoundError,
@@ -24,6 +22,7 @@ from m11_tenant.errors import (
     TenantLockedError,
     VersionConflictError,
 )
+from m11_tenant.settings import Rate, Settings, parse_rate
 
 
 @pytest.mark.parametrize("exc, status, code, headers", [
@@ -70,11 +69,11 @@ def test_bad_rates_are_refused_at_start(text):
     with pytest.raises(ValueError, match="must look like '10/hour'"):
         parse_rate(text)
     with pytest.raises(ValidationError):
-        ApiSettings(m11_rate_config_writes=text)
+        Settings(m11_rate_config_writes=text)
 
 
 def test_query_rate_accepts_plan():
-    assert ApiSettings(m11_rate_queries="plan").m11_rate_queries == "plan"
+    assert Settings(m11_rate_queries="plan").m11_rate_queries == "plan"
 
 
 @pytest.mark.parametrize("value, version", [(None, None), ("*", None), ('"3"', 3), ("3", 3),

@@ -14,7 +14,8 @@ from api_support import ADMIN, ADMIN_KEY
 from fastapi.testclient import TestClient
 
 from m11_tenant import open_repository
-from m11_tenant.api import ApiSettings, create_app
+from m11_tenant.api import create_app
+from m11_tenant.settings import Settings
 
 
 @pytest.fixture
@@ -22,7 +23,7 @@ def near_api(database_url):
     repo = open_repository(database_url, redis_client=fakeredis.FakeRedis(
         server=fakeredis.FakeServer()), warm_start=False)
     assert repo.near is not None
-    app = create_app(repo, settings=ApiSettings(m11_admin_key=ADMIN_KEY))
+    app = create_app(repo, settings=Settings(m11_admin_key=ADMIN_KEY))
     yield TestClient(app, raise_server_exceptions=False), repo, app
     repo.close()
 

@@ -15,12 +15,13 @@ import redis
 from api_support import ADMIN, RateClock, make_api, make_pipeline
 from fastapi.testclient import TestClient
 
-from m11_tenant.api import ApiSettings, create_app
+from m11_tenant.api import create_app
 from m11_tenant.api.auth import check_admin_key
 from m11_tenant.cache import NearCache
 from m11_tenant.errors import WeakAdminKeyError
 from m11_tenant.repository import TenantConfigRepository
 from m11_tenant.schema import PLATFORM_OWNED_FIELDS
+from m11_tenant.settings import Settings
 
 
 @pytest.fixture
@@ -233,7 +234,7 @@ def test_a_bad_grace_period_is_422(api, tenant_id, query):
                                  "12345678901234567890123456789012"])
 def test_a_weak_admin_key_is_refused_with_a_way_out(repo, key):
     with pytest.raises(WeakAdminKeyError, match=r"secrets\.token_urlsafe"):
-        create_app(repo, settings=ApiSettings(m11_admin_key=key))
+        create_app(repo, settings=Settings(m11_admin_key=key))
 
 
 def test_a_long_random_admin_key_is_accepted():
@@ -287,7 +288,7 @@ def unreachable_redis() -> redis.Redis:
 
 
 def test_rate_limits_and_the_throttle_hold_in_process_when_redis_is_down(repo, tenant_id):
-    app = create_app(repo, settings=ApiSettings(
+    app = create_app(repo, settings=Settings(
         m11_admin_key=ADMIN["Authorization"].split()[1], m11_rate_config_writes="10/hour",
         m11_auth_failures="3/hour"), pipeline=make_pipeline(repo), clock=RateClock(),
         rate_client=unreachable_redis())

@@ -14,10 +14,11 @@ import uuid
 import pytest
 from fastapi.testclient import TestClient
 
-from m11_tenant.api import ApiSettings, create_app
+from m11_tenant.api import create_app
 from m11_tenant.api.auth import hash_key, new_tenant_key
 from m11_tenant.console import routes
 from m11_tenant.console.session import LOGIN_COOKIE, SESSION_COOKIE
+from m11_tenant.settings import Settings
 from m11_tenant.store import Change, LoggedQuery
 
 ADMIN_KEY = "m11a_console-tests-admin-key-0123456789"
@@ -32,7 +33,7 @@ def pipeline():
 
 
 def make_app(repo, **settings):
-    return create_app(repo, settings=ApiSettings(m11_admin_key=ADMIN_KEY, **settings),
+    return create_app(repo, settings=Settings(m11_admin_key=ADMIN_KEY, **settings),
                       pipeline=pipeline())
 
 

@@ -12,8 +12,9 @@ import re
 import pytest
 from fastapi.testclient import TestClient
 
-from m11_tenant.api import ApiSettings, create_app
+from m11_tenant.api import create_app
 from m11_tenant.console.session import SESSION_COOKIE
+from m11_tenant.settings import Settings
 
 ADMIN_KEY = "m11a_console-security-admin-key-0123456789"
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
@@ -28,8 +29,8 @@ def pipeline():
 
 @pytest.fixture
 def app(repo):
-    return create_app(repo, settings=ApiSettings(m11_admin_key=ADMIN_KEY,
-                                                 m11_auth_failures="4/hour"),
+    return create_app(repo, settings=Settings(m11_admin_key=ADMIN_KEY,
+                                              m11_auth_failures="4/hour"),
                       pipeline=pipeline())
 
 

@@ -10,8 +10,8 @@ import pytest
 from api_support import ADMIN, make_api
 from pydantic import ValidationError
 
-from m11_tenant.api import ApiSettings
 from m11_tenant.rag.querylog import redact
+from m11_tenant.settings import Settings
 from m11_tenant.store import Change, LoggedQuery
 
 
@@ -152,11 +152,11 @@ def test_another_tenants_key_can_neither_read_nor_delete_the_log(api, tenant_id)
 def test_retention_and_replay_budget_come_from_a_dotenv_file(tmp_path, monkeypatch):
     (tmp_path / ".env").write_text("QUERY_LOG_MAX_AGE_DAYS=7\nM11_REPLAY_TIME_BUDGET=5\n")
     monkeypatch.chdir(tmp_path)
-    settings = ApiSettings()
+    settings = Settings()
     assert (settings.query_log_max_age_days, settings.m11_replay_time_budget) == (7, 5.0)
 
 
 @pytest.mark.parametrize("days", [0, 366])
 def test_retention_days_are_bounded(days):
     with pytest.raises(ValidationError, match="query_log_max_age_days"):
-        ApiSettings(query_log_max_age_days=days, _env_file=None)
+        Settings(query_log_max_age_days=days, _env_file=None)

@@ -23,10 +23,11 @@ from api_support import ADMIN, ADMIN_KEY, free_port
 from rag_support import FIXED_NOW, catalog, fixture_index, no_providers
 
 from bench.quota_burst import burst
-from m11_tenant.api import ApiSettings, create_app
+from m11_tenant.api import create_app
 from m11_tenant.cache import ConfigCache, make_redis_client
 from m11_tenant.rag import RagPipeline, WriteBehindLedger
 from m11_tenant.repository import TenantConfigRepository
+from m11_tenant.settings import Settings
 from m11_tenant.store import open_store
 
 FREE_QUOTA = 100  # data/plans.json, the default plan
@@ -75,7 +76,7 @@ def test_a_burst_gets_exactly_the_slots_left(database_url, cache_client, tenant_
     ledger = WriteBehindLedger(store)
     pipeline = RagPipeline(repo, ledger, index=fixture_index(), clock=lambda: FIXED_NOW,
                            catalog=catalog(), generation="offline", settings=no_providers())
-    app = create_app(repo, settings=ApiSettings(m11_admin_key=ADMIN_KEY), pipeline=pipeline)
+    app = create_app(repo, settings=Settings(m11_admin_key=ADMIN_KEY), pipeline=pipeline)
     day = FIXED_NOW.date()
     store.record_usage(tenant_id, day, queries=FREE_QUOTA - left, prompt_tokens=0,
                        completion_tokens=0, cost_usd=0.0)

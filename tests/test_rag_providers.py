@@ -266,12 +266,13 @@ def test_the_query_endpoint_answers_live(standin, sqlite_repo):
     from api_support import ADMIN, ADMIN_KEY
     from fastapi.testclient import TestClient
 
-    from m11_tenant.api import ApiSettings, create_app
+    from m11_tenant.api import create_app
+    from m11_tenant.settings import Settings
 
     sqlite_repo.update_config("acme", {"model": "claude-3-haiku"}, actor="test", reason="test")
     pipeline = RagPipeline(sqlite_repo, sqlite_repo.store, index=fixture_index(),
                            catalog=catalog(), settings=standin.settings())
-    settings = ApiSettings(_env_file=None, m11_admin_key=ADMIN_KEY)
+    settings = Settings(_env_file=None, m11_admin_key=ADMIN_KEY)
     with TestClient(create_app(sqlite_repo, settings=settings, pipeline=pipeline)) as client:
         response = client.post("/query", headers=ADMIN, json={"tenant_id": "acme", "query": Q})
     assert response.status_code == 200, response.text
@@ -284,12 +285,13 @@ def test_a_failing_provider_is_a_503_naming_the_attempts(standin, sqlite_repo):
     from api_support import ADMIN, ADMIN_KEY
     from fastapi.testclient import TestClient
 
-    from m11_tenant.api import ApiSettings, create_app
+    from m11_tenant.api import create_app
+    from m11_tenant.settings import Settings
 
     standin.fail_always("gpt-3.5-turbo", Fault.server_error())
     pipeline = RagPipeline(sqlite_repo, sqlite_repo.store, index=fixture_index(),
                            catalog=catalog(), settings=standin.settings(), sleep=Sleeps())
-    settings = ApiSettings(_env_file=None, m11_admin_key=ADMIN_KEY)
+    settings = Settings(_env_file=None, m11_admin_key=ADMIN_KEY)
     with TestClient(create_app(sqlite_repo, settings=settings, pipeline=pipeline)) as client:
         response = client.post("/query", headers=ADMIN, json={"tenant_id": "acme", "query": Q})
     assert response.status_code == 503, response.text
@@ -302,12 +304,13 @@ def test_the_console_preview_answers_live(standin, sqlite_repo):
     from fastapi.testclient import TestClient
     from test_console import ADMIN_KEY, form_of
 
-    from m11_tenant.api import ApiSettings, create_app
+    from m11_tenant.api import create_app
+    from m11_tenant.settings import Settings
 
     sqlite_repo.update_config("acme", {"plan": "starter"}, actor="seed", reason="seed")
     pipeline = RagPipeline(index=fixture_index(), catalog=catalog(),
                            settings=standin.settings())
-    app = create_app(sqlite_repo, settings=ApiSettings(_env_file=None, m11_admin_key=ADMIN_KEY),
+    app = create_app(sqlite_repo, settings=Settings(_env_file=None, m11_admin_key=ADMIN_KEY),
                      pipeline=pipeline)
     with TestClient(app) as client:  # one event loop, closed with the app's lifespan
         nonce = re.search(r'name="login_nonce" value="([^"]+)"',

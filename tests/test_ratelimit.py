@@ -8,7 +8,7 @@ import redis
 
 from m11_tenant.api.errors import HttpError
 from m11_tenant.api.ratelimit import CLEAR_SECONDS, AuthThrottle, Counters, LocalCounters
-from m11_tenant.api.settings import Rate
+from m11_tenant.settings import Rate
 
 
 class Clock:

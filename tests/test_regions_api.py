@@ -7,9 +7,10 @@ import time
 import fakeredis
 from fastapi.testclient import TestClient
 
-from m11_tenant.api import ApiSettings, create_app
+from m11_tenant.api import create_app
 from m11_tenant.regions import ManualClock, open_cluster
 from m11_tenant.regions.metrics import RegionStateCollector, ReplicationCollector
+from m11_tenant.settings import Settings
 
 ADMIN = {"Authorization": "Bearer m11a_regions-admin-key-0123456789-abcdefXYZ"}
 
@@ -18,7 +19,7 @@ def test_a_region_behind_the_api_replicates_and_reports_its_lag(tmp_path, tenant
     clock = ManualClock()
     cluster = open_cluster(["us", "eu", "ap"], base_dir=tmp_path, clock_ms=clock,
                            lag_alert_ms=1_000)
-    settings = ApiSettings(m11_admin_key=ADMIN["Authorization"].removeprefix("Bearer "))
+    settings = Settings(m11_admin_key=ADMIN["Authorization"].removeprefix("Bearer "))
     us_app = create_app(cluster.region("us"), settings=settings)
     eu_app = create_app(cluster.region("eu"), settings=settings)
     # The hook: the API's /metrics reads its app registry; the region's collector joins it.
@@ -52,7 +53,7 @@ def test_a_region_reports_replication_in_health_and_keeps_metrics_up_without_red
     clock, server = ManualClock(), fakeredis.FakeServer()
     cluster = open_cluster(["us", "eu"], base_dir=tmp_path, clock_ms=clock, lag_alert_ms=1_000,
                            redis_client=fakeredis.FakeRedis(server=server))
-    settings = ApiSettings(m11_admin_key=ADMIN["Authorization"].removeprefix("Bearer "))
+    settings = Settings(m11_admin_key=ADMIN["Authorization"].removeprefix("Bearer "))
     app = create_app(cluster.region("eu"), settings=settings)
     app.state.metrics.registry.register(ReplicationCollector(cluster.region("eu")))
     app.state.metrics.registry.register(RegionStateCollector(cluster.region("eu")))

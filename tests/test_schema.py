@@ -285,3 +285,39 @@ def test_config_diff_lists_changed_fields_only():
     new = validate_config({"top_k": 3, "branding": {"primary_color": "#000000"}}).model_dump()
     assert config_diff(old, new) == {"top_k": [5, 3], "branding.primary_color": ["#1F6FEB", "#000000"]}
     assert config_diff(None, {"top_k": 3}) == {"top_k": [None, 3]}
+
+
+def test_validation_checks_against_the_catalog_it_is_given():
+    """Validation and a pipeline with its own catalog agree: pass the pipeline's catalog."""
+    from m11_tenant.rag import RagPipeline
+    from m11_tenant.rag.plans import catalog_from
+
+    full = load_catalog()
+    small = catalog_from(full)
+    small = type(small)({k: v for k, v in full.models.items() if k != "gpt-4"}, full.plans)
+    pipeline = RagPipeline(catalog=small, generation="offline")
+    config = {"plan": "pro", "model": "gpt-4"}
+    assert validate_config(config).model == "gpt-4"  # the loaded catalog has it
+    with pytest.raises(ConfigValidationError, match="'gpt-4' is not in the catalog"):
+        validate_config(config, catalog=pipeline.catalog)
+    with pytest.raises(ConfigValidationError, match="'gpt-4' is not in the catalog"):
+        validate_config(validate_config(config), catalog=small)  # a model is checked again
+    with pytest.raises(ConfigValidationError, match="'gpt-4' is not in the catalog"):
+        apply_update(TenantConfig(plan="pro"), {"model": "gpt-4"}, merge=True, catalog=small)
+
+
+def test_the_store_records_need_no_pydantic():
+    """``store/base.py`` records a diff with every audit entry; the diff is plain dicts, so
+    importing the store's records loads neither pydantic nor the templates and guard."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys, m11_tenant.store.base; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('pydantic', 'pydantic_core', 'numpy') or m in ('m11_tenant.guard', "
+            "'m11_tenant.templates', 'm11_tenant.model')))")
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True,
+                         text=True, check=True, env={"PYTHONPATH": str(root)})
+    assert out.stdout.strip() == "[]"

@@ -120,7 +120,7 @@ def test_the_protocol_factory_pickles_for_worker_processes():
 
 @pytest.mark.parametrize("env,value", [("M11_HEADER_TIMEOUT", "2.5"), ("M11_BODY_TIMEOUT", "4")])
 def test_the_deadlines_come_from_the_settings(monkeypatch, env, value):
-    from m11_tenant.api.settings import ApiSettings
+    from m11_tenant.settings import Settings
 
     monkeypatch.setenv(env, value)
-    assert getattr(ApiSettings(), env.lower()) == float(value)
+    assert getattr(Settings(), env.lower()) == float(value)

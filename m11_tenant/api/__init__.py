@@ -3,6 +3,5 @@ runs it under uvicorn."""
 
 from m11_tenant.api.app import create_app
 from m11_tenant.api.auth import Principal
-from m11_tenant.api.settings import ApiSettings
 
-__all__ = ["ApiSettings", "Principal", "create_app"]
+__all__ = ["Principal", "create_app"]

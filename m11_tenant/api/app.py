@@ -25,11 +25,10 @@ from m11_tenant.api.metrics import ApiMetrics
 from m11_tenant.api.models import REQUEST_MODELS
 from m11_tenant.api.ratelimit import AuthThrottle, Counters, RateLimiter
 from m11_tenant.api.security import SecurityHeaders, install_log_redaction
-from m11_tenant.api.settings import ApiSettings, api_settings, parse_rate
 from m11_tenant.console import install_console
 from m11_tenant.rag.ledger import WriteBehindLedger
 from m11_tenant.repository import TenantConfigRepository
-from m11_tenant.settings import Settings
+from m11_tenant.settings import Settings, load_settings, parse_rate
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +67,8 @@ def create_app(repo: TenantConfigRepository | None = None, *,
     Args:
         repo: the repository to serve; default :func:`m11_tenant.open_repository` on the
             settings' database and Redis (closed when the app shuts down).
-        settings: :class:`ApiSettings` (or plain ``Settings``); default from the environment.
+        settings: :class:`~m11_tenant.settings.Settings`; default from the environment and
+            ``.env``.
         pipeline: a ``RagPipeline`` for ``/query`` and previews; default one built on first
             use over ``repo`` with the store as its usage ledger, live for the providers the
             settings configure (offline without any).
@@ -81,7 +81,7 @@ def create_app(repo: TenantConfigRepository | None = None, *,
     Raises:
         WeakAdminKeyError: the settings' admin key is too short or too common.
     """
-    cfg: ApiSettings = api_settings(settings)
+    cfg = settings if settings is not None else load_settings()
     owns_repo = repo is None
     if repo is None:
         from m11_tenant import open_repository

@@ -18,10 +18,10 @@ from m11_tenant.api.auth import Authenticator, Principal, authorize_tenant
 from m11_tenant.api.errors import HttpError
 from m11_tenant.api.metrics import ApiMetrics
 from m11_tenant.api.ratelimit import RateLimiter
-from m11_tenant.api.settings import ApiSettings, Rate, parse_rate
 from m11_tenant.errors import ConfigValidationError, FieldError, InvalidTenantIdError
 from m11_tenant.repository import ResolvedConfig, TenantConfigRepository
 from m11_tenant.schema import validate_tenant_id
+from m11_tenant.settings import Rate, Settings, parse_rate
 from m11_tenant.text import check_text
 
 MAX_REASON_CHARS = 500
@@ -34,7 +34,7 @@ class ApiContext:
     """One app's collaborators; routes reach it through ``request.app.state.ctx``."""
 
     repo: TenantConfigRepository
-    settings: ApiSettings
+    settings: Settings
     auth: Authenticator
     limiter: RateLimiter
     metrics: ApiMetrics

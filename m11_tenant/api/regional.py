@@ -14,19 +14,19 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from m11_tenant.api.app import create_app
-from m11_tenant.api.settings import ApiSettings, api_settings
 from m11_tenant.regions.metrics import RegionStateCollector, ReplicationCollector
 from m11_tenant.regions.service import region_from_settings
+from m11_tenant.settings import Settings, load_settings
 
 
-def create_region_app(settings: ApiSettings | None = None) -> FastAPI:
+def create_region_app(settings: Settings | None = None) -> FastAPI:
     """Build the API of the region named by ``M11_REGION`` (see ``.env.example``).
 
     Raises:
         ConfigValidationError: the region settings are incomplete (no ``REDIS_URL``, a
             region missing from ``M11_REGIONS``, …).
     """
-    cfg = api_settings(settings)
+    cfg = settings if settings is not None else load_settings()
     service = region_from_settings(cfg)
     app = create_app(service.repository, settings=cfg)
     registry = app.state.metrics.registry

@@ -21,7 +21,7 @@ from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-HEADER_TIMEOUT = 10.0  # seconds for one request's headers (nginx's default is 60)
+from m11_tenant.settings import HEADER_TIMEOUT
 
 
 class HeaderDeadlineProtocol(H11Protocol):

@@ -111,7 +111,8 @@ def check_tenants(source: TenantLister, pipeline: RagPipeline, questions: Sequen
         try:
             # Loading skips the injection guard (the config passed it when written);
             # validating again with the guard catches texts a newer guard refuses.
-            config = validate_config(source.get_config(tid).model_dump())
+            config = validate_config(source.get_config(tid).model_dump(),
+                                     catalog=pipeline.catalog)
         except Exception as exc:
             checks.append(TenantCheck(tenant_id=tid, ok=False, questions_run=0,
                                       problems=[f"config does not load: {_short(exc)}"]))

@@ -30,23 +30,9 @@ import numpy as np
 
 from m11_tenant.minilm import shared_minilm
 from m11_tenant.rag.bm25 import BM25
-from m11_tenant.rag.corpus import Corpus, Passage, load_corpus
+from m11_tenant.rag.corpus import Corpus, load_corpus
 from m11_tenant.rag.embed import Embedder, load_or_build_embeddings, passage_text
-from m11_tenant.rag.rerank import DEFAULT_RERANKER, RERANKERS
-
-
-@dataclass(frozen=True)
-class Hit:
-    """One retrieved passage with its scores (all in [0, 1] except ``bm25``)."""
-
-    passage: Passage
-    score: float  # the score it was ranked by (hybrid, or the reranker's)
-    hybrid: float
-    keyword: float  # normalised BM25
-    semantic: float  # normalised cosine
-    bm25: float
-    cosine: float
-    coverage: float = 0.0  # idf-weighted share of the question's terms the passage contains
+from m11_tenant.rag.rerank import DEFAULT_RERANKER, RERANKERS, Hit
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The RAG pipeline, shaped by one tenant's config: limits → retrieve → rerank → prompt →
 generate → price → record.
 
-Every knob comes from the tenant's :class:`~m11_tenant.schema.TenantConfig`:
+Every knob comes from the tenant's :class:`~m11_tenant.model.TenantConfig`:
 
 =====================  ================================================================
 ``top_k``              how many passages the hybrid search returns (the candidates)
@@ -40,7 +40,9 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from m11_tenant.catalog import Catalog, ModelInfo, Plan
 from m11_tenant.errors import ConfigValidationError, FieldError, ModelUnavailableError
+from m11_tenant.model import TenantConfig
 from m11_tenant.rag.alerts import CostAlerts
 from m11_tenant.rag.blocking import run_blocking
 from m11_tenant.rag.corpus import Passage
@@ -80,7 +82,7 @@ GeneratorName = Literal["offline", "openai", "anthropic", "openai_compatible"]
 class ConfigSource(Protocol):
     """Where configs come from: the repository (or anything with ``get_config``)."""
 
-    def get_config(self, tenant_id: str) -> Any: ...
+    def get_config(self, tenant_id: str) -> TenantConfig: ...
 
 
 class Source(BaseModel):
@@ -157,7 +159,10 @@ class RagPipeline:
         settings: where provider keys, base URLs and the per-attempt timeout come from;
             default :func:`~m11_tenant.settings.load_settings` (environment and ``.env``),
             read when a live decision is first needed.
-        catalog: models and plans (``m11_tenant.schema.load_catalog()``, the default).
+        catalog: models and plans; default the loaded one
+            (:func:`~m11_tenant.catalog.load_catalog`), which validation uses too. Validate
+            configs for a pipeline with its own catalog against it:
+            ``validate_config(data, catalog=pipeline.catalog)``.
         reranker: which reranker ``enable_reranking`` uses (``coverage``, ``rrf``, ``cosine``,
             ``mmr``; see :mod:`.rerank`).
         sleep: how to wait between retries (an async callable; inject a recorder in tests).
@@ -168,7 +173,7 @@ class RagPipeline:
                  ledger: UsageLedger | None = None, *, index: HybridIndex | None = None,
                  clock: Callable[[], datetime] | None = None,
                  generation: GenerationMode = "auto", settings: Settings | None = None,
-                 catalog: Any = None, reranker: str = DEFAULT_RERANKER,
+                 catalog: Catalog | None = None, reranker: str = DEFAULT_RERANKER,
                  sleep: Sleep = asyncio.sleep,
                  jitter: Callable[[], float] = lambda: random.uniform(0.5, 1.0)):
         if generation not in ("auto", "offline", "live"):
@@ -227,7 +232,8 @@ class RagPipeline:
         """:meth:`aquery` for synchronous callers (notebooks, scripts, the CLI)."""
         return run_blocking(self.aquery(tenant_id, question))
 
-    def run(self, config: Any, question: str, *, tenant_id: str = "preview") -> QueryResult:
+    def run(self, config: TenantConfig, question: str, *,
+            tenant_id: str = "preview") -> QueryResult:
         """:meth:`arun` for synchronous callers (notebooks, scripts, the CLI)."""
         return run_blocking(self.arun(config, question, tenant_id=tenant_id))
 
@@ -259,7 +265,7 @@ class RagPipeline:
         return result.model_copy(update={"timings_ms": {
             **result.timings_ms, "config_load": config_ms, "ledger": ledger_ms}})
 
-    async def arun(self, config: Any, question: str, *,
+    async def arun(self, config: TenantConfig, question: str, *,
                    tenant_id: str = "preview") -> QueryResult:
         """Answer ``question`` with ``config`` as given: checks the plan's model and max_tokens
         limits, but not quota or budget, and records nothing (previews, regression checks)."""
@@ -267,7 +273,7 @@ class RagPipeline:
         return await self._execute(config, question, tenant_id, record=False)
 
     # -- the stages --------------------------------------------------------------------------
-    def _admit(self, tenant_id: str) -> tuple[Any, datetime, Any, float, float]:
+    def _admit(self, tenant_id: str) -> tuple[TenantConfig, datetime, Plan, float, float]:
         """Load the config, check the plan, and reserve the query's slot in the ledger's
         atomic quota/budget gate (storage I/O). Returns the config, the time, the plan, the
         month's spend the gate saw, and the reservation's milliseconds."""
@@ -283,8 +289,8 @@ class RagPipeline:
             raise usage_refusal(tenant_id, plan, self.ledger.usage_totals(tenant_id, day), now)
         return config, now, plan, spent, (time.perf_counter() - t0) * 1e3
 
-    def _settle(self, tenant_id: str, config: Any, plan: Any, spent: float, now: datetime,
-                result: QueryResult | None) -> None:
+    def _settle(self, tenant_id: str, config: TenantConfig, plan: Plan, spent: float,
+                now: datetime, result: QueryResult | None) -> None:
         """The one place a query's usage is settled (storage I/O): its tokens and cost after
         an answer (the query itself was counted by the gate), then the cost-alert thresholds
         this spend reached; or, when it failed (``result`` None), its reserved slot given
@@ -303,7 +309,7 @@ class RagPipeline:
             budget_usd=plan.monthly_budget_usd, thresholds_pct=config.cost_alert_thresholds,
             now=now)
 
-    async def _execute(self, config: Any, question: str, tenant_id: str, *,
+    async def _execute(self, config: TenantConfig, question: str, tenant_id: str, *,
                        record: bool) -> QueryResult:
         question = _check_question(question)
         retrieval = await asyncio.to_thread(
@@ -346,8 +352,8 @@ class RagPipeline:
                         "rerank": retrieval.timings_ms["rerank"], "generate": generate_ms},
         )
 
-    def _prompt(self, config: Any, question: str, passages: list[Passage], api_model: str,
-                window: int) -> tuple[str, int]:
+    def _prompt(self, config: TenantConfig, question: str, passages: list[Passage],
+                api_model: str, window: int) -> tuple[str, int]:
         """Render the tenant's template; drop trailing passages if the prompt plus
         ``max_tokens`` would not fit the model's context window. Returns (prompt, n passages)."""
         n = len(passages)
@@ -359,15 +365,15 @@ class RagPipeline:
                 return prompt, n
             n -= 1
 
-    def _offline(self, config: Any, question: str, passages: list[Passage],
-                 model: Any) -> tuple[Generation, str, int]:
+    def _offline(self, config: TenantConfig, question: str, passages: list[Passage],
+                 model: ModelInfo) -> tuple[Generation, str, int]:
         prompt, used = self._prompt(config, question, passages, model.api_model,
                                     model.context_window)
         gen = offline_answer(question, passages[:used], prompt, api_model=model.api_model,
                              max_tokens=config.max_tokens)
         return gen, prompt, used
 
-    async def _generate(self, config: Any, question: str, passages: list[Passage]
+    async def _generate(self, config: TenantConfig, question: str, passages: list[Passage]
                         ) -> tuple[Generation, str, list[str], GeneratorName, str, int]:
         """Try the model, then the fallback; return the first answer with what it took."""
         chain = [config.model]
@@ -395,7 +401,7 @@ class RagPipeline:
             detail={"attempts": attempts},
         )
 
-    async def _call_with_retries(self, model: Any, config: Any, prompt: str,
+    async def _call_with_retries(self, model: ModelInfo, config: TenantConfig, prompt: str,
                                  attempts: list[str]) -> Generation | None:
         """Up to ``1 + max_retries`` attempts of one model, each within the timeout; every
         failure is appended to ``attempts``. None when the model could not answer."""

@@ -16,21 +16,24 @@ cost (one query's per concurrent request) plus settlements not yet written (a fe
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
 
+from m11_tenant.catalog import Catalog, ModelInfo, Plan, load_catalog
 from m11_tenant.errors import BudgetExceededError, QueryRefusedError, QuotaExceededError
+from m11_tenant.model import TenantConfig
 from m11_tenant.rag.ledger import UsageTotals
-from m11_tenant.schema import load_catalog
 
 
-class CatalogView:
-    """The schema's catalog, with refusals a learner can act on instead of ``KeyError``."""
+@dataclass(frozen=True)
+class CatalogView(Catalog):
+    """The catalog, with refusals a learner can act on instead of ``KeyError``.
 
-    def __init__(self, models: dict[str, Any], plans: dict[str, Any]):
-        self.models, self.plans = models, plans
+    A :class:`~m11_tenant.catalog.Catalog` itself, so the pipeline's catalog is also the one
+    its configs are validated against (``validate_config(..., catalog=pipeline.catalog)``).
+    """
 
-    def model(self, name: str) -> Any:
+    def model(self, name: str) -> ModelInfo:
         try:
             return self.models[name]
         except KeyError:
@@ -40,7 +43,7 @@ class CatalogView:
                 "choose one of those in the tenant's config", detail={"model": name}
             ) from None
 
-    def plan(self, name: str) -> Any:
+    def plan(self, name: str) -> Plan:
         try:
             return self.plans[name]
         except KeyError:
@@ -51,12 +54,12 @@ class CatalogView:
 
 
 def default_catalog() -> CatalogView:
-    """The catalog in ``data/`` (models.json, plans.json), via the schema's loader."""
+    """The loaded catalog (:func:`~m11_tenant.catalog.load_catalog`), with refusals."""
     return catalog_from(load_catalog())
 
 
-def catalog_from(catalog: Any) -> CatalogView:
-    """Wrap a :class:`m11_tenant.schema.Catalog` (anything with ``models``/``plans`` dicts)."""
+def catalog_from(catalog: Catalog) -> CatalogView:
+    """Wrap a :class:`~m11_tenant.catalog.Catalog` (anything with ``models``/``plans``)."""
     if isinstance(catalog, CatalogView):
         return catalog
     return CatalogView(dict(catalog.models), dict(catalog.plans))
@@ -73,7 +76,7 @@ def seconds_until_next_month(now: datetime) -> int:
     return max(1, int((nxt - now).total_seconds()))
 
 
-def check_static_limits(config: Any, catalog: CatalogView) -> Any:
+def check_static_limits(config: TenantConfig, catalog: CatalogView) -> Plan:
     """Model, fallback model and max_tokens against the config's plan; returns the plan.
 
     Raises ``QueryRefusedError`` naming the field to change. These are the limits a config
@@ -100,7 +103,7 @@ def check_static_limits(config: Any, catalog: CatalogView) -> Any:
     return plan
 
 
-def usage_refusal(tenant_id: str, plan: Any, totals: UsageTotals,
+def usage_refusal(tenant_id: str, plan: Plan, totals: UsageTotals,
                   now: datetime) -> QueryRefusedError:
     """Why the gate refused a query: the daily quota (QuotaExceededError) or the monthly
     budget (BudgetExceededError), with ``retry_after`` = seconds until it resets."""
@@ -123,7 +126,7 @@ def usage_refusal(tenant_id: str, plan: Any, totals: UsageTotals,
     )
 
 
-def price(model: Any, prompt_tokens: int, completion_tokens: int) -> float:
+def price(model: ModelInfo, prompt_tokens: int, completion_tokens: int) -> float:
     """USD for this many tokens at the catalog's per-1k prices (rounded to 1e-8)."""
     cost = (prompt_tokens * model.input_usd_per_1k + completion_tokens * model.output_usd_per_1k)
     return round(cost / 1000.0, 8)

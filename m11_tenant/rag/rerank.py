@@ -3,11 +3,12 @@
 No offline cross-encoder ships on PyPI, so each reranker here reuses signals the index
 already has. Each takes the candidates (in first-stage order), their embedding vectors and
 the query vector, and returns the candidates in a new order with ``score`` set to its own
-score. ``bench/retrieval.py`` measures them.
+score. :class:`Hit` (a candidate and its scores) lives here, the index returns it.
+``bench/retrieval.py`` measures them.
 
-Why ``rrf`` is the default (bench/retrieval.py, 262 passages, 27 questions, top 20
-re-ordered): the only offline signals are the two the first stage already mixed, so a
-reranker can only re-weigh them. RRF brings back the signal a one-sided tenant left out
+What reranking can do offline (an earlier run of bench/retrieval.py, 262 passages, 27
+questions, top 20 re-ordered): the only offline signals are the two the first stage already
+mixed, so a reranker can only re-weigh them. RRF brings back the signal a one-sided tenant left out
 (nDCG@10 at alpha 0: 0.837 → 0.888; at alpha 1: 0.712 → 0.800) and costs a little where
 alpha already mixes both (0.5: 0.897 → 0.852). Cosine re-sorting is the same as alpha = 1
 inside the candidate list, and the embeddings are the weaker signal on this corpus, so it
@@ -47,15 +48,28 @@ that reads question and passage together) would do better still; none ships offl
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from m11_tenant.rag.index import Hit
+from m11_tenant.rag.corpus import Passage
 
-Reranker = Callable[[list["Hit"], np.ndarray, np.ndarray], list["Hit"]]
+
+@dataclass(frozen=True)
+class Hit:
+    """One retrieved passage with its scores (all in [0, 1] except ``bm25``)."""
+
+    passage: Passage
+    score: float  # the score it was ranked by (hybrid, or the reranker's)
+    hybrid: float
+    keyword: float  # normalised BM25
+    semantic: float  # normalised cosine
+    bm25: float
+    cosine: float
+    coverage: float = 0.0  # idf-weighted share of the question's terms the passage contains
+
+
+Reranker = Callable[[list[Hit], np.ndarray, np.ndarray], list[Hit]]
 
 
 def _stable_sort(hits: list[Hit], scores: list[float]) -> list[Hit]:

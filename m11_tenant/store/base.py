@@ -15,8 +15,8 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 
+from m11_tenant.diff import config_diff
 from m11_tenant.errors import ConfigNotFoundError, TenantLockedError, VersionConflictError
-from m11_tenant.schema import config_diff
 from m11_tenant.text import check_text
 
 Clock = Callable[[], datetime]

@@ -22,9 +22,10 @@ import fakeredis
 import pytest
 import uvicorn
 
-from m11_tenant.api import ApiSettings, create_app
+from m11_tenant.api import create_app
 from m11_tenant.cache import ConfigCache
 from m11_tenant.repository import TenantConfigRepository
+from m11_tenant.settings import Settings
 from m11_tenant.store import open_store
 
 CHROMIUM = os.environ.get("M11_CHROMIUM", "/usr/bin/chromium")
@@ -72,9 +73,9 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     repo = TenantConfigRepository(open_store(f"sqlite:///{db}"),
                                   ConfigCache(fakeredis.FakeRedis(server=fakeredis.FakeServer())))
     admin_key = "m11a_" + secrets.token_urlsafe(24)
-    app = create_app(repo, settings=ApiSettings(m11_admin_key=admin_key,
-                                                m11_rate_config_writes="off",
-                                                m11_rate_previews="off"))
+    app = create_app(repo, settings=Settings(m11_admin_key=admin_key,
+                                             m11_rate_config_writes="off",
+                                             m11_rate_previews="off"))
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
