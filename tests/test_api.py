@@ -11,8 +11,8 @@ import threading
 import pytest
 from api_support import ADMIN, make_api
 
-from m11_tenant.api import ApiSettings, create_app
-from m11_tenant.api.auth import hash_key
+from m11_tenant.app import ApiSettings, create_app
+from m11_tenant.web.auth import hash_key
 
 ERROR_KEYS = {"code", "message", "fields"}
 

@@ -5,10 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from m11_tenant.api import ApiSettings
-from m11_tenant.api.context import parse_if_match
-from m11_tenant.api.errors import HttpError, to_http
-from m11_tenant.api.settings import Rate, parse_rate
+from m11_tenant.app import ApiSettings
 from m11_tenant.errors import (
     BudgetExceededError,
     ConfigNotFoundError,
@@ -24,6 +21,9 @@ from m11_tenant.errors import (
     TenantLockedError,
     VersionConflictError,
 )
+from m11_tenant.web.context import parse_if_match
+from m11_tenant.web.errors import HttpError, to_http
+from m11_tenant.web.settings import Rate, parse_rate
 
 
 @pytest.mark.parametrize("exc, status, code, headers", [

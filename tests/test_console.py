@@ -14,11 +14,11 @@ import uuid
 import pytest
 from fastapi.testclient import TestClient
 
-from m11_tenant.api import ApiSettings, create_app
-from m11_tenant.api.auth import hash_key, new_tenant_key
+from m11_tenant.app import ApiSettings, create_app
 from m11_tenant.console import routes
 from m11_tenant.console.session import LOGIN_COOKIE, SESSION_COOKIE
 from m11_tenant.store import Change, LoggedQuery
+from m11_tenant.web.auth import hash_key, new_tenant_key
 
 ADMIN_KEY = "m11a_console-tests-admin-key-0123456789"
 

@@ -12,7 +12,7 @@ import re
 import pytest
 from fastapi.testclient import TestClient
 
-from m11_tenant.api import ApiSettings, create_app
+from m11_tenant.app import ApiSettings, create_app
 from m11_tenant.console.session import SESSION_COOKIE
 
 ADMIN_KEY = "m11a_console-security-admin-key-0123456789"

@@ -10,7 +10,7 @@ import pytest
 from api_support import ADMIN, make_api
 from pydantic import ValidationError
 
-from m11_tenant.api import ApiSettings
+from m11_tenant.app import ApiSettings
 from m11_tenant.rag.querylog import redact
 from m11_tenant.store import Change, LoggedQuery
 

@@ -16,7 +16,7 @@ import pytest
 import uvicorn
 from api_support import ADMIN_KEY, make_api
 
-from m11_tenant.api.server import HeaderDeadlineProtocol, protocol
+from m11_tenant.web.server import HeaderDeadlineProtocol, protocol
 
 HEADER_TIMEOUT = 0.5
 GIVE_UP = 5.0  # seconds a test waits for the server before it fails
@@ -120,7 +120,7 @@ def test_the_protocol_factory_pickles_for_worker_processes():
 
 @pytest.mark.parametrize("env,value", [("M11_HEADER_TIMEOUT", "2.5"), ("M11_BODY_TIMEOUT", "4")])
 def test_the_deadlines_come_from_the_settings(monkeypatch, env, value):
-    from m11_tenant.api.settings import ApiSettings
+    from m11_tenant.web.settings import ApiSettings
 
     monkeypatch.setenv(env, value)
     assert getattr(ApiSettings(), env.lower()) == float(value)

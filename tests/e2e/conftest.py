@@ -22,7 +22,7 @@ import fakeredis
 import pytest
 import uvicorn
 
-from m11_tenant.api import ApiSettings, create_app
+from m11_tenant.app import ApiSettings, create_app
 from m11_tenant.cache import ConfigCache
 from m11_tenant.repository import TenantConfigRepository
 from m11_tenant.store import open_store

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 from pydantic import Field, field_validator
 
-from m11_tenant.api.server import HEADER_TIMEOUT
 from m11_tenant.schema import MAX_BODY_BYTES
 from m11_tenant.settings import Settings
+from m11_tenant.web.server import HEADER_TIMEOUT
 
 PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86_400}
 _RATE = re.compile(r"([0-9]+)/(second|minute|hour|day)")
