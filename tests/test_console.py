@@ -546,3 +546,12 @@ def test_a_refused_partial_post_shows_the_stored_values_for_the_rest(app, seeded
     assert response.status_code == 422
     assert 'name="top_k" value="99"' in response.text
     assert 'name="temperature" value="0.7"' in response.text
+
+
+def test_the_api_can_be_served_without_the_console(repo):
+    app = create_app(repo, settings=ApiSettings(m11_admin_key=ADMIN_KEY), pipeline=pipeline(),
+                     console=False)
+    client = TestClient(app)
+    assert client.get("/console/login").status_code == 404
+    assert client.get("/tenants", headers={"Authorization": f"Bearer {ADMIN_KEY}"}
+                      ).status_code == 200

@@ -1,8 +1,8 @@
 """The console's pages: sign-in, tenant list, config form, preview, history, audit.
 
 Every read and write goes through the app's repository (``ctx.repo``) and every refusal
-through the API's own checks: :func:`authorize_tenant` (403 plus a ``denied`` audit line),
-the same per-key rate limits, :func:`reason_of`, and the schema's validation inside
+through the web kernel's checks, the API's too: :func:`authorize_tenant` (403 plus a
+``denied`` audit line), the same per-key rate limits, :func:`reason_of`, the validation in
 ``update_config`` / ``apply_update``. Errors become HTML pages or messages next to the
 field instead of the API's JSON; the status codes are the API's.
 """
