@@ -23,10 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import fakeredis
 import redis
 
-from m11_tenant.api.auth import Authenticator, hash_key, new_admin_key, new_tenant_key
-from m11_tenant.api.ratelimit import AuthThrottle, Counters, RateLimiter
 from m11_tenant.settings import Rate
 from m11_tenant.store import Change, open_store
+from m11_tenant.web.auth import Authenticator, hash_key, new_admin_key, new_tenant_key
+from m11_tenant.web.ratelimit import AuthThrottle, Counters, RateLimiter
 
 RUNS, CALLS = 5, 20_000
 

@@ -30,8 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from fastapi.testclient import TestClient  # noqa: E402
 
-from m11_tenant.api import Principal, create_app  # noqa: E402
-from m11_tenant.api.change_safety import run_replay  # noqa: E402
+from m11_tenant.app import Principal, create_app  # noqa: E402
 from m11_tenant.cache import ConfigCache  # noqa: E402
 from m11_tenant.rag import RagPipeline, load_eval  # noqa: E402
 from m11_tenant.rag.querylog import logged_query  # noqa: E402
@@ -39,6 +38,7 @@ from m11_tenant.repository import TenantConfigRepository  # noqa: E402
 from m11_tenant.schema import apply_update  # noqa: E402
 from m11_tenant.settings import Settings  # noqa: E402
 from m11_tenant.store import open_store  # noqa: E402
+from m11_tenant.web.change_safety import run_replay  # noqa: E402
 
 ADMIN_KEY = "bench-admin-key-0123456789abcdef"
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}

@@ -22,9 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from m11_tenant.api.security import RedactingFilter, SecurityHeaders
 from m11_tenant.schema import DEFAULT_TEMPLATE, parse_json_object
 from m11_tenant.text import json_text_errors
+from m11_tenant.web.security import RedactingFilter, SecurityHeaders
 
 BODY = json.dumps({"config": {"temperature": 0.3, "top_k": 8, "prompt_template": DEFAULT_TEMPLATE,
                               "prompt_variables": {"company": "Acme", "tone": "brief"},

@@ -39,7 +39,7 @@ def start_server(port: int, db: Path, header_timeout: float, stock: bool) -> sub
            "M11_HEADER_TIMEOUT": str(header_timeout)}
     env.pop("REDIS_URL", None)
     if stock:
-        cmd = [sys.executable, "-m", "uvicorn", "m11_tenant.api:create_app", "--factory",
+        cmd = [sys.executable, "-m", "uvicorn", "m11_tenant.app:create_app", "--factory",
                "--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
     else:
         cmd = [sys.executable, "-m", "m11_tenant", "serve", "--host", "127.0.0.1",

@@ -166,22 +166,22 @@ def _serve(args: argparse.Namespace) -> int:
     """Start uvicorn on the app factory; settings travel to the workers through the env."""
     import uvicorn
 
-    from m11_tenant.api.auth import check_admin_key, new_admin_key
-    from m11_tenant.api.server import protocol
     from m11_tenant.errors import WeakAdminKeyError
     from m11_tenant.settings import load_settings
+    from m11_tenant.web.auth import check_admin_key, new_admin_key
+    from m11_tenant.web.server import protocol
 
     if args.database_url:
         os.environ["DATABASE_URL"] = args.database_url
     if args.redis_url is not None:
         os.environ["REDIS_URL"] = args.redis_url
-    app = "m11_tenant.api:create_app"
+    app = "m11_tenant.app:create_app"
     if _region_requested(args):
         if args.workers > 1:
             print("error: a region is one process (its apply loop and its database's only "
                   "writer); run --workers 1 per region", file=sys.stderr)
             return 1
-        app = "m11_tenant.api.regional:create_region_app"
+        app = "m11_tenant.region_app:create_region_app"
     elif args.workers > 1 and load_settings().redis_url is None:  # the environment or .env
         # A private fakeredis per worker would keep serving a config another worker has
         # changed; without a shared Redis, run with no cache at all.
@@ -214,7 +214,7 @@ def _kept_admin_key(path: Path) -> str:
     Raises:
         WeakAdminKeyError: the file holds a key too weak to use.
     """
-    from m11_tenant.api.auth import check_admin_key, new_admin_key
+    from m11_tenant.web.auth import check_admin_key, new_admin_key
 
     if path.exists():
         key = path.read_text(encoding="utf-8").strip()

@@ -4,7 +4,7 @@ Every error the package raises on purpose is a ``TenantConfigError``; callers ca
 that one class, or a branch of it::
 
     TenantConfigError
-    ├── ConfigValidationError (also a ValueError)   bad input: nothing was stored
+    ├── ConfigValidationError (also a ValueError)   user input refused: nothing was stored
     │   ├── InvalidTenantIdError                     tenant id outside the allowed pattern
     │   └── TemplateError                            prompt template or variable refused
     ├── ConfigNotFoundError (also a LookupError)     nothing stored for that tenant/version
@@ -14,10 +14,20 @@ that one class, or a branch of it::
     ├── WeakAdminKeyError                            M11_ADMIN_KEY too short or too common
     ├── ServiceUnavailableError                      a backing service is down
     │   └── StoreUnavailableError                    the database is down: writes are refused
-    └── QueryRefusedError                            the RAG pipeline refused a query
-        ├── QuotaExceededError                       daily query quota used up
-        ├── BudgetExceededError                      monthly budget used up
-        └── ModelUnavailableError                    no usable model (no key, retries failed)
+    ├── QueryRefusedError                            the RAG pipeline refused a query
+    │   ├── QuotaExceededError                       daily query quota used up
+    │   ├── BudgetExceededError                      monthly budget used up
+    │   └── ModelUnavailableError                    no usable model (no key, retries failed)
+    └── HttpError (m11_tenant.web.errors)            an HTTP-level refusal: auth, content
+                                                     type, rate limit (the API and console)
+
+``m11_tenant.web.errors.HTTP_ERRORS`` maps each class to its HTTP status and code.
+
+Outside the tree, on purpose: a caller's misuse of a function (a negative clock step, a
+malformed stored stamp) raises a plain ``ValueError`` or ``TypeError`` -- a bug to fix,
+not input to report field by field -- and a broken installation (the embedding model's
+file missing or altered) raises ``m11_tenant.minilm.EmbeddingModelError``, a
+``RuntimeError``.
 
 Messages are built only from the inputs, never from addresses or times, so notebook
 outputs stay stable, and each says what to do next.
@@ -46,7 +56,8 @@ class FieldError:
 
 
 class ConfigValidationError(TenantConfigError, ValueError):
-    """Input was refused; nothing was stored. ``errors`` lists each field and its problem."""
+    """User input (a config, a body, a setting) was refused; nothing was stored. ``errors``
+    lists each field and its problem. Not for a caller's misuse: that is a ``ValueError``."""
 
     def __init__(self, errors: list[FieldError] | FieldError, summary: str | None = None):
         self.errors: list[FieldError] = [errors] if isinstance(errors, FieldError) else list(errors)

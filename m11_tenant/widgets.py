@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import ipywidgets as widgets
 
+from m11_tenant.colors import readable_text
 from m11_tenant.errors import ConfigValidationError, FieldError, QueryRefusedError
 from m11_tenant.repository import ResolvedConfig, TenantConfigRepository
 from m11_tenant.schema import (
@@ -285,14 +286,6 @@ class RetrievalExplorer(widgets.VBox):
 # --------------------------------------------------------------------------- answer card
 
 
-def _text_on(color: str) -> str:
-    """Black or white text, whichever reads better on ``color`` (WCAG relative luminance)."""
-    channels = [int(color[i:i + 2], 16) / 255 for i in (1, 3, 5)]
-    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
-    luminance = 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
-    return "#000000" if luminance > 0.179 else "#FFFFFF"
-
-
 def logo_src(url: str) -> str:
     """Where a card loads a tenant's logo from: the local copy in ``data/logos/<host><path>``
     as a ``data:`` URI when there is one (the example tenants' logos, so the workbook shows
@@ -331,9 +324,9 @@ def answer_card_html(*, tenant_id: str, answer: str, branding: Branding,
     return (
         f'<div style="font-family:system-ui,sans-serif;max-width:640px;border:2px solid '
         f'{primary};border-radius:8px;overflow:hidden">'
-        f'<div style="background:{primary};color:{_text_on(primary)};padding:8px 12px;'
+        f'<div style="background:{primary};color:{readable_text(primary)};padding:8px 12px;'
         f'font-weight:600">{logo}{html.escape(tenant_id)}{footer}</div>'
-        f'<div style="background:{secondary};color:{_text_on(secondary)};padding:12px">'
+        f'<div style="background:{secondary};color:{readable_text(secondary)};padding:12px">'
         f'<div style="white-space:pre-wrap">{html.escape(answer)}</div>{sources_html}</div>'
         "</div>"
     )

@@ -29,6 +29,7 @@ from pydantic import BaseModel
 
 from m11_tenant.cache import NearCache
 from m11_tenant.errors import StoreUnavailableError, TenantConfigError
+from m11_tenant.factory import open_repository
 from m11_tenant.repository import ResolvedConfig, TenantConfigRepository
 from m11_tenant.schema import validate_config
 from m11_tenant.seed import seed_tenants
@@ -124,8 +125,6 @@ class Sandbox:
         published on Redis, the default), ``"no-pubsub"`` (a near cache that hears of no
         other process's writes: failure mode 3) or ``"off"``. ``ttl`` sets both caches' TTL.
         """
-        from m11_tenant import open_repository
-
         if database == "shared":
             url = self.database_url
         else:
@@ -191,7 +190,7 @@ class Sandbox:
         admin_key = self.admin_key
         from fastapi.testclient import TestClient
 
-        from m11_tenant.api import create_app
+        from m11_tenant.app import create_app
 
         settings = self.settings.model_copy(update={"m11_admin_key": admin_key})
         app = create_app(self.repo, settings=settings,

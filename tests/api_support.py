@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from rag_support import FIXED_NOW, catalog, fixture_index
 
-from m11_tenant.api import create_app
+from m11_tenant.app import create_app
 from m11_tenant.rag import RagPipeline
 from m11_tenant.repository import TenantConfigRepository
 from m11_tenant.settings import Settings

@@ -11,9 +11,9 @@ import threading
 import pytest
 from api_support import ADMIN, make_api
 
-from m11_tenant.api import create_app
-from m11_tenant.api.auth import hash_key
+from m11_tenant.app import create_app
 from m11_tenant.settings import Settings
+from m11_tenant.web.auth import hash_key
 
 ERROR_KEYS = {"code", "message", "fields"}
 

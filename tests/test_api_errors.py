@@ -5,8 +5,6 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from m11_tenant.api.context import parse_if_match
-from m11_tenant.api.errors import HttpError, to_http
 from m11_tenant.errors import (
     BudgetExceededError,
     ConfigNotFoundError,
@@ -18,11 +16,15 @@ from m11_tenant.errors import (
     QuotaExceededError,
     ServiceUnavailableError,
     StoreUnavailableError,
+    TemplateError,
     TenantConfigError,
     TenantLockedError,
     VersionConflictError,
+    WeakAdminKeyError,
 )
 from m11_tenant.settings import Rate, Settings, parse_rate
+from m11_tenant.web.context import parse_if_match
+from m11_tenant.web.errors import HTTP_ERRORS, HttpError, to_http
 
 
 @pytest.mark.parametrize("exc, status, code, headers", [
@@ -50,6 +52,22 @@ def test_every_package_error_has_a_status_and_a_stable_code(exc, status, code, h
 def test_query_refused_names_the_field_to_change():
     err = to_http(QueryRefusedError("lower max_tokens", detail={"field": "max_tokens"}))
     assert [f.field for f in err.fields] == ["max_tokens"]
+
+
+def test_a_subclass_is_answered_by_its_nearest_listed_class():
+    """The table is walked along the MRO: a class nobody listed (here a subclass made up
+    for the test, and the package's TemplateError) gets its nearest ancestor's answer."""
+    class RegionQuotaExceeded(QuotaExceededError):
+        pass
+
+    assert to_http(RegionQuotaExceeded("q", retry_after=3)).code == "quota_exceeded"
+    assert to_http(TemplateError("bad {x}")).code == "validation_error"
+    assert to_http(WeakAdminKeyError("short")).status == 500
+    assert to_http(ValueError("misuse")).status == 500
+
+
+def test_every_listed_class_is_a_package_error():
+    assert all(issubclass(cls, TenantConfigError) for cls in HTTP_ERRORS)
 
 
 def test_http_errors_pass_through():

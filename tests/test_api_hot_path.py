@@ -14,7 +14,7 @@ from api_support import ADMIN, ADMIN_KEY
 from fastapi.testclient import TestClient
 
 from m11_tenant import open_repository
-from m11_tenant.api import create_app
+from m11_tenant.app import create_app
 from m11_tenant.settings import Settings
 
 

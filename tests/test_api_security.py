@@ -15,13 +15,13 @@ import redis
 from api_support import ADMIN, RateClock, make_api, make_pipeline
 from fastapi.testclient import TestClient
 
-from m11_tenant.api import create_app
-from m11_tenant.api.auth import check_admin_key
+from m11_tenant.app import create_app
 from m11_tenant.cache import NearCache
 from m11_tenant.errors import WeakAdminKeyError
 from m11_tenant.repository import TenantConfigRepository
 from m11_tenant.schema import PLATFORM_OWNED_FIELDS
 from m11_tenant.settings import Settings
+from m11_tenant.web.auth import check_admin_key
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ import stat
 import pytest
 
 from m11_tenant import cli
-from m11_tenant.api.auth import check_admin_key
 from m11_tenant.errors import WeakAdminKeyError
+from m11_tenant.web.auth import check_admin_key
 
 
 @pytest.fixture

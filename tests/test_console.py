@@ -14,12 +14,12 @@ import uuid
 import pytest
 from fastapi.testclient import TestClient
 
-from m11_tenant.api import create_app
-from m11_tenant.api.auth import hash_key, new_tenant_key
+from m11_tenant.app import create_app
 from m11_tenant.console import routes
 from m11_tenant.console.session import LOGIN_COOKIE, SESSION_COOKIE
 from m11_tenant.settings import Settings
 from m11_tenant.store import Change, LoggedQuery
+from m11_tenant.web.auth import hash_key, new_tenant_key
 
 ADMIN_KEY = "m11a_console-tests-admin-key-0123456789"
 
@@ -547,3 +547,12 @@ def test_a_refused_partial_post_shows_the_stored_values_for_the_rest(app, seeded
     assert response.status_code == 422
     assert 'name="top_k" value="99"' in response.text
     assert 'name="temperature" value="0.7"' in response.text
+
+
+def test_the_api_can_be_served_without_the_console(repo):
+    app = create_app(repo, settings=Settings(m11_admin_key=ADMIN_KEY), pipeline=pipeline(),
+                     console=False)
+    client = TestClient(app)
+    assert client.get("/console/login").status_code == 404
+    assert client.get("/tenants", headers={"Authorization": f"Bearer {ADMIN_KEY}"}
+                      ).status_code == 200

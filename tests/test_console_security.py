@@ -12,7 +12,7 @@ import re
 import pytest
 from fastapi.testclient import TestClient
 
-from m11_tenant.api import create_app
+from m11_tenant.app import create_app
 from m11_tenant.console.session import SESSION_COOKIE
 from m11_tenant.settings import Settings
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from m11_tenant.api.auth import Principal, admin_fingerprint, hash_key
 from m11_tenant.console.session import Sessions
 from m11_tenant.store import Change
+from m11_tenant.web.auth import Principal, admin_fingerprint, hash_key
 
 ADMIN = Principal("admin", "admin")
 FINGERPRINT = admin_fingerprint("m11a_one-admin-key-0123456789-abcdefXYZ")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from m11_tenant import colors
 from m11_tenant.console import forms, views
 from m11_tenant.console.session import login_nonce_ok
 from m11_tenant.errors import FieldError
@@ -104,10 +105,19 @@ def test_errors_are_placed_next_to_their_input():
 
 # ---- colours and values -------------------------------------------------------------------
 def test_text_on_a_brand_colour_stays_readable():
-    assert views.contrast_ratio("#000000", "#FFFFFF") == pytest.approx(21.0)
+    assert colors.contrast_ratio("#000000", "#FFFFFF") == pytest.approx(21.0)
     assert views.readable_text("#FFF4EC") == "#111111"
     assert views.readable_text("#1B1F24") == "#FFFFFF"
     assert views.readable_text("#FF6B35") == "#111111"  # orange: black reads better
+
+
+def test_the_notebooks_cards_use_the_same_formula_with_pure_black():
+    assert colors.readable_text("#FF6B35") == "#000000"
+    assert colors.readable_text("#1B1F24") == "#FFFFFF"
+    # black wins exactly where its contrast does: at luminance ~0.179 the two are equal
+    assert colors.relative_luminance("#757575") < 0.179 < colors.relative_luminance("#767676")
+    assert colors.readable_text("#757575") == "#FFFFFF"
+    assert colors.readable_text("#767676") == "#000000"
 
 
 def test_values_are_shown_for_people():

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PUBLIC_MODULES = ["m11_tenant", "m11_tenant.rag", "m11_tenant.regions", "m11_tenant.api"]
+PUBLIC_MODULES = ["m11_tenant", "m11_tenant.rag", "m11_tenant.regions", "m11_tenant.app"]
 
 
 def documentation() -> str:

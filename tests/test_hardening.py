@@ -15,11 +15,11 @@ import pytest
 from api_support import ADMIN, make_api
 from fastapi.testclient import TestClient
 
-from m11_tenant.api.security import RedactingFilter, redact_query
 from m11_tenant.console.session import LOGIN_COOKIE, SESSION_COOKIE
 from m11_tenant.errors import ConfigValidationError
 from m11_tenant.schema import validate_config
 from m11_tenant.text import check_text, secret_equal, text_problem
+from m11_tenant.web.security import RedactingFilter, redact_query
 
 BAD_TEXTS = {
     "lone surrogate": "a\ud800b",

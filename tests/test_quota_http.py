@@ -23,7 +23,7 @@ from api_support import ADMIN, ADMIN_KEY, free_port
 from rag_support import FIXED_NOW, catalog, fixture_index, no_providers
 
 from bench.quota_burst import burst
-from m11_tenant.api import create_app
+from m11_tenant.app import create_app
 from m11_tenant.cache import ConfigCache, make_redis_client
 from m11_tenant.rag import RagPipeline, WriteBehindLedger
 from m11_tenant.repository import TenantConfigRepository

@@ -266,7 +266,7 @@ def test_the_query_endpoint_answers_live(standin, sqlite_repo):
     from api_support import ADMIN, ADMIN_KEY
     from fastapi.testclient import TestClient
 
-    from m11_tenant.api import create_app
+    from m11_tenant.app import create_app
     from m11_tenant.settings import Settings
 
     sqlite_repo.update_config("acme", {"model": "claude-3-haiku"}, actor="test", reason="test")
@@ -285,7 +285,7 @@ def test_a_failing_provider_is_a_503_naming_the_attempts(standin, sqlite_repo):
     from api_support import ADMIN, ADMIN_KEY
     from fastapi.testclient import TestClient
 
-    from m11_tenant.api import create_app
+    from m11_tenant.app import create_app
     from m11_tenant.settings import Settings
 
     standin.fail_always("gpt-3.5-turbo", Fault.server_error())
@@ -304,7 +304,7 @@ def test_the_console_preview_answers_live(standin, sqlite_repo):
     from fastapi.testclient import TestClient
     from test_console import ADMIN_KEY, form_of
 
-    from m11_tenant.api import create_app
+    from m11_tenant.app import create_app
     from m11_tenant.settings import Settings
 
     sqlite_repo.update_config("acme", {"plan": "starter"}, actor="seed", reason="seed")

@@ -6,9 +6,9 @@ import fakeredis
 import pytest
 import redis
 
-from m11_tenant.api.errors import HttpError
-from m11_tenant.api.ratelimit import CLEAR_SECONDS, AuthThrottle, Counters, LocalCounters
 from m11_tenant.settings import Rate
+from m11_tenant.web.errors import HttpError
+from m11_tenant.web.ratelimit import CLEAR_SECONDS, AuthThrottle, Counters, LocalCounters
 
 
 class Clock:

@@ -7,7 +7,7 @@ import time
 import fakeredis
 from fastapi.testclient import TestClient
 
-from m11_tenant.api import create_app
+from m11_tenant.app import create_app
 from m11_tenant.regions import ManualClock, open_cluster
 from m11_tenant.regions.metrics import RegionStateCollector, ReplicationCollector
 from m11_tenant.settings import Settings

@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from m11_tenant import cli
-from m11_tenant.api import create_app
+from m11_tenant.app import create_app
 from m11_tenant.catalog import load_catalog
 from m11_tenant.rag import RagPipeline
 from m11_tenant.settings import Settings, load_settings

@@ -16,7 +16,7 @@ import pytest
 import uvicorn
 from api_support import ADMIN_KEY, make_api
 
-from m11_tenant.api.server import HeaderDeadlineProtocol, protocol
+from m11_tenant.web.server import HeaderDeadlineProtocol, protocol
 
 HEADER_TIMEOUT = 0.5
 GIVE_UP = 5.0  # seconds a test waits for the server before it fails

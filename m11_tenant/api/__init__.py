@@ -1,7 +1,6 @@
-"""The management API (FastAPI): ``create_app()`` builds it; ``python -m m11_tenant serve``
-runs it under uvicorn."""
+"""The management API's JSON routes (``routes_admin``, ``routes_config``) and their
+documented shapes (``models``), over the web kernel :mod:`m11_tenant.web`.
 
-from m11_tenant.api.app import create_app
-from m11_tenant.api.auth import Principal
-
-__all__ = ["Principal", "create_app"]
+:func:`m11_tenant.app.create_app` assembles them with the console into one app;
+``python -m m11_tenant serve`` runs it under uvicorn.
+"""

@@ -1,6 +1,6 @@
 """Shapes of requests and responses, for ``/docs`` and the OpenAPI schema only.
 
-The routes parse raw bytes (see :mod:`m11_tenant.api.body`) and build responses directly;
+The routes parse raw bytes (see :mod:`m11_tenant.web.body`) and build responses directly;
 these models describe the same shapes so ``/docs`` shows every body, field and example,
 and schemathesis can fuzz them.
 """

@@ -10,10 +10,6 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from m11_tenant.api.auth import authorize_tenant, hash_key, new_tenant_key, require_admin
-from m11_tenant.api.body import envelope, read_json, string_list
-from m11_tenant.api.context import ApiContext, Caller, Ctx, path_tenant, reason_of
-from m11_tenant.api.errors import HttpError
 from m11_tenant.api.models import (
     TENANT_ID_DOC,
     AuditResponse,
@@ -35,6 +31,10 @@ from m11_tenant.errors import (
 from m11_tenant.schema import PLATFORM_OWNED_FIELDS
 from m11_tenant.store import BULK_ROLE, ApiKeyRecord, Change
 from m11_tenant.store.base import locked_message
+from m11_tenant.web.auth import authorize_tenant, hash_key, new_tenant_key, require_admin
+from m11_tenant.web.body import envelope, read_json, string_list
+from m11_tenant.web.context import ApiContext, Caller, Ctx, path_tenant, reason_of
+from m11_tenant.web.errors import HttpError
 
 router = APIRouter()
 log = logging.getLogger("m11_tenant.api")

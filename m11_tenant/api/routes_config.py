@@ -10,26 +10,6 @@ from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
-from m11_tenant.api.auth import authorize_tenant
-from m11_tenant.api.body import envelope, read_json
-from m11_tenant.api.change_safety import (
-    check_replay,
-    explain_tenant,
-    query_log_task,
-    read_query_log,
-    run_replay,
-)
-from m11_tenant.api.context import (
-    ApiContext,
-    Caller,
-    Ctx,
-    body_tenant,
-    client_address,
-    config_response,
-    parse_if_match,
-    reason_of,
-)
-from m11_tenant.api.errors import to_http
 from m11_tenant.api.models import (
     TENANT_ID_DOC,
     ConfigResponse,
@@ -51,6 +31,27 @@ from m11_tenant.api.models import (
 from m11_tenant.errors import TenantConfigError
 from m11_tenant.schema import MAX_QUERY_LOG_SIZE, config_diff
 from m11_tenant.store import Change
+from m11_tenant.web.auth import authorize_tenant
+from m11_tenant.web.body import envelope, read_json
+from m11_tenant.web.change_safety import (
+    DEFAULT_PREVIEW_QUESTION,
+    check_replay,
+    explain_tenant,
+    query_log_task,
+    read_query_log,
+    run_replay,
+)
+from m11_tenant.web.context import (
+    ApiContext,
+    Caller,
+    Ctx,
+    body_tenant,
+    client_address,
+    config_response,
+    parse_if_match,
+    reason_of,
+)
+from m11_tenant.web.errors import to_http
 
 router = APIRouter()
 
@@ -61,7 +62,6 @@ IfMatch = Annotated[str | None, Header(
     description='the ETag from GET /config/{tenant_id} (e.g. "3"); a stale one fails with 412')]
 Reason = Annotated[str | None, Query(max_length=500, description="why, for the audit log")]
 
-DEFAULT_PREVIEW_QUESTION = "How does hybrid search combine keyword and semantic retrieval?"
 # The security requirement the ``Caller`` dependency would document, for routes without it.
 BEARER_DOC = {"security": [{"HTTPBearer": []}]}
 UPDATE_FIELDS = {"config": (dict,), "merge": (bool,), "reason": (str, type(None))}

@@ -1,8 +1,8 @@
 """The console's pages: sign-in, tenant list, config form, preview, history, audit.
 
 Every read and write goes through the app's repository (``ctx.repo``) and every refusal
-through the API's own checks: :func:`authorize_tenant` (403 plus a ``denied`` audit line),
-the same per-key rate limits, :func:`reason_of`, and the schema's validation inside
+through the web kernel's checks, the API's too: :func:`authorize_tenant` (403 plus a
+``denied`` audit line), the same per-key rate limits, :func:`reason_of`, the validation in
 ``update_config`` / ``apply_update``. Errors become HTML pages or messages next to the
 field instead of the API's JSON; the status codes are the API's.
 """
@@ -24,12 +24,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 
-from m11_tenant.api.auth import Principal, authorize_tenant
-from m11_tenant.api.body import read_body
-from m11_tenant.api.change_safety import check_replay, explain_tenant, run_replay
-from m11_tenant.api.context import ApiContext, client_address, path_tenant, reason_of
-from m11_tenant.api.errors import HttpError, to_http
-from m11_tenant.api.routes_config import DEFAULT_PREVIEW_QUESTION
 from m11_tenant.console import forms, views
 from m11_tenant.console.session import (
     LOGIN_COOKIE,
@@ -51,6 +45,16 @@ from m11_tenant.repository import ResolvedConfig
 from m11_tenant.schema import PLATFORM_OWNED_FIELDS, TenantConfig, apply_update, load_catalog
 from m11_tenant.store import HistoryEntry
 from m11_tenant.text import check_text
+from m11_tenant.web.auth import Principal, authorize_tenant
+from m11_tenant.web.body import media_type, read_body
+from m11_tenant.web.change_safety import (
+    DEFAULT_PREVIEW_QUESTION,
+    check_replay,
+    explain_tenant,
+    run_replay,
+)
+from m11_tenant.web.context import ApiContext, client_address, path_tenant, reason_of
+from m11_tenant.web.errors import HttpError, to_http
 
 HERE = Path(__file__).resolve().parent
 PAGE_SIZE = 50
@@ -172,7 +176,7 @@ def error_page(request: Request, err: HttpError) -> HTMLResponse:
 
 async def read_form(request: Request) -> list[tuple[str, str]]:
     """A urlencoded form body, capped like the API's JSON bodies."""
-    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    media = media_type(request)
     if media != FORM_TYPE:
         raise HttpError(415, "unsupported_media_type",
                         f"console forms are posted as {FORM_TYPE} (got {media[:60] or 'none'})")

@@ -20,9 +20,9 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from m11_tenant.api.auth import ADMIN, TENANT, Principal, hash_key
 from m11_tenant.store import ConfigStore, SessionRecord
 from m11_tenant.text import secret_equal
+from m11_tenant.web.auth import ADMIN, TENANT, Principal, hash_key
 
 SESSION_COOKIE = "m11_console"
 LOGIN_COOKIE = "m11_console_login"

@@ -6,27 +6,15 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from m11_tenant import colors
 from m11_tenant.schema import config_diff
 from m11_tenant.store import CostAlert
 
 
-def _luminance(hex_color: str) -> float:
-    """WCAG relative luminance of ``#RRGGBB``."""
-    channels = [int(hex_color[i:i + 2], 16) / 255 for i in (1, 3, 5)]
-    linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
-    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
-
-
-def contrast_ratio(a: str, b: str) -> float:
-    hi, lo = sorted((_luminance(a), _luminance(b)), reverse=True)
-    return (hi + 0.05) / (lo + 0.05)
-
-
 def readable_text(background: str) -> str:
-    """Black or white, whichever reads better on ``background`` (a validated ``#RRGGBB``):
-    a tenant's colours must not make its own answers unreadable."""
-    dark, light = "#111111", "#FFFFFF"
-    return dark if contrast_ratio(background, dark) >= contrast_ratio(background, light) else light
+    """Near-black or white, whichever reads better on ``background`` (the console's dark
+    text is ``#111111``)."""
+    return colors.readable_text(background, dark="#111111")
 
 
 def shown(value: Any) -> str:

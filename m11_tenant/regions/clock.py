@@ -15,8 +15,6 @@ import threading
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from m11_tenant.errors import ConfigValidationError, FieldError
-
 
 class Stamp(NamedTuple):
     """One hybrid-logical-clock timestamp; tuples compare field by field, so ``<`` just works."""
@@ -31,14 +29,18 @@ class Stamp(NamedTuple):
 
     @classmethod
     def parse(cls, text: str) -> Stamp:
-        """Read the form ``str()`` writes; raises ``ConfigValidationError`` on anything else."""
+        """Read the form ``str()`` writes.
+
+        Raises:
+            ValueError: on anything else (stamps come from the package's own tables and
+                streams, never from a user: a bad one is a bug, not input to report).
+        """
         try:
             wall, logical, node = text.split(".", 2)
             return cls(int(wall), int(logical), node)
         except (ValueError, AttributeError):
-            raise ConfigValidationError(FieldError(
-                "stamp", f"not a clock stamp: {text!r} (expected wall_ms.logical.node)",
-                "stamp")) from None
+            raise ValueError(f"not a clock stamp: {text!r} (expected wall_ms.logical.node)"
+                             ) from None
 
 
 @dataclass
@@ -100,9 +102,13 @@ class ManualClock:
         return self.ms
 
     def advance(self, ms: int) -> int:
-        """Move the clock forward by ``ms`` and return the new reading."""
+        """Move the clock forward by ``ms`` and return the new reading.
+
+        Raises:
+            ValueError: ``ms`` is negative (a clock only moves forward).
+        """
         if ms < 0:
-            raise ConfigValidationError(FieldError("ms", "a clock only moves forward", "clock"))
+            raise ValueError(f"a clock only moves forward; got ms={ms}")
         with self._lock:
             self.ms += ms
             return self.ms

@@ -15,14 +15,13 @@ A scrape never fails because Redis is away: the lag families are then empty and
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Protocol
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from m11_tenant.errors import ServiceUnavailableError
-from m11_tenant.regions.cluster import RegionRepository
 from m11_tenant.regions.lag import PairLag
 
 
@@ -32,6 +31,19 @@ class LagSource(Protocol):
     lag_alert_ms: float | None
 
     def lag(self) -> dict[str, PairLag]: ...
+
+
+class _Counting(Protocol):
+    def stats(self) -> dict[str, Any]: ...
+
+
+class RegionStateSource(Protocol):
+    """A region's repository: its ``region`` keeps the apply loop's counters. (A protocol,
+    not :class:`~m11_tenant.regions.cluster.RegionRepository`, whose ``metrics_text`` imports
+    this module: the arrow points one way.)"""
+
+    @property
+    def region(self) -> _Counting: ...
 
 
 class ReplicationCollector(Collector):
@@ -78,7 +90,7 @@ class RegionStateCollector(Collector):
     """The apply loop's counters of one region process: what ``/metrics`` shows beside the
     lag (applied changes, unsent outbox, errors, conflicts detected here)."""
 
-    def __init__(self, repository: RegionRepository):
+    def __init__(self, repository: RegionStateSource):
         self.repository = repository
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:

@@ -22,7 +22,7 @@ import fakeredis
 import pytest
 import uvicorn
 
-from m11_tenant.api import create_app
+from m11_tenant.app import create_app
 from m11_tenant.cache import ConfigCache
 from m11_tenant.repository import TenantConfigRepository
 from m11_tenant.settings import Settings

@@ -13,8 +13,8 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import expect
 
-from m11_tenant.api.auth import hash_key, new_tenant_key
 from m11_tenant.store import Change, LoggedQuery
+from m11_tenant.web.auth import hash_key, new_tenant_key
 
 pytestmark = pytest.mark.browser
 

@@ -1,6 +1,6 @@
 """The management API served by one region process (``serve --region``).
 
-The same app as :func:`~m11_tenant.api.create_app`, on the local region's repository:
+The same app as :func:`~m11_tenant.app.create_app`, on the local region's repository:
 reads are local, writes commit locally and replicate. Its ``/metrics`` adds the lag of the
 pairs into this region and the apply loop's counters; the apply loop runs for as long as
 the app does (started and stopped by its lifespan).
@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from m11_tenant.api.app import create_app
+from m11_tenant.app import create_app
 from m11_tenant.regions.metrics import RegionStateCollector, ReplicationCollector
 from m11_tenant.regions.service import region_from_settings
 from m11_tenant.settings import Settings, load_settings

@@ -14,15 +14,15 @@ from fastapi import Depends, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPBearer
 
-from m11_tenant.api.auth import Authenticator, Principal, authorize_tenant
-from m11_tenant.api.errors import HttpError
-from m11_tenant.api.metrics import ApiMetrics
-from m11_tenant.api.ratelimit import RateLimiter
 from m11_tenant.errors import ConfigValidationError, FieldError, InvalidTenantIdError
 from m11_tenant.repository import ResolvedConfig, TenantConfigRepository
 from m11_tenant.schema import validate_tenant_id
 from m11_tenant.settings import Rate, Settings, parse_rate
 from m11_tenant.text import check_text
+from m11_tenant.web.auth import Authenticator, Principal, authorize_tenant
+from m11_tenant.web.errors import HttpError
+from m11_tenant.web.metrics import ApiMetrics
+from m11_tenant.web.ratelimit import RateLimiter
 
 MAX_REASON_CHARS = 500
 MAX_CACHED_BODIES = 10_000

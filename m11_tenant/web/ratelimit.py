@@ -20,8 +20,8 @@ from collections.abc import Callable
 
 import redis
 
-from m11_tenant.api.errors import HttpError
 from m11_tenant.settings import Rate
+from m11_tenant.web.errors import HttpError
 
 log = logging.getLogger("m11_tenant.auth")
 REDIS_PAUSE_SECONDS = 2.0

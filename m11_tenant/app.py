@@ -1,6 +1,9 @@
-"""The FastAPI app: ``create_app()`` wires the repository, keys, limits, metrics, pipeline.
+"""The composition root: ``create_app()`` assembles the JSON API and the HTML console over
+the web kernel (:mod:`m11_tenant.web`: context, keys, limits, metrics, the error table).
 
-Run it with ``python -m m11_tenant serve`` (or ``uvicorn m11_tenant.api:create_app
+Only this module (and :mod:`m11_tenant.region_app`, which builds on it) sees both
+:mod:`m11_tenant.api` and :mod:`m11_tenant.console`; neither of those imports the other.
+Run it with ``python -m m11_tenant serve`` (or ``uvicorn m11_tenant.app:create_app
 --factory``); ``/docs`` lists every endpoint with its body, responses and examples.
 """
 
@@ -18,17 +21,20 @@ from fastapi.openapi.utils import get_openapi
 from fastapi_offline import FastAPIOffline
 
 from m11_tenant.api import routes_admin, routes_config
-from m11_tenant.api.auth import Authenticator, check_admin_key, new_admin_key
-from m11_tenant.api.context import ApiContext
-from m11_tenant.api.errors import HttpError, install_error_handlers
-from m11_tenant.api.metrics import ApiMetrics
 from m11_tenant.api.models import REQUEST_MODELS
-from m11_tenant.api.ratelimit import AuthThrottle, Counters, RateLimiter
-from m11_tenant.api.security import SecurityHeaders, install_log_redaction
 from m11_tenant.console import install_console
+from m11_tenant.factory import open_repository
 from m11_tenant.rag.ledger import WriteBehindLedger
 from m11_tenant.repository import TenantConfigRepository
 from m11_tenant.settings import Settings, load_settings, parse_rate
+from m11_tenant.web.auth import Authenticator, Principal, check_admin_key, new_admin_key
+from m11_tenant.web.context import ApiContext
+from m11_tenant.web.errors import HttpError, install_error_handlers
+from m11_tenant.web.metrics import ApiMetrics
+from m11_tenant.web.ratelimit import AuthThrottle, Counters, RateLimiter
+from m11_tenant.web.security import SecurityHeaders, install_log_redaction
+
+__all__ = ["Principal", "create_app"]
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +67,8 @@ plan's daily quota (all configurable). Past a limit: 429 with `Retry-After`.
 def create_app(repo: TenantConfigRepository | None = None, *,
                settings: Settings | None = None, pipeline: Any = None,
                clock: Callable[[], float] | None = None, rate_client: Any = None,
-               announce: Callable[[str], None] | None = None) -> FastAPI:
-    """Build the management API.
+               announce: Callable[[str], None] | None = None, console: bool = True) -> FastAPI:
+    """Build the management API and its console.
 
     Args:
         repo: the repository to serve; default :func:`m11_tenant.open_repository` on the
@@ -77,6 +83,8 @@ def create_app(repo: TenantConfigRepository | None = None, *,
             repository's cache client (this process's memory when the cache is disabled,
             and whenever Redis does not answer).
         announce: where a generated admin key is printed (default stderr).
+        console: also serve the tenant console at ``/console`` (default); ``False`` gives
+            the JSON API alone.
 
     Raises:
         WeakAdminKeyError: the settings' admin key is too short or too common.
@@ -84,8 +92,6 @@ def create_app(repo: TenantConfigRepository | None = None, *,
     cfg = settings if settings is not None else load_settings()
     owns_repo = repo is None
     if repo is None:
-        from m11_tenant import open_repository
-
         repo = open_repository(settings=cfg)
     admin_key = cfg.m11_admin_key
     if admin_key:
@@ -125,7 +131,8 @@ def create_app(repo: TenantConfigRepository | None = None, *,
     install_error_handlers(app)
     app.include_router(routes_admin.router)
     app.include_router(routes_config.router)
-    install_console(app, repo.store, ctx.auth.admin_fingerprint)
+    if console:
+        install_console(app, repo.store, ctx.auth.admin_fingerprint)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

@@ -1,5 +1,8 @@
 """Request bodies read as raw bytes and parsed strictly, never coerced by a framework.
 
+:func:`read_body` is the one capped reader (size and time) that the API's JSON and the
+console's forms both go through.
+
 FastAPI's body models would turn ``"0.7"`` into ``0.7`` and let duplicate keys through;
 here the bytes go to :func:`m11_tenant.schema.parse_json_object` (duplicate keys, NaN,
 size and depth caps) and the envelope's own fields are checked by type, with unknown
@@ -14,16 +17,16 @@ from typing import Any
 
 from fastapi import Request
 
-from m11_tenant.api.errors import HttpError
 from m11_tenant.errors import ConfigValidationError, FieldError
 from m11_tenant.schema import parse_json_object
+from m11_tenant.web.errors import HttpError
 
 JSON_TYPES = ("application/json",)
 
 
 async def read_json(request: Request, max_bytes: int) -> dict[str, Any]:
     """The body as a JSON object: 415 for another content type, 413 above ``max_bytes``."""
-    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    media = media_type(request)
     if media not in JSON_TYPES and not (media.startswith("application/")
                                         and media.endswith("+json")):
         shown = media or "none"
@@ -31,6 +34,11 @@ async def read_json(request: Request, max_bytes: int) -> dict[str, Any]:
                         f"send the body as JSON with 'Content-Type: application/json' "
                         f"(got {shown[:60]})")
     return parse_json_object(await read_body(request, max_bytes), max_bytes=max_bytes)
+
+
+def media_type(request: Request) -> str:
+    """The request's ``Content-Type`` without its parameters, lowercased ("" when absent)."""
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
 async def read_body(request: Request, max_bytes: int) -> bytes:

@@ -11,8 +11,6 @@ from typing import Any
 
 from starlette.background import BackgroundTask
 
-from m11_tenant.api.auth import Principal
-from m11_tenant.api.context import ApiContext
 from m11_tenant.errors import ConfigValidationError, FieldError, StoreUnavailableError
 from m11_tenant.explain import explain
 from m11_tenant.rag.pipeline import QueryResult, RagPipeline
@@ -21,8 +19,11 @@ from m11_tenant.rag.replay import MAX_REPLAY, replay, summarize, traffic_per_day
 from m11_tenant.repository import ResolvedConfig
 from m11_tenant.schema import MAX_QUERY_LOG_SIZE, TenantConfig, load_catalog
 from m11_tenant.store import Change
+from m11_tenant.web.auth import Principal
+from m11_tenant.web.context import ApiContext
 
 log = logging.getLogger(__name__)
+DEFAULT_PREVIEW_QUESTION = "How does hybrid search combine keyword and semantic retrieval?"
 AUDIT_SCAN = 1000  # audit lines explain reads; older origins come from the kept history
 
 

@@ -24,7 +24,7 @@ do next, ``fields`` lists field-level problems (empty when there are none).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -58,7 +58,10 @@ SERVICE_UNAVAILABLE = "the service is unavailable right now; retry in a few seco
 
 
 class HttpError(TenantConfigError):
-    """An HTTP-level refusal (auth, content type, rate limit) with its status and code."""
+    """An HTTP-level refusal (auth, content type, rate limit) with its status and code.
+
+    Raised only by the web kernel and the routes over it; a ``TenantConfigError`` (drawn in
+    :mod:`m11_tenant.errors`) so that one handler answers it and the package's own errors."""
 
     def __init__(self, status: int, code: str, message: str, *,
                  fields: Iterable[FieldError] = (), headers: Mapping[str, str] | None = None):
@@ -78,47 +81,73 @@ def error_response(status: int, code: str, message: str, fields: Iterable[FieldE
                         headers=dict(headers or {}))
 
 
-def to_http(exc: Exception) -> HttpError:
-    """Map a package exception to its status, code and headers (the table above)."""
-    if isinstance(exc, HttpError):
-        return exc
-    if isinstance(exc, InvalidTenantIdError):
-        return HttpError(400, "invalid_tenant_id", exc.errors[0].message, fields=exc.errors)
-    if isinstance(exc, ConfigValidationError):
-        kinds = {e.type for e in exc.errors if e.field == "body"}
-        if "too_large" in kinds:
-            return HttpError(413, "payload_too_large", exc.errors[0].message, fields=exc.errors)
-        if kinds:
-            return HttpError(400, "invalid_json", exc.errors[0].message, fields=exc.errors)
-        head = str(exc).split("\n", 1)[0]
-        return HttpError(422, "validation_error", head, fields=exc.errors)
-    if isinstance(exc, ConfigNotFoundError):
-        return HttpError(404, "not_found", str(exc))
-    if isinstance(exc, VersionConflictError):
-        return HttpError(412, "version_conflict", str(exc), headers={"ETag": f'"{exc.actual}"'})
-    if isinstance(exc, TenantLockedError):
-        return HttpError(409, "tenant_locked", str(exc))
-    if isinstance(exc, PlatformOwnedFieldError):
-        return HttpError(403, "platform_owned_field", str(exc), fields=exc.errors)
-    if isinstance(exc, QueryRefusedError):
+def _validation(exc: ConfigValidationError) -> HttpError:
+    """A body the JSON parser refused is 400 (413 when too large); bad fields are 422."""
+    kinds = {e.type for e in exc.errors if e.field == "body"}
+    if "too_large" in kinds:
+        return HttpError(413, "payload_too_large", exc.errors[0].message, fields=exc.errors)
+    if kinds:
+        return HttpError(400, "invalid_json", exc.errors[0].message, fields=exc.errors)
+    head = str(exc).split("\n", 1)[0]
+    return HttpError(422, "validation_error", head, fields=exc.errors)
+
+
+def _refused(status: int, code: str) -> Callable[[QueryRefusedError], HttpError]:
+    """A quota, budget or model refusal, with its ``Retry-After`` when it knows one."""
+    def rule(exc: QueryRefusedError) -> HttpError:
         retry = {"Retry-After": str(exc.retry_after)} if exc.retry_after else {}
-        if isinstance(exc, QuotaExceededError):
-            return HttpError(429, "quota_exceeded", str(exc), headers=retry)
-        if isinstance(exc, BudgetExceededError):
-            return HttpError(429, "budget_exceeded", str(exc), headers=retry)
-        if isinstance(exc, ModelUnavailableError):
-            return HttpError(503, "model_unavailable", str(exc), headers=retry)
-        detail = exc.detail if isinstance(exc.detail, Mapping) else {}
-        fields = [FieldError(str(detail["field"]), str(exc), "plan")] if "field" in detail else []
-        return HttpError(422, "query_refused", str(exc), fields=fields)
-    if isinstance(exc, ServiceUnavailableError):
-        # The driver's text names hosts, ports and databases: it goes to the log (and the
-        # admin's /health/detail), never into a response.
+        return HttpError(status, code, str(exc), headers=retry)
+    return rule
+
+
+def _query_refused(exc: QueryRefusedError) -> HttpError:
+    detail = exc.detail if isinstance(exc.detail, Mapping) else {}
+    fields = [FieldError(str(detail["field"]), str(exc), "plan")] if "field" in detail else []
+    return HttpError(422, "query_refused", str(exc), fields=fields)
+
+
+def _unavailable(status: int, code: str, message: str,
+                 headers: Mapping[str, str] | None = None
+                 ) -> Callable[[ServiceUnavailableError], HttpError]:
+    """The driver's text names hosts, ports and databases: it goes to the log (and the
+    admin's /health/detail), never into a response."""
+    def rule(exc: ServiceUnavailableError) -> HttpError:
         log.warning("%s: %s", type(exc).__name__, exc)
-        if isinstance(exc, StoreUnavailableError):
-            return HttpError(503, "store_unavailable", STORE_UNAVAILABLE,
-                             headers={"Retry-After": str(STORE_RETRY_AFTER)})
-        return HttpError(503, "service_unavailable", SERVICE_UNAVAILABLE)
+        return HttpError(status, code, message, headers=headers)
+    return rule
+
+
+#: Exception class -> its HTTP answer. :func:`to_http` walks the exception's MRO and takes
+#: the first class listed here, so a subclass is answered by its own rule when it has one
+#: and by its nearest listed ancestor otherwise; the order of this table does not matter.
+HTTP_ERRORS: dict[type[Exception], Callable[[Any], HttpError]] = {
+    HttpError: lambda exc: exc,
+    InvalidTenantIdError: lambda exc: HttpError(400, "invalid_tenant_id",
+                                                exc.errors[0].message, fields=exc.errors),
+    ConfigValidationError: _validation,
+    ConfigNotFoundError: lambda exc: HttpError(404, "not_found", str(exc)),
+    VersionConflictError: lambda exc: HttpError(412, "version_conflict", str(exc),
+                                                headers={"ETag": f'"{exc.actual}"'}),
+    TenantLockedError: lambda exc: HttpError(409, "tenant_locked", str(exc)),
+    PlatformOwnedFieldError: lambda exc: HttpError(403, "platform_owned_field", str(exc),
+                                                   fields=exc.errors),
+    QueryRefusedError: _query_refused,
+    QuotaExceededError: _refused(429, "quota_exceeded"),
+    BudgetExceededError: _refused(429, "budget_exceeded"),
+    ModelUnavailableError: _refused(503, "model_unavailable"),
+    ServiceUnavailableError: _unavailable(503, "service_unavailable", SERVICE_UNAVAILABLE),
+    StoreUnavailableError: _unavailable(503, "store_unavailable", STORE_UNAVAILABLE,
+                                        {"Retry-After": str(STORE_RETRY_AFTER)}),
+}
+
+
+def to_http(exc: Exception) -> HttpError:
+    """Map a package exception to its status, code and headers (:data:`HTTP_ERRORS`, the
+    table above); the JSON API and the console both answer through it."""
+    for cls in type(exc).__mro__:
+        rule = HTTP_ERRORS.get(cls)
+        if rule is not None:
+            return rule(exc)
     log.error("no HTTP mapping for %s: %s", type(exc).__name__, exc)
     return HttpError(500, "internal_error", "the server failed unexpectedly; the error was logged")
 

@@ -24,10 +24,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from m11_tenant.api.errors import HttpError
-from m11_tenant.api.ratelimit import AuthThrottle
 from m11_tenant.errors import StoreUnavailableError, WeakAdminKeyError
 from m11_tenant.store import ApiKeyRecord, Change, ConfigStore
+from m11_tenant.web.errors import HttpError
+from m11_tenant.web.ratelimit import AuthThrottle
 
 TENANT_KEY_PREFIX = "m11k_"
 ADMIN = "admin"

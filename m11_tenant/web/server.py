@@ -7,7 +7,7 @@ descriptor) for as long as it likes ("slowloris"). This protocol gives each requ
 headers ``header_timeout`` seconds from the moment the connection opens (or the previous
 response ends); a connection still without complete headers then is closed. Once the
 headers are in, the app takes over: it reads a body under its own deadline
-(:func:`m11_tenant.api.body.read_body`, a 408).
+(:func:`m11_tenant.web.body.read_body`, a 408).
 
 Behind a reverse proxy (nginx ``client_header_timeout`` / ``client_body_timeout``), the
 proxy does this first; the deadline here still protects a server exposed directly.
