@@ -170,6 +170,18 @@ def test_list_tenants_pages(repo, tenant_id):
     assert repo.count_tenants() >= 3
 
 
+def test_iter_tenants_follows_every_page_and_get_many_reads_in_chunks(repo, tenant_id):
+    ids = [f"{tenant_id}-{n}" for n in range(5)]
+    for one in reversed(ids):
+        repo.update_config(one, {"top_k": 2})
+    assert [t for t in repo.iter_tenants(page_size=2) if t.startswith(tenant_id)] == ids
+    assert list(repo.iter_tenants(page_size=2)) == list(repo.iter_tenants())
+    records = repo.get_many([*reversed(ids), f"{tenant_id}-none"], chunk=2)
+    assert [r.tenant_id for r in records] == ids
+    assert {r.config["top_k"] for r in records} == {2}
+    assert repo.get_stored(ids[0]) == records[0] and repo.get_stored(f"{tenant_id}-x") is None
+
+
 def test_health_reports_each_service(repo):
     assert repo.health() == {"status": "ok", "services": {"database": "ok", "cache": "ok",
                                                           "subscription": "disabled"}}

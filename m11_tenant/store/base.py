@@ -1,7 +1,9 @@
-"""What every store offers: the records it returns and the protocol it implements.
+"""The write algorithm every store shares; a backend supplies only the primitives.
 
-The repository talks to storage only through :class:`ConfigStore`, so SQLite and
-PostgreSQL are interchangeable and one contract test suite covers both.
+One place decides what a write means (check the expected version, build the new config,
+number it, keep the last N versions, append the audit line), so SQLite, PostgreSQL and the
+in-memory twin cannot drift apart. The records live in :mod:`m11_tenant.store.records`,
+the ports in :mod:`m11_tenant.store.ports`.
 """
 
 from __future__ import annotations
@@ -9,283 +11,29 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, replace
-from datetime import date, datetime, timedelta
-from typing import Any, Protocol
+from dataclasses import replace
+from datetime import date, timedelta
+from typing import Any
 
 from m11_tenant.errors import ConfigNotFoundError, TenantLockedError, VersionConflictError
 from m11_tenant.schema import config_diff
-from m11_tenant.text import check_text
-
-Clock = Callable[[], datetime]
-
-
-@dataclass(frozen=True)
-class ConfigRecord:
-    """The current stored config of one tenant, with its version and who wrote it."""
-
-    tenant_id: str
-    config: dict[str, Any]
-    version: int
-    updated_at: str
-    updated_by: str
-
-
-@dataclass(frozen=True)
-class HistoryEntry:
-    """One stored version of a tenant's config (the newest is the current one)."""
-
-    tenant_id: str
-    version: int
-    config: dict[str, Any]
-    created_at: str
-    created_by: str
-    action: str
-
-
-@dataclass(frozen=True)
-class AuditEntry:
-    """One line of the append-only audit log: who did what to which tenant, when and why."""
-
-    id: int
-    at: str
-    actor: str
-    role: str
-    tenant_id: str
-    action: str
-    version: int | None
-    diff: dict[str, Any]
-    reason: str | None
-    count: int = 1  # refused attempts: how many in the row's window (see record_refusal)
-
-
-@dataclass(frozen=True)
-class Change:
-    """Who is making a write and why; ``expected_version`` turns on optimistic concurrency.
-
-    ``expected_version=0`` means "only if nothing is stored yet".
-    """
-
-    actor: str = "system"
-    role: str = "admin"
-    action: str = "update"
-    reason: str | None = None
-    expected_version: int | None = None
-
-    def __post_init__(self) -> None:
-        # The last line of defence for the audit log: whatever path a write took (API,
-        # console, CLI import, notebook), its who and why are one line of plain text.
-        check_text(self.actor, "actor")
-        if self.reason is not None:
-            check_text(self.reason, "reason")
-
-
-def locked_message(tenant_id: str) -> str:
-    return (f"tenant {tenant_id!r} has locked its config against platform bulk changes, so "
-            "it was skipped; change it on its own, or ask the tenant to unlock it")
-
-
-#: The role a platform bulk change writes with: a tenant that locked its config is skipped
-#: (``write`` raises :class:`~m11_tenant.errors.TenantLockedError` inside the transaction).
-BULK_ROLE = "platform-bulk"
-#: The roles that act for the platform and may change platform-owned fields (``plan``);
-#: every other role (a tenant key, a tenant's console session) may not.
-PLATFORM_ROLES = frozenset({"admin", "system", BULK_ROLE})
-
-
-@dataclass(frozen=True)
-class ApiKeyRecord:
-    """A per-tenant API key as stored: its public id, never the key (only a hash is kept).
-
-    ``revoked_at`` is when the key stops working: the past for a revoked key, the end of
-    the grace period for a rotated one, None while it has no end.
-    """
-
-    key_id: str
-    tenant_id: str
-    created_at: str
-    created_by: str
-    revoked_at: str | None = None
-    revoked_by: str | None = None
-    last_used_at: str | None = None
-
-    def active(self, now: str) -> bool:
-        """Whether the key is accepted at ``now`` (an ISO time like the stored ones)."""
-        return self.revoked_at is None or now < self.revoked_at
-
-
-@dataclass(frozen=True)
-class SessionRecord:
-    """A console sign-in as stored: never the cookie's token, only its SHA-256.
-
-    ``key_id`` is the tenant key it was signed in with (``admin:<fingerprint>`` for the
-    admin key); ``key_revoked_at`` is that key's end, joined in when the session is read.
-    """
-
-    token_hash: str
-    role: str
-    actor: str
-    tenant_id: str | None
-    key_id: str
-    csrf: str
-    created_at: str
-    expires_at: str
-    ended_at: str | None = None
-    key_revoked_at: str | None = None
-
-
-@dataclass(frozen=True)
-class UsageTotals:
-    """What a tenant has used: queries today and spend this calendar month."""
-
-    queries_today: int = 0
-    cost_today_usd: float = 0.0
-    cost_month_usd: float = 0.0
-    tokens_today: int = 0
-
-
-@dataclass(frozen=True)
-class UsageDelta:
-    """Amounts to add to one tenant's row for one UTC day (negative ``queries`` releases)."""
-
-    tenant_id: str
-    day: date
-    queries: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost_usd: float = 0.0
-
-
-@dataclass(frozen=True)
-class LoggedQuery:
-    """One question of a tenant's opt-in query log, as stored (already redacted).
-
-    No answer text is kept: a replay re-runs the question, it does not need the old answer.
-    """
-
-    tenant_id: str
-    question: str
-    source_ids: tuple[str, ...]
-    model: str
-    prompt_tokens: int
-    completion_tokens: int
-    cost_usd: float
-    at: str = ""  # set by the store's clock when it is appended
-    id: int = 0
-
-
-#: Days a logged question is kept at most (retention by age; ``query_log_size`` is by count).
-QUERY_LOG_MAX_AGE_DAYS = 30
-
-
-@dataclass(frozen=True)
-class CostAlert:
-    """A tenant's spend this month reached ``threshold_pct`` % of its plan's monthly budget.
-
-    Stored once per tenant, month (``YYYY-MM``, UTC) and threshold, whatever number of
-    processes noticed the crossing.
-    """
-
-    tenant_id: str
-    month: str
-    threshold_pct: int
-    spent_usd: float
-    budget_usd: float
-    at: str
-
-
-# Builds the new config dict from the current record (None when nothing is stored). It
-# runs inside the write transaction, so a merge reads and writes atomically.
-BuildConfig = Callable[[ConfigRecord | None], dict[str, Any]]
-
-
-class ConfigStore(Protocol):
-    """The source of truth for tenant configs, their history, the audit log and usage."""
-
-    url: str
-    clock: Clock  # stored times come from it
-
-    def get(self, tenant_id: str) -> ConfigRecord | None: ...
-
-    def get_many(self, tenant_ids: list[str] | None = None) -> list[ConfigRecord]: ...
-
-    def write(self, tenant_id: str, build: BuildConfig, change: Change) -> ConfigRecord: ...
-
-    def write_many(self, builds: Mapping[str, BuildConfig], change: Change,
-                   when_locked: tuple[Change, Mapping[str, BuildConfig]] | None = None,
-                   ) -> tuple[list[ConfigRecord], list[str]]: ...
-
-    def delete(self, tenant_id: str, change: Change) -> ConfigRecord: ...
-
-    def list_tenants(self, limit: int = 100, offset: int = 0) -> list[str]: ...
-
-    def count_tenants(self) -> int: ...
-
-    def history(self, tenant_id: str) -> list[HistoryEntry]: ...
-
-    def audit(self, tenant_id: str | None = None, limit: int = 100,
-              offset: int = 0) -> list[AuditEntry]: ...
-
-    def record_audit(self, tenant_id: str, change: Change, diff: dict[str, Any] | None = None,
-                     version: int | None = None) -> None: ...
-
-    def record_refusal(self, tenant_id: str, change: Change, window_seconds: int) -> None: ...
-
-    def record_usage(self, tenant_id: str, day: date, *, queries: int, prompt_tokens: int,
-                     completion_tokens: int, cost_usd: float) -> None: ...
-
-    def record_usage_many(self, deltas: list[UsageDelta]) -> None: ...
-
-    def reserve_query(self, tenant_id: str, day: date, *, daily_queries: int,
-                      monthly_budget_usd: float) -> float | None: ...
-
-    def usage_totals(self, tenant_id: str, day: date) -> UsageTotals: ...
-
-    def record_cost_alert(self, alert: CostAlert) -> bool: ...
-
-    def cost_alerts(self, tenant_id: str | None = None, month: str | None = None,
-                    limit: int = 100) -> list[CostAlert]: ...
-
-    def add_api_key(self, tenant_id: str, key_id: str, key_hash: str,
-                    change: Change) -> ApiKeyRecord: ...
-
-    def find_api_key(self, key_hash: str) -> ApiKeyRecord | None: ...
-
-    def list_api_keys(self, tenant_id: str) -> list[ApiKeyRecord]: ...
-
-    def revoke_api_key(self, tenant_id: str, key_id: str,
-                       change: Change) -> tuple[ApiKeyRecord, bool] | None: ...
-
-    def rotate_api_key(self, tenant_id: str, key_id: str, new_key_id: str, new_key_hash: str,
-                       change: Change, grace_seconds: int = 0) -> ApiKeyRecord | None: ...
-
-    def touch_api_key(self, key_id: str, at: str) -> None: ...
-
-    def create_session(self, session: SessionRecord) -> None: ...
-
-    def find_session(self, token_hash: str) -> SessionRecord | None: ...
-
-    def end_session(self, token_hash: str) -> bool: ...
-
-    def now(self) -> str: ...
-
-    def set_locked(self, tenant_id: str, locked: bool, change: Change) -> bool: ...
-
-    def is_locked(self, tenant_id: str) -> bool: ...
-
-    def append_query_log(self, entry: LoggedQuery, *, keep: int,
-                         max_age_days: int = QUERY_LOG_MAX_AGE_DAYS) -> None: ...
-
-    def query_log(self, tenant_id: str, *, limit: int,
-                  max_age_days: int = QUERY_LOG_MAX_AGE_DAYS) -> list[LoggedQuery]: ...
-
-    def clear_query_log(self, tenant_id: str, change: Change) -> int: ...
-
-    def ping(self) -> None: ...
-
-    def close(self) -> None: ...
+from m11_tenant.store.records import (
+    BULK_ROLE,
+    QUERY_LOG_MAX_AGE_DAYS,
+    ApiKeyRecord,
+    BuildConfig,
+    Change,
+    Clock,
+    ConfigRecord,
+    CostAlert,
+    HistoryEntry,
+    LoggedQuery,
+    SessionRecord,
+    UsageDelta,
+    locked_message,
+)
 
 
 class TransactionalStore(ABC):
