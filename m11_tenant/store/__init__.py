@@ -1,3 +1,4 @@
+# ruff: noqa: F405 -- names from the records module's star import
 """The source of truth: narrow ports, their records, and a store picked by database URL.
 
 ``sqlite:///path.db`` (the embedded default) and ``postgresql://…`` are the real backends;
@@ -7,6 +8,7 @@ tests and sandboxes that need no file: it forgets everything on close.
 
 from __future__ import annotations
 
+from m11_tenant.store import records
 from m11_tenant.store.ports import (
     AuditLog,
     BatchingLedger,
@@ -17,30 +19,10 @@ from m11_tenant.store.ports import (
     Store,
     UsageLedger,
 )
-from m11_tenant.store.records import (
-    BULK_ROLE,
-    PLATFORM_ROLES,
-    QUERY_LOG_MAX_AGE_DAYS,
-    ApiKeyRecord,
-    AuditEntry,
-    BuildConfig,
-    Change,
-    Clock,
-    ConfigRecord,
-    CostAlert,
-    HistoryEntry,
-    LoggedQuery,
-    SessionRecord,
-    UsageDelta,
-    UsageTotals,
-    locked_message,
-)
+from m11_tenant.store.records import *  # noqa: F403 -- the store's vocabulary (records.__all__)
 
-__all__ = ["BULK_ROLE", "PLATFORM_ROLES", "QUERY_LOG_MAX_AGE_DAYS", "ApiKeyRecord", "AuditEntry",
-           "AuditLog", "BatchingLedger", "BuildConfig", "Change", "Clock", "ConfigRecord",
-           "ConfigStore", "CostAlert", "HistoryEntry", "KeyStore", "LockStore", "LoggedQuery",
-           "QueryLog", "SessionRecord", "Store", "UsageDelta", "UsageLedger", "UsageTotals",
-           "locked_message", "open_store"]
+__all__ = ["AuditLog", "BatchingLedger", "ConfigStore", "KeyStore", "LockStore", "QueryLog",
+           "Store", "UsageLedger", "open_store", *records.__all__]
 
 
 def open_store(url: str, *, history_limit: int = 10, clock: Clock | None = None) -> Store:

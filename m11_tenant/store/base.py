@@ -1,3 +1,4 @@
+# ruff: noqa: F405 -- names from the records module's star import
 """The write algorithm every store shares; a backend supplies only the primitives.
 
 One place decides what a write means (check the expected version, build the new config,
@@ -19,21 +20,7 @@ from typing import Any
 
 from m11_tenant.errors import ConfigNotFoundError, TenantLockedError, VersionConflictError
 from m11_tenant.schema import config_diff
-from m11_tenant.store.records import (
-    BULK_ROLE,
-    QUERY_LOG_MAX_AGE_DAYS,
-    ApiKeyRecord,
-    BuildConfig,
-    Change,
-    Clock,
-    ConfigRecord,
-    CostAlert,
-    HistoryEntry,
-    LoggedQuery,
-    SessionRecord,
-    UsageDelta,
-    locked_message,
-)
+from m11_tenant.store.records import *  # noqa: F403 -- the store's vocabulary (records.__all__)
 
 
 class TransactionalStore(ABC):

@@ -1,3 +1,4 @@
+# ruff: noqa: F405 -- names from the records module's star import
 """The in-memory twin of the SQL stores: every port, no file, no server.
 
 A test double in the way httpx's ``MockTransport`` and fakeredis are: it runs the same
@@ -29,20 +30,7 @@ from typing import Any
 
 from m11_tenant.errors import StoreUnavailableError
 from m11_tenant.store.base import TransactionalStore
-from m11_tenant.store.records import (
-    QUERY_LOG_MAX_AGE_DAYS,
-    ApiKeyRecord,
-    AuditEntry,
-    Change,
-    Clock,
-    ConfigRecord,
-    CostAlert,
-    HistoryEntry,
-    LoggedQuery,
-    SessionRecord,
-    UsageDelta,
-    UsageTotals,
-)
+from m11_tenant.store.records import *  # noqa: F403 -- the store's vocabulary (records.__all__)
 
 _USAGE_FIELDS = ("queries", "prompt_tokens", "completion_tokens", "cost_usd")
 

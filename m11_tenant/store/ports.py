@@ -1,3 +1,4 @@
+# ruff: noqa: F405 -- names from the records module's star import
 """The narrow ports of the source of truth: each consumer types against the one it uses.
 
 - :class:`ConfigStore`: tenant configs, their version history, transactional writes and
@@ -24,21 +25,7 @@ from collections.abc import Mapping
 from datetime import date
 from typing import Any, Protocol, runtime_checkable
 
-from m11_tenant.store.records import (
-    QUERY_LOG_MAX_AGE_DAYS,
-    ApiKeyRecord,
-    AuditEntry,
-    BuildConfig,
-    Change,
-    Clock,
-    ConfigRecord,
-    CostAlert,
-    HistoryEntry,
-    LoggedQuery,
-    SessionRecord,
-    UsageDelta,
-    UsageTotals,
-)
+from m11_tenant.store.records import *  # noqa: F403 -- the store's vocabulary (records.__all__)
 
 
 class ConfigStore(Protocol):

@@ -1,3 +1,4 @@
+# ruff: noqa: F405 -- names from the records module's star import
 """The server store: PostgreSQL through psycopg 3, configs as JSONB.
 
 It implements the primitives of :class:`~m11_tenant.store.base.TransactionalStore`, so the
@@ -37,20 +38,7 @@ from psycopg.types.json import Jsonb
 from m11_tenant.errors import StoreUnavailableError
 from m11_tenant.store.base import TransactionalStore
 from m11_tenant.store.migrations import POSTGRES_MIGRATIONS
-from m11_tenant.store.records import (
-    QUERY_LOG_MAX_AGE_DAYS,
-    ApiKeyRecord,
-    AuditEntry,
-    Change,
-    Clock,
-    ConfigRecord,
-    CostAlert,
-    HistoryEntry,
-    LoggedQuery,
-    SessionRecord,
-    UsageDelta,
-    UsageTotals,
-)
+from m11_tenant.store.records import *  # noqa: F403 -- the store's vocabulary (records.__all__)
 
 # Any key serialises concurrent migrations of one database; this one spells "m11migr".
 MIGRATION_LOCK_KEY = 0x6D31316D696772

@@ -14,6 +14,10 @@ from typing import Any
 
 from m11_tenant.text import check_text
 
+__all__ = ["BULK_ROLE", "PLATFORM_ROLES", "QUERY_LOG_MAX_AGE_DAYS", "ApiKeyRecord", "AuditEntry",
+           "BuildConfig", "Change", "Clock", "ConfigRecord", "CostAlert", "HistoryEntry",
+           "LoggedQuery", "SessionRecord", "UsageDelta", "UsageTotals", "locked_message"]
+
 Clock = Callable[[], datetime]
 
 

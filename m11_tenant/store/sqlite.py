@@ -1,3 +1,4 @@
+# ruff: noqa: F405 -- names from the records module's star import
 """The embedded default store: one SQLite file, through sqlite-utils.
 
 WAL mode lets readers run while a writer writes; ``busy_timeout`` makes a second process
@@ -28,20 +29,7 @@ import sqlite_utils
 from m11_tenant.errors import StoreUnavailableError
 from m11_tenant.store.base import TransactionalStore
 from m11_tenant.store.migrations import SQLITE_MIGRATIONS
-from m11_tenant.store.records import (
-    QUERY_LOG_MAX_AGE_DAYS,
-    ApiKeyRecord,
-    AuditEntry,
-    Change,
-    Clock,
-    ConfigRecord,
-    CostAlert,
-    HistoryEntry,
-    LoggedQuery,
-    SessionRecord,
-    UsageDelta,
-    UsageTotals,
-)
+from m11_tenant.store.records import *  # noqa: F403 -- the store's vocabulary (records.__all__)
 
 BUSY_TIMEOUT_MS = 10_000
 _KEY = ("SELECT key_id, tenant_id, created_at, created_by, revoked_at, revoked_by, "
