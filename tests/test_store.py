@@ -272,3 +272,13 @@ def test_a_disconnected_store_fails_every_call_until_reconnected(store, tenant_i
     store.reconnect()  # a no-op while connected
     assert store.get(tenant_id).config == {"n": 1}
     assert put(store, tenant_id, {"n": 2}).version == 2
+
+
+def test_every_backend_implements_every_port(store):
+    from m11_tenant.store import Store
+
+    members = {name for cls in Store.__mro__ if cls.__module__ == "m11_tenant.store.ports"
+               for name in vars(cls) if not name.startswith("_")}
+    assert {"get", "audit", "add_api_key", "set_locked", "reserve_query",
+            "append_query_log", "disconnect"} <= members
+    assert not [name for name in sorted(members) if not hasattr(store, name)]
