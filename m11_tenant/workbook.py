@@ -219,7 +219,8 @@ class Sandbox:
         :meth:`database_up` brings it back."""
         repo.disconnect()
 
-    def database_up(self, repo: TenantConfigRepository) -> None:
+    @staticmethod
+    def database_up(repo: TenantConfigRepository) -> None:
         """Reconnect ``repo`` to its SQLite file after :meth:`database_down` (a no-op when
         it is up), as a database that comes back after an outage: nothing stored was lost."""
         repo.reconnect()
