@@ -103,9 +103,9 @@ def create_app(repo: TenantConfigRepository | None = None, *,
     counters = Counters(rate_client or repo.cache.client, prefix=repo.cache.prefix)
     throttle = AuthThrottle(counters, parse_rate(cfg.m11_auth_failures))
     # Settlements are group-committed; the quota gate is not (see rag.ledger).
-    ledger = None if pipeline is not None else WriteBehindLedger(repo.store)
+    ledger = None if pipeline is not None else WriteBehindLedger(repo.ledger)
     ctx = ApiContext(repo=repo, settings=cfg,
-                     auth=Authenticator(repo.store, admin_key, throttle=throttle),
+                     auth=Authenticator(repo.keys, admin_key, throttle=throttle),
                      limiter=RateLimiter(counters, **({"clock": clock} if clock else {})),
                      metrics=ApiMetrics(repo),
                      pipeline_factory=lambda: pipeline or _default_pipeline(repo, cfg, ledger))
@@ -132,7 +132,7 @@ def create_app(repo: TenantConfigRepository | None = None, *,
     app.include_router(routes_admin.router)
     app.include_router(routes_config.router)
     if console:
-        install_console(app, repo.store, ctx.auth.admin_fingerprint)
+        install_console(app, repo.keys, ctx.auth.admin_fingerprint)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

@@ -80,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             repo = open_repository(args.database_url)
             written = seed_tenants(repo, overwrite=args.overwrite)
-            print(f"seeded {len(written)} tenant(s) into {repo.store.url}: {', '.join(written)}")
+            print(f"seeded {len(written)} tenant(s) into {repo.url}: {', '.join(written)}")
         elif args.command == "serve":
             return _serve(args)
         elif args.command == "export":
@@ -92,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             text = dump_document(doc, fmt)
             if args.output:
                 Path(args.output).write_text(text, encoding="utf-8")
-                print(f"exported {len(doc['tenants'])} tenant(s) from {repo.store.url} to "
+                print(f"exported {len(doc['tenants'])} tenant(s) from {repo.url} to "
                       f"{args.output}", file=sys.stderr)
             else:
                 sys.stdout.write(text)

@@ -44,7 +44,7 @@ FORMATS = ("json", "yaml")
 def export_document(repo: TenantConfigRepository) -> dict[str, Any]:
     """Every stored config, by tenant id (sorted), in the file format above."""
     return {"format": FORMAT,
-            "tenants": {r.tenant_id: r.config for r in repo.store.get_many(None)}}
+            "tenants": {r.tenant_id: r.config for r in repo.get_many()}}
 
 
 def dump_document(doc: dict[str, Any], fmt: str) -> str:
@@ -158,7 +158,7 @@ def plan_import(repo: TenantConfigRepository, doc: dict[str, Any]) -> list[Tenan
     if errors:
         raise ConfigValidationError(errors, f"{len(errors)} problem(s) in the file; nothing "
                                     "was imported")
-    stored = {r.tenant_id: r for r in repo.store.get_many(sorted(targets))}
+    stored = {r.tenant_id: r for r in repo.get_many(sorted(targets))}
     plan = []
     for tenant_id, target in sorted(targets.items()):
         record = stored.get(tenant_id)

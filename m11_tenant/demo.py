@@ -18,7 +18,7 @@ def run_tour(repo: TenantConfigRepository, say: Callable[[str], None] = print) -
     """Seed the example tenants, then show resolution, rejection, merge/replace, rollback,
     and the same question answered through each tenant's pipeline."""
     written = seed_tenants(repo)
-    say(f"Seeded {len(written)} example tenants into {repo.store.url}\n")
+    say(f"Seeded {len(written)} example tenants into {repo.url}\n")
 
     say("1. Four tenants, four configs (read through the cache):")
     for tenant in load_example_tenants()[:4]:
@@ -57,7 +57,7 @@ def run_tour(repo: TenantConfigRepository, say: Callable[[str], None] = print) -
         f"{', '.join(sorted(last.diff))}\n")
 
     say("5. The same question, four tenants, four pipelines (offline generator, no key):")
-    pipeline = RagPipeline(repo, repo.store)
+    pipeline = RagPipeline(repo, repo.ledger)
     for tenant in load_example_tenants()[:4]:
         result = pipeline.query(tenant.tenant_id, TOUR_QUESTION)
         sources = ", ".join(s.id for s in result.sources)

@@ -405,7 +405,7 @@ def check_replication(replicate: Callable[[Regions], None]) -> CheckReport:
 
 def reference_replicate(regions: Regions) -> None:
     """Reference solution (hard): whole-config last-write-wins across every region."""
-    tenants = sorted(set().union(*(r.list_tenants(limit=10_000) for r in regions.values())))
+    tenants = sorted(set().union(*(r.iter_tenants() for r in regions.values())))
     for tenant_id in tenants:
         records = {name: repo.get_record(tenant_id) for name, repo in regions.items()}
         stored = [(rec.updated_at or "", name) for name, rec in records.items() if rec.version]

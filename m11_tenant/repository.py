@@ -11,7 +11,7 @@ never lost and a failed write changes nothing.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -34,11 +34,17 @@ from m11_tenant.stats import LoadStats
 from m11_tenant.store import (
     BULK_ROLE,
     PLATFORM_ROLES,
+    QUERY_LOG_MAX_AGE_DAYS,
     AuditEntry,
+    BatchingLedger,
     Change,
+    Clock,
     ConfigRecord,
-    ConfigStore,
+    CostAlert,
     HistoryEntry,
+    KeyStore,
+    LoggedQuery,
+    Store,
 )
 
 DEFAULT_CONFIG = TenantConfig()
@@ -65,9 +71,15 @@ class ResolvedConfig:
 
 
 class TenantConfigRepository:
-    """Get, update (merge or replace), delete, list, history, rollback and audit."""
+    """Get, update (merge or replace), delete, list, history, rollback and audit; and the
+    doors to the rest of storage: keys, locks, the query log, usage and cost alerts.
 
-    def __init__(self, store: ConfigStore, cache: ConfigCache, *,
+    Nothing outside this module and :mod:`m11_tenant.store` touches ``store``: the rest of
+    the code asks the repository, or takes the narrow port it hands out (:attr:`keys`,
+    :attr:`ledger`).
+    """
+
+    def __init__(self, store: Store, cache: ConfigCache, *,
                  near: NearCache | None = None, listener: InvalidationListener | None = None):
         """``near`` without a ``listener`` is only safe when this is the only process."""
         self.store, self.cache, self.near, self.listener = store, cache, near, listener
@@ -179,8 +191,32 @@ class TenantConfigRepository:
         """Tenants with a stored config, sorted, one page at a time."""
         return self.store.list_tenants(limit=limit, offset=offset)
 
+    def iter_tenants(self, page_size: int = 1000) -> Iterator[str]:
+        """Every tenant with a stored config, sorted, read ``page_size`` at a time (no cap:
+        use this, not one big ``list_tenants`` page, for "all tenants")."""
+        offset = 0
+        while page := self.store.list_tenants(limit=page_size, offset=offset):
+            yield from page
+            offset += len(page)
+
     def count_tenants(self) -> int:
         return self.store.count_tenants()
+
+    def get_many(self, tenant_ids: Sequence[str] | None = None,
+                 chunk: int = 500) -> list[ConfigRecord]:
+        """The stored records (not validated, no cache) of ``tenant_ids`` that have one, or
+        of every tenant; sorted by tenant id, read ``chunk`` ids per query."""
+        if tenant_ids is None:
+            return self.store.get_many(None)
+        ids = list(tenant_ids)
+        records = [r for start in range(0, len(ids), chunk)
+                   for r in self.store.get_many(ids[start:start + chunk])]
+        return sorted(records, key=lambda r: r.tenant_id)
+
+    def get_stored(self, tenant_id: str) -> ConfigRecord | None:
+        """The tenant's stored record straight from the database (no cache, not validated);
+        None when it runs on the defaults."""
+        return self.store.get(tenant_id)
 
     def get_history(self, tenant_id: str) -> list[HistoryEntry]:
         """Stored versions, newest first (the current one included; last N kept)."""
@@ -192,6 +228,50 @@ class TenantConfigRepository:
         if tenant_id is not None:
             validate_tenant_id(tenant_id)
         return self.store.audit(tenant_id=tenant_id, limit=limit, offset=offset)
+
+    def query_log(self, tenant_id: str, *, limit: int,
+                  max_age_days: int = QUERY_LOG_MAX_AGE_DAYS) -> list[LoggedQuery]:
+        """The tenant's logged questions, newest first (see :mod:`m11_tenant.rag.querylog`)."""
+        return self.store.query_log(tenant_id, limit=limit, max_age_days=max_age_days)
+
+    def cost_alerts(self, tenant_id: str | None = None, month: str | None = None,
+                    limit: int = 100) -> list[CostAlert]:
+        """Recorded cost alerts, newest first; optionally one tenant's and/or one month's."""
+        return self.store.cost_alerts(tenant_id, month, limit)
+
+    def is_locked(self, tenant_id: str) -> bool:
+        """Whether the tenant locked its config against platform bulk changes."""
+        return self.store.is_locked(tenant_id)
+
+    def with_near_cache(self, near: NearCache) -> TenantConfigRepository:
+        """Another repository on the same store and cache, with ``near`` as its near cache
+        and no listener: a process that hears of no other's writes (failure mode 3)."""
+        return TenantConfigRepository(self.store, self.cache, near=near)
+
+    # ---- the ports other parts are built on -----------------------------------------------
+    @property
+    def keys(self) -> KeyStore:
+        """API keys and console sessions (the authenticator's and the console's store)."""
+        return self.store
+
+    @property
+    def ledger(self) -> BatchingLedger:
+        """The usage ledger the RAG pipeline reserves and settles queries in."""
+        return self.store
+
+    @property
+    def url(self) -> str:
+        """The database URL, for messages ("seeded into …")."""
+        return self.store.url
+
+    @property
+    def clock(self) -> Clock:
+        """The clock stored times come from."""
+        return self.store.clock
+
+    def now(self) -> str:
+        """The store's current time, as stored times are written."""
+        return self.store.now()
 
     # ---- writes -------------------------------------------------------------------------
     def update_config(self, tenant_id: str, updates: Mapping[str, Any] | TenantConfig,
@@ -355,6 +435,40 @@ class TenantConfigRepository:
         change = Change(actor, role, "delete", reason, expected_version)
         self._commit(tenant_id, lambda: self.store.delete(tenant_id, change), deleting=True)
 
+    def write_unvalidated(self, tenant_id: str, config: Mapping[str, Any], *,
+                          actor: str = "system", reason: str | None = None) -> ConfigRecord:
+        """Store ``config`` as it is, with no validation: for drills and benchmarks that
+        plant a config the current rules refuse (a retired model) or fill a database fast.
+        Versioned, audited and invalidated like any write."""
+        validate_tenant_id(tenant_id)
+        stored = dict(config)
+        change = Change(actor, "admin", "update", reason)
+        return self._commit(tenant_id, lambda: self.store.write(tenant_id, lambda _c: stored,
+                                                                change))
+
+    def set_locked(self, tenant_id: str, locked: bool, change: Change) -> bool:
+        """Lock or unlock the tenant against bulk changes (audited); False when it already
+        was in that state."""
+        return self.store.set_locked(tenant_id, locked, change)
+
+    def record_audit(self, tenant_id: str, change: Change, diff: dict[str, Any] | None = None,
+                     version: int | None = None) -> None:
+        """Append an audit line that goes with no config write (a replay, an import plan)."""
+        self.store.record_audit(tenant_id, change, diff, version)
+
+    def record_refusal(self, tenant_id: str, change: Change, window_seconds: int) -> None:
+        """Count a refused attempt in one audit row per window (see the store)."""
+        self.store.record_refusal(tenant_id, change, window_seconds)
+
+    def append_query_log(self, entry: LoggedQuery, *, keep: int,
+                         max_age_days: int = QUERY_LOG_MAX_AGE_DAYS) -> None:
+        """Log one (redacted) question, keeping the tenant's ``keep`` newest."""
+        self.store.append_query_log(entry, keep=keep, max_age_days=max_age_days)
+
+    def clear_query_log(self, tenant_id: str, change: Change) -> int:
+        """Delete the tenant's whole query log (audited); how many questions went."""
+        return self.store.clear_query_log(tenant_id, change)
+
     def _commit(self, tenant_id: str, write: Callable[[], ConfigRecord],
                 deleting: bool = False) -> ConfigRecord:
         """Run a store write, then drop and announce the cached copies (or remember them)."""
@@ -423,6 +537,15 @@ class TenantConfigRepository:
             snapshot["database_read_share"] = round(
                 sources.get("database", 0) / total, 6) if total else 0.0
         return snapshot
+
+    def disconnect(self) -> None:
+        """Drop the database connection until :meth:`reconnect` (an outage drill): reads
+        fall back to the last known good copy, writes are refused, nothing stored is lost."""
+        self.store.disconnect()
+
+    def reconnect(self) -> None:
+        """End :meth:`disconnect` (a no-op while connected)."""
+        self.store.reconnect()
 
     def close(self) -> None:
         if self.listener is not None:

@@ -29,7 +29,7 @@ def seed_tenants(repo: TenantConfigRepository, *, overwrite: bool = False,
 
     Returns the ids that were written.
     """
-    stored = set(repo.list_tenants(limit=10_000))
+    stored = set(repo.iter_tenants())
     written = []
     for tenant in load_example_tenants(path):
         if tenant.tenant_id in stored and not overwrite:

@@ -28,15 +28,13 @@ import fakeredis
 from pydantic import BaseModel
 
 from m11_tenant.cache import NearCache
-from m11_tenant.errors import StoreUnavailableError, TenantConfigError
+from m11_tenant.errors import TenantConfigError
 from m11_tenant.factory import open_repository
 from m11_tenant.repository import ResolvedConfig, TenantConfigRepository
 from m11_tenant.schema import validate_config
 from m11_tenant.seed import seed_tenants
 from m11_tenant.settings import Settings, load_settings
 from m11_tenant.stats import summarize
-from m11_tenant.store import Change
-from m11_tenant.store.sqlite import SQLiteStore
 
 if TYPE_CHECKING:
     from m11_tenant.rag.pipeline import GenerationMode, RagPipeline
@@ -141,7 +139,7 @@ class Sandbox:
         if near == "no-pubsub" and client is not None:
             cache = NearCache(self.settings.near_cache_size, settings.near_cache_ttl)
             cache.enable()  # no listener will ever switch it on, nor tell it of writes
-            repo = TenantConfigRepository(repo.store, repo.cache, near=cache)
+            repo = repo.with_near_cache(cache)
         self._repos.append(repo)
         self._servers.append(server)
         return repo
@@ -194,7 +192,7 @@ class Sandbox:
 
         settings = self.settings.model_copy(update={"m11_admin_key": admin_key})
         app = create_app(self.repo, settings=settings,
-                         pipeline=self.pipeline(ledger=self.repo.store),
+                         pipeline=self.pipeline(ledger=self.repo.ledger),
                          clock=lambda: self.clock.start.timestamp())
         return TestClient(app, raise_server_exceptions=False)
 
@@ -223,18 +221,13 @@ class Sandbox:
     def database_down(repo: TenantConfigRepository) -> None:
         """Close ``repo``'s SQLite connection: every database call now fails like a lost one.
         :meth:`database_up` brings it back."""
-        repo.store.db.close()
+        repo.disconnect()
 
-    def database_up(self, repo: TenantConfigRepository) -> None:
+    @staticmethod
+    def database_up(repo: TenantConfigRepository) -> None:
         """Reconnect ``repo`` to its SQLite file after :meth:`database_down` (a no-op when
         it is up), as a database that comes back after an outage: nothing stored was lost."""
-        with contextlib.suppress(StoreUnavailableError):
-            repo.store.ping()
-            return
-        with self.clock.frozen():
-            reopened = SQLiteStore(repo.store.url, history_limit=repo.store.history_limit,
-                                   clock=self.clock)
-        repo.store.db = reopened.db
+        repo.reconnect()
 
     def close(self) -> None:
         """Close every repository of the sandbox and delete its temporary directory."""
@@ -451,8 +444,8 @@ def scaling_run(tenant_counts: Sequence[int] = (100, 1200), reads: int = 3000,
             for tenant_id in _progress(ids, progress, desc=f"storing {count} tenants",
                                        leave=False):
                 config = rng.choice(variants)
-                box.repo.store.write(tenant_id, lambda _current, c=config: c,
-                                     Change(actor="bench", reason="scaling run"))
+                box.repo.write_unvalidated(tenant_id, config, actor="bench",
+                                           reason="scaling run")
             weights = zipf_weights(count)
             for tenant_id in ids + rng.choices(ids, weights=weights, k=warmup):
                 box.repo.get_record(tenant_id)
@@ -544,7 +537,7 @@ def measure_paths(tenant_id: str = "enterprise-corp", repeat: int = 300,
             "fakeredis_get": _time_us(lambda: client.get("bench:payload"), repeat),
             "json_parse": _time_us(lambda: json_module.loads(raw), repeat),
             "validate": _time_us(lambda: validate_config(json_module.loads(raw)), repeat),
-            "sqlite_read": _time_us(lambda: repo.store.get(tenant_id), repeat),
+            "sqlite_read": _time_us(lambda: repo.get_stored(tenant_id), repeat),
         }
         if redis_url:
             import redis

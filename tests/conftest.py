@@ -1,6 +1,7 @@
 """Shared fixtures: a fresh repository per test, on every backend this run can reach.
 
-The embedded backends (SQLite + fakeredis) always run. When ``M11_TEST_DATABASE_URL`` or
+The embedded backends (SQLite + fakeredis) always run, and the store contract (every test
+that takes ``store``) also runs on the in-memory twin. When ``M11_TEST_DATABASE_URL`` or
 ``M11_TEST_REDIS_URL`` is set (``.ci/run`` sets both), the same tests also run against the
 real PostgreSQL / Redis, and an unreachable service is a failure, never a skip.
 """
@@ -76,6 +77,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 DATABASES = ["sqlite"] + (["postgresql"] if REAL_DATABASE_URL else [])
+#: The store contract runs on these: the in-memory twin and every database.
+STORES = ["memory", *DATABASES]
 CACHES = ["fakeredis"] + (["redis"] if REAL_REDIS_URL else [])
 
 
@@ -97,17 +100,41 @@ def postgres_schema(base_url: str) -> Iterator[str]:
             admin.execute(f"DROP SCHEMA {name} CASCADE")
 
 
+@contextmanager
+def backend_url(backend: str, tmp_path) -> Iterator[str]:
+    """A fresh, empty store of ``backend`` (``memory``, ``sqlite`` or ``postgresql``)."""
+    if backend == "memory":
+        yield "memory://test"
+    elif backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'tenants.db'}"
+    else:
+        with postgres_schema(REAL_DATABASE_URL) as url:  # type: ignore[arg-type]
+            yield url
+
+
 @pytest.fixture(params=DATABASES)
 def database_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'tenants.db'}"
-        return
-    with postgres_schema(REAL_DATABASE_URL) as url:  # type: ignore[arg-type]
+    """A database that outlives its store objects (reopen it, share it with a process)."""
+    with backend_url(request.param, tmp_path) as url:
+        yield url
+
+
+@pytest.fixture(params=STORES)
+def store_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
+    with backend_url(request.param, tmp_path) as url:
         yield url
 
 
 @pytest.fixture
-def store(database_url: str, clock: FixedClock) -> Iterator:
+def store(store_url: str, clock: FixedClock) -> Iterator:
+    """The store contract's subject: the in-memory twin, SQLite, and PostgreSQL if set."""
+    s = open_store(store_url, clock=clock)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def database_store(database_url: str, clock: FixedClock) -> Iterator:
     s = open_store(database_url, clock=clock)
     yield s
     s.close()
@@ -129,8 +156,8 @@ def cache(redis_client) -> ConfigCache:
 
 
 @pytest.fixture
-def repo(store, cache) -> TenantConfigRepository:
-    return TenantConfigRepository(store, cache)
+def repo(database_store, cache) -> TenantConfigRepository:
+    return TenantConfigRepository(database_store, cache)
 
 
 @pytest.fixture

@@ -17,12 +17,6 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = "m11_tenant"
 
-# Cycles another branch breaks; empty this once it is merged (the last test says when).
-KNOWN_CYCLES: list[frozenset[str]] = [
-    frozenset({"m11_tenant.regions.store", "m11_tenant.regions.postgres"}),
-]
-
-
 def module_files() -> dict[str, Path]:
     """Dotted module name -> file, for every module of the package."""
     modules = {}
@@ -144,8 +138,8 @@ def test_the_graph_is_read():
 
 
 def test_no_import_cycle():
-    unknown = [loop for loop in cycles(GRAPH) if frozenset(loop) not in KNOWN_CYCLES]
-    assert not unknown, "import cycles:\n" + "\n".join(" -> ".join(c) for c in unknown)
+    found = cycles(GRAPH)
+    assert not found, "import cycles:\n" + "\n".join(" -> ".join(c) for c in found)
 
 
 @pytest.mark.parametrize(("importer", "imported"), [
@@ -162,10 +156,3 @@ def test_layers_point_one_way(importer, imported):
     chains = [chain for module in GRAPH if _in(module, importer)
               for target, chain in reachable(GRAPH, module).items() if _in(target, imported)]
     assert not chains, f"{importer} reaches {imported}: " + " -> ".join(chains[0])
-
-
-@pytest.mark.parametrize("loop", KNOWN_CYCLES, ids=lambda loop: " <-> ".join(sorted(loop)))
-def test_known_cycles_are_still_there(loop):
-    """Once a known cycle is broken, take it off ``KNOWN_CYCLES`` so it cannot come back."""
-    assert any(frozenset(c) == loop for c in cycles(GRAPH)), (
-        f"{sorted(loop)} is no longer a cycle: remove it from KNOWN_CYCLES")

@@ -170,6 +170,18 @@ def test_list_tenants_pages(repo, tenant_id):
     assert repo.count_tenants() >= 3
 
 
+def test_iter_tenants_follows_every_page_and_get_many_reads_in_chunks(repo, tenant_id):
+    ids = [f"{tenant_id}-{n}" for n in range(5)]
+    for one in reversed(ids):
+        repo.update_config(one, {"top_k": 2})
+    assert [t for t in repo.iter_tenants(page_size=2) if t.startswith(tenant_id)] == ids
+    assert list(repo.iter_tenants(page_size=2)) == list(repo.iter_tenants())
+    records = repo.get_many([*reversed(ids), f"{tenant_id}-none"], chunk=2)
+    assert [r.tenant_id for r in records] == ids
+    assert {r.config["top_k"] for r in records} == {2}
+    assert repo.get_stored(ids[0]) == records[0] and repo.get_stored(f"{tenant_id}-x") is None
+
+
 def test_health_reports_each_service(repo):
     assert repo.health() == {"status": "ok", "services": {"database": "ok", "cache": "ok",
                                                           "subscription": "disabled"}}
@@ -284,3 +296,28 @@ def test_latency_windows_are_kept_for_recent_tenants_only():
     assert stats.snapshot("a")["latency"]["samples"] == 2
     assert stats.snapshot("b")["loads"] == 1  # counts are kept for every tenant
     assert stats.snapshot()["latency"]["samples"] == 4
+
+
+def test_an_unvalidated_write_is_stored_versioned_and_audited_as_it_is(sqlite_repo, tenant_id):
+    sqlite_repo.update_config(tenant_id, {"top_k": 4})
+    sqlite_repo.get_record(tenant_id)  # cached: the planted write must drop it
+    record = sqlite_repo.write_unvalidated(tenant_id, {"model": "retired-model"},
+                                           actor="drill", reason="plant a stale config")
+    assert (record.version, record.config) == (2, {"model": "retired-model"})
+    assert sqlite_repo.get_audit_log(tenant_id)[0].reason == "plant a stale config"
+    with pytest.raises(ConfigValidationError, match="no longer validates"):
+        sqlite_repo.get_record(tenant_id)
+
+
+def test_a_disconnected_database_is_an_outage_until_reconnected(sqlite_repo, tenant_id):
+    sqlite_repo.update_config(tenant_id, {"top_k": 4})
+    sqlite_repo.get_record(tenant_id)
+    sqlite_repo.cache.invalidate(tenant_id)
+    sqlite_repo.disconnect()
+    assert sqlite_repo.health()["status"] == "degraded"
+    assert sqlite_repo.get_record(tenant_id).source == "last_known_good"
+    with pytest.raises(StoreUnavailableError, match="NOT saved"):
+        sqlite_repo.update_config(tenant_id, {"top_k": 5})
+    sqlite_repo.reconnect()
+    assert sqlite_repo.get_record(tenant_id).config.top_k == 4
+    assert sqlite_repo.update_config(tenant_id, {"top_k": 5}).version == 2

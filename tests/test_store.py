@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import multiprocessing
+import threading
 from datetime import date
 
 import pytest
 
-from m11_tenant.errors import ConfigNotFoundError, VersionConflictError
-from m11_tenant.store import Change, open_store
+from m11_tenant.errors import ConfigNotFoundError, StoreUnavailableError, VersionConflictError
+from m11_tenant.store import BULK_ROLE, Change, open_store
 
 
 def put(store, tenant_id, config, **change):
@@ -77,8 +78,8 @@ def test_history_keeps_the_last_ten_versions_newest_first(store, tenant_id):
     assert history[0].config == store.get(tenant_id).config
 
 
-def test_history_limit_is_configurable(database_url, tenant_id, clock):
-    store = open_store(database_url, history_limit=3, clock=clock)
+def test_history_limit_is_configurable(store_url, tenant_id, clock):
+    store = open_store(store_url, history_limit=3, clock=clock)
     for n in range(5):
         put(store, tenant_id, {"n": n})
     assert [h.version for h in store.history(tenant_id)] == [5, 4, 3]
@@ -178,7 +179,21 @@ def _increment_many(url: str, tenant_id: str, times: int) -> None:
     store.close()
 
 
-def test_two_processes_incrementing_the_same_tenant_lose_no_update(store, database_url, tenant_id):
+def test_two_threads_incrementing_the_same_tenant_lose_no_update(store, tenant_id):
+    put(store, tenant_id, {"n": 0})
+    workers = [threading.Thread(target=lambda: [
+        store.write(tenant_id, lambda cur: {"n": cur.config["n"] + 1}, Change(actor="worker"))
+        for _ in range(40)]) for _ in range(3)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert (store.get(tenant_id).config, store.get(tenant_id).version) == ({"n": 120}, 121)
+
+
+def test_two_processes_incrementing_the_same_tenant_lose_no_update(database_store, database_url,
+                                                                  tenant_id):
+    store = database_store
     put(store, tenant_id, {"n": 0})
     ctx = multiprocessing.get_context("spawn")
     workers = [ctx.Process(target=_increment_many, args=(database_url, tenant_id, 40))
@@ -190,3 +205,80 @@ def test_two_processes_incrementing_the_same_tenant_lose_no_update(store, databa
         assert w.exitcode == 0
     assert store.get(tenant_id).config == {"n": 80}
     assert store.get(tenant_id).version == 81
+
+
+# ---------------------------------------------------------------- more of the contract
+
+def test_write_many_is_all_or_nothing(store, tenant_id):
+    first, second = f"{tenant_id}-a", f"{tenant_id}-b"
+    put(store, first, {"n": 1})
+    audit_before = store.audit()
+
+    def boom(_current):
+        raise ValueError("invalid for b")
+
+    with pytest.raises(ValueError, match="invalid for b"):
+        store.write_many({first: lambda _c: {"n": 2}, second: boom}, Change())
+    assert store.get(first).config == {"n": 1} and store.get(second) is None
+    assert store.history(first)[0].version == 1 and store.audit() == audit_before
+    written, skipped = store.write_many({first: lambda _c: {"n": 2},
+                                         second: lambda _c: {"n": 1}}, Change())
+    assert ([r.version for r in written], skipped) == ([2, 1], [])
+
+
+def test_write_many_skips_locked_tenants_or_writes_their_platform_part(store, tenant_id):
+    free, locked = f"{tenant_id}-free", f"{tenant_id}-locked"
+    put(store, locked, {"n": 0})
+    store.set_locked(locked, True, Change(action="lock"))
+    bulk = Change(role=BULK_ROLE)
+    builds = {free: lambda _c: {"n": 1}, locked: lambda _c: {"n": 1}}
+    written, skipped = store.write_many(builds, bulk)
+    assert ([r.tenant_id for r in written], skipped) == ([free], [locked])
+    written, skipped = store.write_many(builds, bulk, (Change(role=BULK_ROLE, reason="plan"),
+                                                       {locked: lambda _c: {"plan": "pro"}}))
+    assert skipped == [] and store.get(locked).config == {"plan": "pro"}
+    assert store.audit(locked)[0].reason == "plan"
+
+
+def test_refusals_count_in_one_row_per_window(store, tenant_id, clock):
+    change = Change(actor="key:abc", role="tenant", action="denied", reason="refused: x")
+    for _ in range(3):
+        store.record_refusal(tenant_id, change, 3600)
+    store.record_refusal(tenant_id, Change("key:abc", "tenant", "denied", "other"), 3600)
+    clock.advance(hours=1)
+    store.record_refusal(tenant_id, change, 3600)
+    assert [(e.reason, e.count) for e in store.audit(tenant_id)] == [
+        ("refused: x", 1), ("other", 1), ("refused: x", 3)]
+
+
+def test_reads_are_copies_the_caller_cannot_change_the_store_through(store, tenant_id):
+    put(store, tenant_id, {"branding": {"primary_color": "#000000"}})
+    store.get(tenant_id).config["branding"]["primary_color"] = "#ffffff"
+    store.history(tenant_id)[0].config["top_k"] = 99
+    assert store.get(tenant_id).config == {"branding": {"primary_color": "#000000"}}
+    assert store.history(tenant_id)[0].config == {"branding": {"primary_color": "#000000"}}
+
+
+def test_a_disconnected_store_fails_every_call_until_reconnected(store, tenant_id):
+    put(store, tenant_id, {"n": 1})
+    store.disconnect()
+    with pytest.raises(StoreUnavailableError):
+        store.get(tenant_id)
+    with pytest.raises(StoreUnavailableError):
+        put(store, tenant_id, {"n": 2})
+    with pytest.raises(StoreUnavailableError):
+        store.ping()
+    store.reconnect()
+    store.reconnect()  # a no-op while connected
+    assert store.get(tenant_id).config == {"n": 1}
+    assert put(store, tenant_id, {"n": 2}).version == 2
+
+
+def test_every_backend_implements_every_port(store):
+    from m11_tenant.store import Store
+
+    members = {name for cls in Store.__mro__ if cls.__module__ == "m11_tenant.store.ports"
+               for name in vars(cls) if not name.startswith("_")}
+    assert {"get", "audit", "add_api_key", "set_locked", "reserve_query",
+            "append_query_log", "disconnect"} <= members
+    assert not [name for name in sorted(members) if not hasattr(store, name)]

@@ -29,11 +29,10 @@ from m11_tenant.errors import (
     FieldError,
 )
 from m11_tenant.schema import PLATFORM_OWNED_FIELDS
-from m11_tenant.store import BULK_ROLE, ApiKeyRecord, Change
-from m11_tenant.store.base import locked_message
+from m11_tenant.store import BULK_ROLE, ApiKeyRecord, Change, locked_message
 from m11_tenant.web.auth import authorize_tenant, hash_key, new_tenant_key, require_admin
 from m11_tenant.web.body import envelope, read_json, string_list
-from m11_tenant.web.context import ApiContext, Caller, Ctx, path_tenant, reason_of
+from m11_tenant.web.context import Caller, Ctx, path_tenant, reason_of
 from m11_tenant.web.errors import HttpError
 
 router = APIRouter()
@@ -59,7 +58,7 @@ def health(ctx: Ctx) -> JSONResponse:
             responses=error_docs(403),
             summary="Each service's state with its error text (admin key)")
 def health_detail(ctx: Ctx, caller: Caller) -> JSONResponse:
-    require_admin(ctx.repo.store, caller, "read the health details")
+    require_admin(ctx.repo, caller, "read the health details")
     return JSONResponse(ctx.repo.health())
 
 
@@ -77,7 +76,7 @@ def public_health(detail: dict) -> dict:
     200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"},
     **error_docs(403)}, summary="Prometheus metrics (admin key)")
 def metrics(ctx: Ctx, caller: Caller) -> Response:
-    require_admin(ctx.repo.store, caller, "read the metrics")
+    require_admin(ctx.repo, caller, "read the metrics")
     return Response(generate_latest(ctx.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
@@ -85,7 +84,7 @@ def metrics(ctx: Ctx, caller: Caller) -> Response:
             responses=error_docs(403, 422), summary="Tenants with a stored config (admin key)")
 def list_tenants(ctx: Ctx, caller: Caller, limit: Limit = 100, offset: Offset = 0
                  ) -> JSONResponse:
-    require_admin(ctx.repo.store, caller, "list tenants")
+    require_admin(ctx.repo, caller, "list tenants")
     return JSONResponse({"tenants": ctx.repo.list_tenants(limit=limit, offset=offset),
                          "count": ctx.repo.count_tenants(), "limit": limit, "offset": offset})
 
@@ -101,10 +100,10 @@ MAX_GRACE_SECONDS = 7 * 86_400
              summary="Create a tenant key (admin key); the key is returned once")
 def create_key(tenant_id: TenantPath, ctx: Ctx, caller: Caller) -> JSONResponse:
     tid = path_tenant(tenant_id)
-    require_admin(ctx.repo.store, caller, f"create keys for tenant {tid!r}")
+    require_admin(ctx.repo, caller, f"create keys for tenant {tid!r}")
     key_id, key = new_tenant_key()
-    ctx.repo.store.add_api_key(tid, key_id, hash_key(key),
-                               Change(caller.actor, caller.role, "key_created"))
+    ctx.repo.keys.add_api_key(tid, key_id, hash_key(key),
+                              Change(caller.actor, caller.role, "key_created"))
     return JSONResponse({"tenant_id": tid, "key_id": key_id, "key": key}, status_code=201)
 
 
@@ -113,9 +112,9 @@ def create_key(tenant_id: TenantPath, ctx: Ctx, caller: Caller) -> JSONResponse:
             summary="A tenant's keys: ids, created, last used, revoked (never the secret)")
 def list_keys(tenant_id: TenantPath, ctx: Ctx, caller: Caller) -> JSONResponse:
     tid = ctx.tenant(caller, tenant_id, "list the keys")
-    now = ctx.repo.store.now()
+    now = ctx.repo.now()
     return JSONResponse({"tenant_id": tid, "keys": [
-        key_json(record, now) for record in ctx.repo.store.list_api_keys(tid)]})
+        key_json(record, now) for record in ctx.repo.keys.list_api_keys(tid)]})
 
 
 @router.delete("/tenants/{tenant_id}/keys/{key_id}", response_model=KeyRevokedResponse,
@@ -124,13 +123,13 @@ def list_keys(tenant_id: TenantPath, ctx: Ctx, caller: Caller) -> JSONResponse:
 def revoke_key(tenant_id: TenantPath, key_id: KeyIdPath, ctx: Ctx,
                caller: Caller) -> JSONResponse:
     tid = ctx.tenant(caller, tenant_id, "revoke keys")
-    result = ctx.repo.store.revoke_api_key(tid, key_id,
-                                           Change(caller.actor, caller.role, "key_revoked"))
+    result = ctx.repo.keys.revoke_api_key(tid, key_id,
+                                          Change(caller.actor, caller.role, "key_revoked"))
     if result is None:
         raise _no_key(tid, key_id)
     ctx.auth.forget(key_id)
     record, changed = result
-    return JSONResponse({"tenant_id": tid, "key": key_json(record, ctx.repo.store.now()),
+    return JSONResponse({"tenant_id": tid, "key": key_json(record, ctx.repo.now()),
                          "changed": changed})
 
 
@@ -144,7 +143,7 @@ def rotate_key(tenant_id: TenantPath, key_id: KeyIdPath, ctx: Ctx, caller: Calle
                ) -> JSONResponse:
     tid = ctx.tenant(caller, tenant_id, "rotate keys")
     new_id, key = new_tenant_key()
-    store = ctx.repo.store
+    store = ctx.repo.keys
     reason = f"rotation: key {key_id} ends " + (f"in {grace_seconds} s" if grace_seconds
                                                  else "now")
     record = store.rotate_api_key(tid, key_id, new_id, hash_key(key),
@@ -178,7 +177,7 @@ def _no_key(tenant_id: str, key_id: str) -> HttpError:
              summary="Apply one change to many tenants (admin key), all or nothing; locked "
              "tenants are skipped")
 async def bulk_change(request: Request, ctx: Ctx, caller: Caller) -> JSONResponse:
-    require_admin(ctx.repo.store, caller, "make bulk changes")
+    require_admin(ctx.repo, caller, "make bulk changes")
     body = envelope(await read_json(request, ctx.settings.m11_max_body_bytes),
                     {"config": (dict,), "merge": (bool,), "tenants": (list, type(None)),
                      "reason": (str, type(None))}, required=("config",))
@@ -190,7 +189,7 @@ async def bulk_change(request: Request, ctx: Ctx, caller: Caller) -> JSONRespons
             "tenants", f"at most {MAX_BULK_TENANTS} tenants per bulk change", "too_long"))
 
     def run() -> dict:
-        targets = named if named is not None else _all_tenants(ctx)
+        targets = named if named is not None else list(ctx.repo.iter_tenants())
         written, skipped, owned_only = ctx.repo.update_many(
             targets, body["config"], merge, actor=caller.actor, role=BULK_ROLE, reason=reason)
         for resolved in written:
@@ -205,13 +204,6 @@ async def bulk_change(request: Request, ctx: Ctx, caller: Caller) -> JSONRespons
     return JSONResponse(await run_in_threadpool(run))
 
 
-def _all_tenants(ctx: ApiContext) -> list[str]:
-    tenants: list[str] = []
-    while page := ctx.repo.list_tenants(limit=MAX_BULK_TENANTS, offset=len(tenants)):
-        tenants += page
-    return tenants
-
-
 @router.get("/audit", response_model=AuditResponse, tags=["history"],
             responses=error_docs(400, 403, 422),
             summary="Audit entries, newest first (a tenant key sees its own tenant)")
@@ -222,7 +214,7 @@ def audit(ctx: Ctx, caller: Caller, tenant_id: Annotated[str | None, Query(
         tenant_id = caller.tenant_id
     if tenant_id is not None:
         tenant_id = path_tenant(tenant_id)
-        authorize_tenant(ctx.repo.store, caller, tenant_id, "read the audit log")
+        authorize_tenant(ctx.repo, caller, tenant_id, "read the audit log")
     entries = ctx.repo.get_audit_log(tenant_id, limit=limit, offset=offset)
     return JSONResponse({"entries": [e.__dict__ for e in entries], "limit": limit,
                          "offset": offset})

@@ -219,7 +219,7 @@ def get_query_log(tenant_id: TenantId, ctx: Ctx, caller: Caller,
 def delete_query_log(tenant_id: TenantId, ctx: Ctx, caller: Caller,
                      reason: Reason = None) -> JSONResponse:
     tid = ctx.tenant(caller, tenant_id, "delete the query log")
-    deleted = ctx.repo.store.clear_query_log(
+    deleted = ctx.repo.clear_query_log(
         tid, Change(caller.actor, caller.role, "query_log_deleted", reason))
     return JSONResponse({"tenant_id": tid, "deleted": deleted})
 
@@ -229,7 +229,7 @@ def delete_query_log(tenant_id: TenantId, ctx: Ctx, caller: Caller,
             summary="Whether the tenant is locked against platform bulk changes")
 def get_lock(tenant_id: TenantId, ctx: Ctx, caller: Caller) -> JSONResponse:
     tid = ctx.tenant(caller, tenant_id, "read the lock")
-    return JSONResponse({"tenant_id": tid, "locked": ctx.repo.store.is_locked(tid),
+    return JSONResponse({"tenant_id": tid, "locked": ctx.repo.is_locked(tid),
                          "changed": False})
 
 
@@ -245,7 +245,7 @@ async def set_lock(tenant_id: TenantId, request: Request, ctx: Ctx,
     locked = body["locked"]
     change = Change(caller.actor, caller.role, "lock" if locked else "unlock",
                     reason_of(body.get("reason")))
-    changed = await run_in_threadpool(ctx.repo.store.set_locked, tid, locked, change)
+    changed = await run_in_threadpool(ctx.repo.set_locked, tid, locked, change)
     return JSONResponse({"tenant_id": tid, "locked": locked, "changed": changed})
 
 
@@ -257,7 +257,7 @@ async def query(request: Request, ctx: Ctx, caller: Caller) -> JSONResponse:
     body = envelope(await read_json(request, ctx.settings.m11_max_body_bytes),
                     {"tenant_id": (str,), "query": (str,)}, required=("tenant_id", "query"))
     tid = body_tenant(body["tenant_id"])
-    authorize_tenant(ctx.repo.store, caller, tid, "query")
+    authorize_tenant(ctx.repo, caller, tid, "query")
 
     try:
         if ctx.query_rate is not None:  # Redis or the in-process fallback: off the event loop

@@ -12,10 +12,10 @@ from fastapi import FastAPI
 
 from m11_tenant.console.routes import ConsoleState, router
 from m11_tenant.console.session import Sessions
-from m11_tenant.store import ConfigStore
+from m11_tenant.store import KeyStore
 
 
-def install_console(app: FastAPI, store: ConfigStore, admin_fingerprint: str) -> None:
+def install_console(app: FastAPI, store: KeyStore, admin_fingerprint: str) -> None:
     """Serve the console from ``app``; sessions live in ``store`` (shared by every worker
     and server on that database); admin sessions last while the admin key's
     ``admin_fingerprint`` stays the same."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Callable, Coroutine, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -210,7 +210,7 @@ def _version_field(pairs: list[tuple[str, str]], name: str) -> int:
 
 def _authorized(request: Request, session: Session, tenant_id: str, what: str) -> str:
     tid = path_tenant(tenant_id)
-    authorize_tenant(_ctx(request).repo.store, session.principal, tid, what)
+    authorize_tenant(_ctx(request).repo, session.principal, tid, what)
     return tid
 
 
@@ -299,13 +299,6 @@ def static(name: str) -> Response:
 
 
 # ---- tenant list ---------------------------------------------------------------------------
-def _all_tenant_ids(ctx: ApiContext) -> Iterator[str]:
-    offset = 0
-    while page := ctx.repo.list_tenants(limit=1000, offset=offset):
-        yield from page
-        offset += len(page)
-
-
 @router.get("/")
 def trailing_slash() -> Response:
     """``/console/`` -> ``/console``, with a relative ``Location`` (the app's automatic
@@ -327,12 +320,12 @@ def tenant_list(request: Request,
         raise HttpError(422, "validation_error", f"unknown plan {plan[:32]!r}; choose one of: "
                         f"{', '.join(catalog.plans)}")
     needle = q.strip().lower()
-    ids = [t for t in _all_tenant_ids(ctx) if needle in t]
+    ids = [t for t in ctx.repo.iter_tenants() if needle in t]
     if plan:
-        ids = [r.tenant_id for chunk in _chunks(ids, 500) for r in ctx.repo.store.get_many(chunk)
+        ids = [r.tenant_id for r in ctx.repo.get_many(ids)
                if r.config.get("plan", TenantConfig().plan) == plan]
     shown_ids = ids[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]
-    records = {r.tenant_id: r for r in ctx.repo.store.get_many(shown_ids)} if shown_ids else {}
+    records = {r.tenant_id: r for r in ctx.repo.get_many(shown_ids)} if shown_ids else {}
     rows = [{"tenant_id": t, "record": records.get(t),
              "plan": (records[t].config.get("plan") if t in records else "")} for t in shown_ids]
     openable = ""
@@ -345,11 +338,6 @@ def tenant_list(request: Request,
                   plans=list(catalog.plans), page=page, total=len(ids),
                   pages=max(1, -(-len(ids) // PAGE_SIZE)), stored=ctx.repo.count_tenants(),
                   openable=openable, query=lambda **kw: _query(q=q, plan=plan, **kw))
-
-
-def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
 
 
 def _query(**params: Any) -> str:
@@ -382,10 +370,10 @@ def _config_page(request: Request, session: Session, tid: str, current: Resolved
         models=list(catalog.models), plan_models=forms.plan_models(catalog),
         allowed=set(catalog.plan(shown_plan).allowed_models),
         cap=catalog.plan(shown_plan).max_tokens_cap, brand=brand,
-        cost_alerts=views.latest_month(_ctx(request).repo.store.cost_alerts(tid, limit=10)),
+        cost_alerts=views.latest_month(_ctx(request).repo.cost_alerts(tid, limit=10)),
         brand_text=views.readable_text(brand.primary_color),
         answer_text=views.readable_text(brand.secondary_color),
-        locked=_ctx(request).repo.store.is_locked(tid))
+        locked=_ctx(request).repo.is_locked(tid))
 
 
 @router.get("/t/{tenant_id}")

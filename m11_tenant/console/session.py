@@ -20,7 +20,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from m11_tenant.store import ConfigStore, SessionRecord
+from m11_tenant.store import KeyStore, SessionRecord
 from m11_tenant.text import secret_equal
 from m11_tenant.web.auth import ADMIN, TENANT, Principal, hash_key
 
@@ -43,7 +43,7 @@ class Session:
 class Sessions:
     """Starts, reads and ends console sessions in the store."""
 
-    def __init__(self, store: ConfigStore, admin_fingerprint: str, *,
+    def __init__(self, store: KeyStore, admin_fingerprint: str, *,
                  lifetime: int = SESSION_SECONDS):
         self.store, self.admin_fingerprint, self.lifetime = store, admin_fingerprint, lifetime
 

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from m11_tenant.rag.ledger import UsageLedger
-from m11_tenant.store.base import CostAlert
+from m11_tenant.store import CostAlert
 
 __all__ = ["CostAlerts", "month_of", "reached_thresholds"]
 

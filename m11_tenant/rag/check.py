@@ -22,6 +22,9 @@ from m11_tenant.schema import validate_config
 
 
 class TenantLister(Protocol):
+    """A repository (its ``iter_tenants()`` is used when it has one) or any source of
+    configs with a ``list_tenants()``."""
+
     def get_config(self, tenant_id: str) -> Any: ...
     def list_tenants(self) -> Any: ...
 
@@ -54,21 +57,12 @@ class CheckReport(BaseModel):
         return "\n".join(lines)
 
 
-def _all_tenants(source: TenantLister, page: int = 500) -> list[str]:
-    """Every tenant id, following the repository's ``list_tenants(limit, offset)`` pages."""
-    try:
-        first = source.list_tenants(limit=page, offset=0)
-    except TypeError:  # a source without paging
-        return _tenant_ids(source.list_tenants())
-    ids = _tenant_ids(first)
-    offset = len(ids)
-    while len(ids) == offset and offset % page == 0 and offset > 0:
-        more = _tenant_ids(source.list_tenants(limit=page, offset=offset))
-        if not more:
-            break
-        ids.extend(more)
-        offset += len(more)
-    return sorted(set(ids))
+def _all_tenants(source: TenantLister) -> list[str]:
+    """Every tenant id: the repository's ``iter_tenants()`` (every page), else whatever a
+    plain source's ``list_tenants()`` returns."""
+    iter_tenants = getattr(source, "iter_tenants", None)
+    listed = iter_tenants() if iter_tenants is not None else source.list_tenants()
+    return sorted(set(_tenant_ids(listed)))
 
 
 def _tenant_ids(listed: Any) -> list[str]:

@@ -16,7 +16,9 @@ gate itself is never buffered. Rows are per tenant per UTC day. When the month's
 reaches one of the tenant's alert thresholds, the pipeline calls
 :meth:`UsageLedger.record_cost_alert` (``m11_tenant.rag.alerts``).
 
-:class:`InMemoryLedger` is the in-memory twin for notebooks and tests.
+:class:`UsageLedger` is the store's port (:mod:`m11_tenant.store.ports`): SQLite, PostgreSQL
+and the in-memory :class:`~m11_tenant.store.memory.MemoryStore` implement it, and so does
+:class:`InMemoryLedger`, the ledger alone, for notebooks and tests.
 """
 
 from __future__ import annotations
@@ -25,10 +27,10 @@ import logging
 import threading
 import time
 from datetime import date
-from typing import Protocol, runtime_checkable
 
 from m11_tenant.errors import StoreUnavailableError
-from m11_tenant.store.base import CostAlert, UsageDelta, UsageTotals
+from m11_tenant.store import BatchingLedger, CostAlert, UsageDelta, UsageLedger, UsageTotals
+from m11_tenant.store.memory import InMemoryLedger
 
 __all__ = ["InMemoryLedger", "UsageLedger", "UsageTotals", "WriteBehindLedger"]
 
@@ -38,109 +40,6 @@ log = logging.getLogger(__name__)
 FLUSH_INTERVAL_S = 0.005
 #: How long to wait before retrying a batch the store refused.
 RETRY_S = 0.5
-
-
-@runtime_checkable
-class UsageLedger(Protocol):
-    """Per-tenant, per-day usage: the store's side of plan enforcement."""
-
-    def reserve_query(self, tenant_id: str, day: date, *, daily_queries: int,
-                      monthly_budget_usd: float) -> float | None:
-        """Count one query for ``day`` if fewer than ``daily_queries`` are counted and the
-        month's spend is below ``monthly_budget_usd``, atomically, and return the month's
-        recorded spend; None (nothing counted) otherwise."""
-        ...
-
-    def record_usage(self, tenant_id: str, day: date, *, queries: int, prompt_tokens: int,
-                     completion_tokens: int, cost_usd: float) -> None:
-        """Add these amounts to the tenant's row for ``day`` (creating it if needed)."""
-        ...
-
-    def usage_totals(self, tenant_id: str, day: date) -> UsageTotals:
-        """Queries recorded on ``day``; cost recorded from the 1st of ``day``'s month to ``day``."""
-        ...
-
-    def record_cost_alert(self, alert: CostAlert) -> bool:
-        """Keep (and audit, where there is an audit log) a cost alert unless already
-        recorded for its tenant, month and threshold; True if this call recorded it."""
-        ...
-
-
-class InMemoryLedger:
-    """A dict-backed :class:`UsageLedger` (thread-safe; forgets everything on exit)."""
-
-    def __init__(self) -> None:
-        self.rows: dict[tuple[str, date], dict[str, float]] = {}
-        self.alerts: dict[tuple[str, str, int], CostAlert] = {}
-        self._lock = threading.Lock()
-
-    def reserve_query(self, tenant_id: str, day: date, *, daily_queries: int,
-                      monthly_budget_usd: float) -> float | None:
-        with self._lock:
-            spent = self._month_cost(tenant_id, day)
-            if self._queries(tenant_id, day) >= daily_queries or spent >= monthly_budget_usd:
-                return None
-            self._add(tenant_id, day, queries=1)
-            return spent
-
-    def record_cost_alert(self, alert: CostAlert) -> bool:
-        with self._lock:
-            key = (alert.tenant_id, alert.month, alert.threshold_pct)
-            if key in self.alerts:
-                return False
-            self.alerts[key] = alert
-            return True
-
-    def cost_alerts(self, tenant_id: str | None = None, month: str | None = None,
-                    limit: int = 100) -> list[CostAlert]:
-        with self._lock:
-            found = [a for a in self.alerts.values()
-                     if tenant_id in (None, a.tenant_id) and month in (None, a.month)]
-        found.sort(key=lambda a: (a.month, a.at, a.threshold_pct), reverse=True)
-        return found[:limit]
-
-    def record_usage(self, tenant_id: str, day: date, *, queries: int, prompt_tokens: int,
-                     completion_tokens: int, cost_usd: float) -> None:
-        with self._lock:
-            self._add(tenant_id, day, queries=queries, prompt_tokens=prompt_tokens,
-                      completion_tokens=completion_tokens, cost_usd=cost_usd)
-
-    def usage_totals(self, tenant_id: str, day: date) -> UsageTotals:
-        with self._lock:
-            today = self.rows.get((tenant_id, day), {})
-            month = self._month_cost(tenant_id, day)
-        return UsageTotals(
-            queries_today=int(today.get("queries", 0)),
-            cost_today_usd=float(today.get("cost_usd", 0.0)),
-            cost_month_usd=month,
-            tokens_today=int(today.get("prompt_tokens", 0) + today.get("completion_tokens", 0)),
-        )
-
-    def _add(self, tenant_id: str, day: date, **amounts: float) -> None:
-        row = self.rows.setdefault((tenant_id, day), {
-            "queries": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0})
-        for name, amount in amounts.items():
-            row[name] += amount
-
-    def _queries(self, tenant_id: str, day: date) -> int:
-        return int(self.rows.get((tenant_id, day), {}).get("queries", 0))
-
-    def _month_cost(self, tenant_id: str, day: date) -> float:
-        return sum(r["cost_usd"] for (t, d), r in self.rows.items()
-                   if t == tenant_id and (d.year, d.month) == (day.year, day.month) and d <= day)
-
-
-class BatchingStore(Protocol):
-    """What :class:`WriteBehindLedger` needs from a store (SQLite and PostgreSQL have it)."""
-
-    def reserve_query(self, tenant_id: str, day: date, *, daily_queries: int,
-                      monthly_budget_usd: float) -> float | None: ...
-
-    def record_usage_many(self, deltas: list[UsageDelta]) -> None: ...
-
-    def usage_totals(self, tenant_id: str, day: date) -> UsageTotals: ...
-
-    def record_cost_alert(self, alert: CostAlert) -> bool: ...
 
 
 class WriteBehindLedger:
@@ -157,7 +56,7 @@ class WriteBehindLedger:
     retried at the next interval.
     """
 
-    def __init__(self, store: BatchingStore, *, flush_interval: float = FLUSH_INTERVAL_S):
+    def __init__(self, store: BatchingLedger, *, flush_interval: float = FLUSH_INTERVAL_S):
         self.store, self.flush_interval = store, flush_interval
         self._pending: dict[tuple[str, date], list[float]] = {}
         self._lock = threading.Lock()
@@ -173,6 +72,10 @@ class WriteBehindLedger:
 
     def record_cost_alert(self, alert: CostAlert) -> bool:
         return self.store.record_cost_alert(alert)  # rare: written at once, durably
+
+    def cost_alerts(self, tenant_id: str | None = None, month: str | None = None,
+                    limit: int = 100) -> list[CostAlert]:
+        return self.store.cost_alerts(tenant_id, month, limit)
 
     def record_usage(self, tenant_id: str, day: date, *, queries: int, prompt_tokens: int,
                      completion_tokens: int, cost_usd: float) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 
 from m11_tenant.rag.pipeline import QueryResult
-from m11_tenant.store import QUERY_LOG_MAX_AGE_DAYS, ConfigStore, LoggedQuery
+from m11_tenant.store import QUERY_LOG_MAX_AGE_DAYS, LoggedQuery, QueryLog
 
 _EMAIL = re.compile(r"[\w.%+-]+@[\w-]+(?:\.[\w-]+)+")
 _DIGIT_RUN = re.compile(r"\+?\d(?:[ .\-]?\d){5,}")
@@ -39,7 +39,7 @@ def logged_query(tenant_id: str, result: QueryResult) -> LoggedQuery:
         completion_tokens=result.usage.completion_tokens, cost_usd=result.cost_usd)
 
 
-def record_query(store: ConfigStore, tenant_id: str, result: QueryResult, *, keep: int,
+def record_query(store: QueryLog, tenant_id: str, result: QueryResult, *, keep: int,
                  max_age_days: int = QUERY_LOG_MAX_AGE_DAYS) -> bool:
     """Log ``result`` if the tenant keeps a log (``keep`` > 0); True when it was written.
 

@@ -11,7 +11,8 @@
 
 Pieces: :mod:`.clock` (hybrid logical clocks), :mod:`.merge` (the pure conflict
 resolution), :mod:`.transport` (Redis Streams), :mod:`.store` (a region's store -- a SQLite
-file, or a PostgreSQL schema via :mod:`.postgres` -- with replica state and outbox),
+file via :mod:`.sqlite`, or a PostgreSQL schema via :mod:`.postgres` -- with the replica
+state and outbox of :mod:`.journal`),
 :mod:`.lag` (lag figures), :mod:`.metrics` (the Prometheus collectors), :mod:`.cluster`
 (the surface), :mod:`.service` (one region as a process: ``serve --region``), and
 :mod:`.loopback` (a private redis-server and region processes on loopback, for the crash

@@ -23,6 +23,7 @@ import redis
 from m11_tenant.cache import ConfigCache
 from m11_tenant.errors import ConfigValidationError, FieldError, ServiceUnavailableError
 from m11_tenant.regions.clock import HybridLogicalClock
+from m11_tenant.regions.journal import ReplicaJournal
 from m11_tenant.regions.lag import LagMonitor, PairLag
 from m11_tenant.regions.merge import (
     ChangeEvent,
@@ -31,7 +32,7 @@ from m11_tenant.regions.merge import (
     Strategy,
     check_strategy,
 )
-from m11_tenant.regions.store import ReplicaJournal, open_replica_store
+from m11_tenant.regions.store import open_replica_store
 from m11_tenant.regions.transport import Delivery, StreamTransport
 from m11_tenant.repository import TenantConfigRepository
 from m11_tenant.store import Change

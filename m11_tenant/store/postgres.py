@@ -1,3 +1,4 @@
+# ruff: noqa: F405 -- names from the records module's star import
 """The server store: PostgreSQL through psycopg 3, configs as JSONB.
 
 It implements the primitives of :class:`~m11_tenant.store.base.TransactionalStore`, so the
@@ -35,22 +36,9 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.json import Jsonb
 
 from m11_tenant.errors import StoreUnavailableError
-from m11_tenant.store.base import (
-    QUERY_LOG_MAX_AGE_DAYS,
-    ApiKeyRecord,
-    AuditEntry,
-    Change,
-    Clock,
-    ConfigRecord,
-    CostAlert,
-    HistoryEntry,
-    LoggedQuery,
-    SessionRecord,
-    TransactionalStore,
-    UsageDelta,
-    UsageTotals,
-)
+from m11_tenant.store.base import TransactionalStore
 from m11_tenant.store.migrations import POSTGRES_MIGRATIONS
+from m11_tenant.store.records import *  # noqa: F403 -- the store's vocabulary (records.__all__)
 
 # Any key serialises concurrent migrations of one database; this one spells "m11migr".
 MIGRATION_LOCK_KEY = 0x6D31316D696772
@@ -116,11 +104,15 @@ class PostgresStore(TransactionalStore):
         self._down_until = 0.0
         self._last_error = ""
         self._in_transaction = False
+        self._disconnected = False
         self._migrate()
 
     # ---- connection ----------------------------------------------------------------------
     def _connection(self) -> psycopg.Connection[Any]:
         """The open connection, reopened if it was lost (call with the lock held)."""
+        if self._disconnected:
+            raise StoreUnavailableError(f"PostgreSQL at {_where(self.url)} is disconnected "
+                                        "(an outage drill): reconnect() ends it")
         if self._conn is not None and not self._conn.closed:
             return self._conn
         if time.monotonic() < self._down_until:
@@ -208,6 +200,17 @@ class PostgresStore(TransactionalStore):
             if self._conn is not None:
                 self._conn.close()
             self._conn = None
+
+    def disconnect(self) -> None:
+        """Close the connection and refuse every call until :meth:`reconnect` (a drill)."""
+        with self._lock:
+            self.close()
+            self._disconnected = True
+
+    def reconnect(self) -> None:
+        """End :meth:`disconnect`: the next call connects again."""
+        with self._lock:
+            self._disconnected, self._down_until = False, 0.0
 
     # ---- primitives of the shared write algorithm ---------------------------------------
     def _read_current(self, tenant_id: str) -> ConfigRecord | None:

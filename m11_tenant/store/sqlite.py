@@ -1,3 +1,4 @@
+# ruff: noqa: F405 -- names from the records module's star import
 """The embedded default store: one SQLite file, through sqlite-utils.
 
 WAL mode lets readers run while a writer writes; ``busy_timeout`` makes a second process
@@ -13,6 +14,7 @@ consistent, and a power cut can only roll back the last moments of usage counter
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -25,22 +27,9 @@ from typing import Any
 import sqlite_utils
 
 from m11_tenant.errors import StoreUnavailableError
-from m11_tenant.store.base import (
-    QUERY_LOG_MAX_AGE_DAYS,
-    ApiKeyRecord,
-    AuditEntry,
-    Change,
-    Clock,
-    ConfigRecord,
-    CostAlert,
-    HistoryEntry,
-    LoggedQuery,
-    SessionRecord,
-    TransactionalStore,
-    UsageDelta,
-    UsageTotals,
-)
+from m11_tenant.store.base import TransactionalStore
 from m11_tenant.store.migrations import SQLITE_MIGRATIONS
+from m11_tenant.store.records import *  # noqa: F403 -- the store's vocabulary (records.__all__)
 
 BUSY_TIMEOUT_MS = 10_000
 _KEY = ("SELECT key_id, tenant_id, created_at, created_by, revoked_at, revoked_by, "
@@ -89,19 +78,22 @@ class SQLiteStore(TransactionalStore):
         # One connection shared by this process's threads, guarded by a lock: sqlite3
         # connections are not safe to use from two threads at once.
         self._lock = threading.RLock()
-        self._synchronous = ""
         try:
-            conn = sqlite3.connect(path, check_same_thread=False,
-                                   timeout=BUSY_TIMEOUT_MS / 1000)
-            self.db = sqlite_utils.Database(conn)
-            self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            if path != ":memory:":
-                self.db.enable_wal()
+            self._connect()
             self._migrate()
         except sqlite3.Error as exc:
             raise StoreUnavailableError(f"cannot open SQLite database {path!r}: {exc}") from exc
 
     # ---- lifecycle --------------------------------------------------------------------
+    def _connect(self) -> None:
+        path = sqlite_path(self.url)
+        conn = sqlite3.connect(path, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000)
+        self.db = sqlite_utils.Database(conn)
+        self._synchronous = ""
+        self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        if path != ":memory:":
+            self.db.enable_wal()
+
     def _migrate(self) -> None:
         with self._lock, self._transaction():
             self.db["schema_migrations"].create(
@@ -128,6 +120,22 @@ class SQLiteStore(TransactionalStore):
     def close(self) -> None:
         with self._lock:
             self.db.close()
+
+    def disconnect(self) -> None:
+        """Close the connection, so every call fails as with a lost one (an outage drill)."""
+        self.close()
+
+    def reconnect(self) -> None:
+        """Open the file again after :meth:`disconnect` (nothing stored is lost); a no-op
+        while connected."""
+        with self._lock, contextlib.suppress(StoreUnavailableError):
+            self.ping()
+            return
+        with self._lock:
+            try:
+                self._connect()
+            except sqlite3.Error as exc:
+                raise StoreUnavailableError(f"cannot reopen SQLite database: {exc}") from exc
 
     # ---- plumbing -----------------------------------------------------------------------
     @contextmanager

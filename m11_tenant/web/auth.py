@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from m11_tenant.errors import StoreUnavailableError, WeakAdminKeyError
-from m11_tenant.store import ApiKeyRecord, Change, ConfigStore
+from m11_tenant.repository import TenantConfigRepository
+from m11_tenant.store import ApiKeyRecord, Change, KeyStore
 from m11_tenant.web.errors import HttpError
 from m11_tenant.web.ratelimit import AuthThrottle
 
@@ -128,7 +129,7 @@ class Authenticator:
     is seen here within that time.
     """
 
-    def __init__(self, store: ConfigStore, admin_key: str, *,
+    def __init__(self, store: KeyStore, admin_key: str, *,
                  throttle: AuthThrottle | None = None,
                  cache_seconds: float = KEY_CACHE_SECONDS,
                  clock: Callable[[], float] = time.monotonic):
@@ -234,7 +235,7 @@ def _unauthorized(message: str) -> HttpError:
     return HttpError(401, "unauthorized", message, headers={"WWW-Authenticate": "Bearer"})
 
 
-def deny(store: ConfigStore, principal: Principal, what: str) -> HttpError:
+def deny(repo: TenantConfigRepository, principal: Principal, what: str) -> HttpError:
     """Record a refused attempt and return the 403 to raise.
 
     The line goes under the CALLER (its key id and its own tenant), never under the
@@ -247,23 +248,23 @@ def deny(store: ConfigStore, principal: Principal, what: str) -> HttpError:
     # The refusal stands even when the database is down and it cannot be recorded.
     with contextlib.suppress(StoreUnavailableError):
         own = principal.tenant_id
-        if own is not None and store.get(own) is not None:
-            store.record_refusal(own, change, DENIED_WINDOW_SECONDS)
+        if own is not None and repo.get_stored(own) is not None:
+            repo.record_refusal(own, change, DENIED_WINDOW_SECONDS)
         else:
             log.warning("refused %s (%s): %s", principal.actor, own, what)
     return HttpError(403, "forbidden", f"this key may not {what}")
 
 
-def authorize_tenant(store: ConfigStore, principal: Principal, tenant_id: str,
+def authorize_tenant(repo: TenantConfigRepository, principal: Principal, tenant_id: str,
                      what: str) -> None:
     """Admin: anything. Tenant key: only its own tenant (403 and an audit count otherwise)."""
     if principal.is_admin or principal.tenant_id == tenant_id:
         return
-    raise deny(store, principal, f"{what} of tenant {tenant_id!r}")
+    raise deny(repo, principal, f"{what} of tenant {tenant_id!r}")
 
 
-def require_admin(store: ConfigStore, principal: Principal, what: str) -> None:
+def require_admin(repo: TenantConfigRepository, principal: Principal, what: str) -> None:
     """Admin-only operations; a tenant key's attempt is counted under its own tenant."""
     if principal.is_admin:
         return
-    raise deny(store, principal, f"{what} (admin only)")
+    raise deny(repo, principal, f"{what} (admin only)")

@@ -41,7 +41,7 @@ def _log_query(ctx: ApiContext, tenant_id: str, result: QueryResult, keep: int) 
     # The answer was already sent and its usage recorded: a lost log line is not worth an
     # error, only a warning (the log is a convenience, never a record anyone relies on).
     try:
-        record_query(ctx.repo.store, tenant_id, result, keep=keep,
+        record_query(ctx.repo, tenant_id, result, keep=keep,
                      max_age_days=ctx.settings.query_log_max_age_days)
     except StoreUnavailableError as exc:
         log.warning("query log of %s not written: %s", tenant_id, exc)
@@ -51,7 +51,7 @@ def read_query_log(ctx: ApiContext, tenant_id: str, limit: int) -> list[dict[str
     return [{"at": e.at, "question": e.question, "source_ids": list(e.source_ids),
              "model": e.model, "prompt_tokens": e.prompt_tokens,
              "completion_tokens": e.completion_tokens, "cost_usd": e.cost_usd}
-            for e in ctx.repo.store.query_log(
+            for e in ctx.repo.query_log(
                 tenant_id, limit=limit, max_age_days=ctx.settings.query_log_max_age_days)]
 
 
@@ -81,8 +81,8 @@ def run_replay(ctx: ApiContext, caller: Principal, tenant_id: str, current: Reso
     Raises:
         ConfigValidationError: on the field ``replay`` when nothing is logged.
     """
-    logged = ctx.repo.store.query_log(tenant_id, limit=MAX_QUERY_LOG_SIZE,
-                                      max_age_days=ctx.settings.query_log_max_age_days)
+    logged = ctx.repo.query_log(tenant_id, limit=MAX_QUERY_LOG_SIZE,
+                                max_age_days=ctx.settings.query_log_max_age_days)
     if not logged:
         raise ConfigValidationError(FieldError(
             "replay", f"tenant {tenant_id!r} has no logged questions to replay: set "
@@ -91,11 +91,11 @@ def run_replay(ctx: ApiContext, caller: Principal, tenant_id: str, current: Reso
     pipeline = ctx.pipeline if live else _offline(ctx.pipeline)
     rows, stopped = replay(pipeline, current.config, proposed, logged[:count],
                            tenant_id=tenant_id, time_budget_s=ctx.settings.m11_replay_time_budget)
-    per_day = traffic_per_day(len(logged), logged[-1].at, ctx.repo.store.clock())
+    per_day = traffic_per_day(len(logged), logged[-1].at, ctx.repo.clock())
     summary = summarize(rows, per_day=per_day, plan=load_catalog().plan(proposed.plan),
                         stopped_early=stopped, requested=count)
-    ctx.repo.store.record_audit(tenant_id, Change(caller.actor, caller.role, "replay", reason),
-                                {"replayed": [None, len(rows)]})
+    ctx.repo.record_audit(tenant_id, Change(caller.actor, caller.role, "replay", reason),
+                          {"replayed": [None, len(rows)]})
     return {"generator": "live" if pipeline.live else "offline",
             "questions": [r.as_dict() for r in rows], "summary": summary}
 
@@ -104,7 +104,7 @@ def run_replay(ctx: ApiContext, caller: Principal, tenant_id: str, current: Reso
 def explain_tenant(ctx: ApiContext, tenant_id: str) -> dict[str, Any]:
     """Per field: the effective value, where it comes from, who may change it, plan limits."""
     resolved = ctx.repo.get_record(tenant_id)
-    store = ctx.repo.store
     return explain(tenant_id, resolved.config, resolved.version,
                    load_catalog().plan(resolved.config.plan),
-                   store.audit(tenant_id, limit=AUDIT_SCAN), store.history(tenant_id))
+                   ctx.repo.get_audit_log(tenant_id, limit=AUDIT_SCAN),
+                   ctx.repo.get_history(tenant_id))

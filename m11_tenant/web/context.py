@@ -70,7 +70,7 @@ class ApiContext:
     def tenant(self, caller: Principal, tenant_id: str, what: str) -> str:
         """The path's tenant id, checked (400) and allowed for the caller (403, audited)."""
         tid = path_tenant(tenant_id)
-        authorize_tenant(self.repo.store, caller, tid, what)
+        authorize_tenant(self.repo, caller, tid, what)
         return tid
 
     def near_config_response(self, caller: Principal | None, tenant_id: str) -> Response | None:

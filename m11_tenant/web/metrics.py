@@ -56,7 +56,7 @@ class _CostAlertCollector(Collector):
         family = CounterMetricFamily(
             "m11_cost_alerts", "Months in which a tenant's spend reached a cost-alert "
             "threshold (percent of its monthly budget)", labels=["tenant", "threshold_pct"])
-        alerts = self.repo.store.cost_alerts(limit=COST_ALERTS_SCRAPED)
+        alerts = self.repo.cost_alerts(limit=COST_ALERTS_SCRAPED)
         counts = collections.Counter((a.tenant_id, str(a.threshold_pct)) for a in alerts)
         for (tenant, pct), months in sorted(counts.items()):
             family.add_metric([tenant, pct], months)
