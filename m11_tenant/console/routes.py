@@ -2,9 +2,9 @@
 
 Every read and write goes through the app's repository (``ctx.repo``) and every refusal
 through the API's own checks: :func:`authorize_tenant` (403 plus a ``denied`` audit line),
-the same per-key rate limits, :func:`reason_of`, and the schema's validation inside
-``update_config`` / ``apply_update``. Errors become HTML pages or messages next to the
-field instead of the API's JSON; the status codes are the API's.
+the same per-key rate limits, the one :data:`~m11_tenant.text.Reason` rule (``check_reason``),
+and the schema's validation inside ``update_config`` / ``apply_update``. Errors become HTML
+pages or messages next to the field instead of the API's JSON; the status codes are the API's.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from fastapi.routing import APIRoute
 from m11_tenant.api.auth import Principal, authorize_tenant
 from m11_tenant.api.body import read_body
 from m11_tenant.api.change_safety import check_replay, explain_tenant, run_replay
-from m11_tenant.api.context import ApiContext, client_address, path_tenant, reason_of
+from m11_tenant.api.context import ApiContext, client_address, path_tenant
 from m11_tenant.api.errors import HttpError, to_http
 from m11_tenant.api.routes_config import DEFAULT_PREVIEW_QUESTION
 from m11_tenant.console import forms, views
@@ -50,7 +50,7 @@ from m11_tenant.errors import (
 from m11_tenant.repository import ResolvedConfig
 from m11_tenant.schema import PLATFORM_OWNED_FIELDS, TenantConfig, apply_update, load_catalog
 from m11_tenant.store import HistoryEntry
-from m11_tenant.text import check_text
+from m11_tenant.text import check_reason, check_text
 
 HERE = Path(__file__).resolve().parent
 PAGE_SIZE = 50
@@ -414,7 +414,7 @@ async def save_config(request: Request, tenant_id: str) -> Response:
         errors.append(FieldError("reason", "say why: the reason goes into the audit log",
                                  "missing"))
     try:
-        reason_of(reason)
+        check_reason(reason)
     except ConfigValidationError as exc:
         errors += exc.errors
     current = await run_in_threadpool(ctx.repo.get_record, tid)
@@ -567,7 +567,7 @@ async def rollback(request: Request, tenant_id: str) -> Response:
     expected = _version_field(pairs, "expected_version")
     reason = _field(pairs, "reason").strip() or None
     try:
-        reason_of(reason)
+        check_reason(reason)
         _limit_writes(ctx, principal, "config_write", tid)
         resolved = await run_in_threadpool(lambda: ctx.repo.rollback(
             tid, version, expected_version=expected, actor=principal.actor,
