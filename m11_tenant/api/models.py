@@ -12,14 +12,15 @@ from collections.abc import Mapping
 from typing import Annotated, Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, GetJsonSchemaHandler, ValidationError
+from pydantic_core import ErrorDetails
 
 from m11_tenant.errors import ConfigValidationError, FieldError
-from m11_tenant.rag.pipeline import QueryResult
+from m11_tenant.rag.pipeline import MAX_QUESTION_CHARS, QueryResult
 from m11_tenant.rag.replay import MAX_REPLAY
 from m11_tenant.repository import ResolvedConfig
 from m11_tenant.schema import TenantConfig
 from m11_tenant.store import AuditEntry
-from m11_tenant.text import Reason
+from m11_tenant.text import TEXT_POLICY, Reason
 
 # The tenant-id pattern, documented on path parameters (it guides fuzzers too) but enforced
 # by validate_tenant_id, whose 400 names the rule and also refuses the reserved ids.
@@ -28,8 +29,8 @@ EXAMPLE_CONFIG = {"model": "gpt-4", "temperature": 0.5, "top_k": 10, "plan": "pr
 
 
 class _SchemaOf:
-    """Annotated metadata: document a field as ``model`` (a reference to its schema, plus
-    ``description``) while it is validated as the annotated type."""
+    """Annotated metadata: document a field with ``model``'s schema and ``description``
+    while it is validated as the annotated type (the schema cannot drift from the model)."""
 
     def __init__(self, model: type[BaseModel], description: str):
         self.model, self.description = model, description
@@ -71,15 +72,18 @@ class RequestModel(BaseModel):
                 [cls._field_error(e) for e in exc.errors(include_url=False)]) from None
 
     @classmethod
-    def _field_error(cls, err: Any) -> FieldError:
+    def _field_error(cls, err: ErrorDetails) -> FieldError:
         loc = err["loc"]
         field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
         if err["type"] == "extra_forbidden":
             message = f"unknown field {loc[-1]!r}; allowed: {', '.join(cls.model_fields)}"
         elif err["type"] == "missing":
             message = "field required"
-        else:
+        elif err["type"] == TEXT_POLICY:  # the message says where; the text is not echoed
             message = err["msg"]
+        else:
+            shown = repr(err["input"])
+            message = f"{err['msg']} (got {shown if len(shown) <= 40 else shown[:37] + '...'})"
         return FieldError(field or "body", message, err["type"])
 
 
@@ -99,8 +103,8 @@ class PreviewRequest(ConfigUpdateRequest):
     model_config = ConfigDict(json_schema_extra={
         "examples": [{"config": {"temperature": 0.2, "top_k": 8}, "merge": True,
                       "query": "How do I roll back a tenant's config?"}]})
-    query: str | None = Field(None, description="sample question, at most 2000 characters "
-                              "(default: a fixed one)")
+    query: str | None = Field(None, description=f"sample question, at most "
+                              f"{MAX_QUESTION_CHARS} characters (default: a fixed one)")
     replay: int | None = Field(None, ge=1, le=MAX_REPLAY, description="also re-run this "
                                "many of the tenant's newest logged questions under both configs")
     live: bool = Field(False, description="replay with the live providers (default: the "
@@ -113,7 +117,7 @@ class QueryRequest(RequestModel):
     model_config = ConfigDict(json_schema_extra={
         "examples": [{"tenant_id": "startup-co", "query": "What is hybrid search?"}]})
     tenant_id: str = Field(description="a tenant id (3-64 of a-z 0-9 _ -)")
-    query: str = Field(description="the question, 1-2000 characters")
+    query: str = Field(description=f"the question, 1-{MAX_QUESTION_CHARS} characters")
 
 
 class LockRequest(RequestModel):
