@@ -50,7 +50,7 @@ from m11_tenant.errors import (
 from m11_tenant.repository import ResolvedConfig
 from m11_tenant.schema import PLATFORM_OWNED_FIELDS, TenantConfig, apply_update, load_catalog
 from m11_tenant.store import HistoryEntry
-from m11_tenant.text import check_reason, check_text
+from m11_tenant.text import MAX_REASON_CHARS, check_reason, check_text
 
 HERE = Path(__file__).resolve().parent
 PAGE_SIZE = 50
@@ -68,7 +68,7 @@ TEMPLATES = jinja2.Environment(
 TEMPLATES.globals.update(
     static=lambda name: f"/console/static/{name}?v={STATIC_VERSION[name]}",
     shown=views.shown, specs=forms.SPECS, groups=forms.GROUPS,
-    platform_owned_fields=PLATFORM_OWNED_FIELDS)
+    platform_owned_fields=PLATFORM_OWNED_FIELDS, max_reason_chars=MAX_REASON_CHARS)
 
 
 class SignInRequired(Exception):
