@@ -11,8 +11,12 @@ import threading
 import pytest
 from api_support import ADMIN, make_api
 
+from m11_tenant.api.models import REQUEST_MODELS
 from m11_tenant.app import create_app
+from m11_tenant.errors import ConfigValidationError
+from m11_tenant.rag.pipeline import QueryResult
 from m11_tenant.settings import Settings
+from m11_tenant.text import MAX_REASON_CHARS, check_reason
 from m11_tenant.web.auth import hash_key
 
 ERROR_KEYS = {"code", "message", "fields"}
@@ -171,6 +175,33 @@ def test_bad_envelope_is_422_and_writes_nothing(api, tenant_id, body, field):
                    "validation_error")
     assert [f["field"] for f in err["fields"]] == [field]
     assert api.snapshot(tenant_id) == before
+
+
+def test_the_reason_cap_is_one_rule_for_bodies_query_strings_and_the_console(api, tenant_id):
+    """``Reason`` (m11_tenant.text) is the only place the cap is written."""
+    longest, over = "x" * MAX_REASON_CHARS, "x" * (MAX_REASON_CHARS + 1)
+    assert api.write(tenant_id, {"top_k": 3}, reason=longest).status_code == 200
+    err = error_of(api.write(tenant_id, {"top_k": 4}, reason=over), 422, "validation_error")
+    assert [(f["field"], f["type"]) for f in err["fields"]] == [("reason", "string_too_long")]
+    response = api.client.delete(f"/config/{tenant_id}", params={"reason": over}, headers=ADMIN)
+    assert response.status_code == 422 and response.json()["error"]["fields"][0]["field"] == "reason"
+    assert check_reason(longest) == longest
+    with pytest.raises(ConfigValidationError):
+        check_reason(over)
+    assert api.repo.get_record(tenant_id).version == 1
+
+
+def test_the_documented_bodies_are_the_models_the_routes_parse(api):
+    schema = api.client.get("/openapi.json").json()
+    components = schema["components"]["schemas"]
+    for model in REQUEST_MODELS:
+        documented = components[model.__name__]
+        assert set(documented["properties"]) == set(model.model_fields)
+        assert documented["additionalProperties"] is False  # unknown fields are refused
+    config = components["ConfigUpdateRequest"]["properties"]["config"]
+    assert "keeps its current value" in config["description"]  # a merge body is partial
+    query = schema["paths"]["/query"]["post"]["responses"]["200"]["content"]["application/json"]
+    assert query["schema"]["$ref"].endswith("/QueryResult")  # the pipeline's own model
 
 
 @pytest.mark.parametrize("raw", [b'{"config": {"top_k": 3}', b'{"config": {}, "config": {}}',
@@ -624,6 +655,7 @@ def test_query_answers_with_the_tenants_config(api, tenant_id):
     assert set(body["sources"][0]) >= {"id", "title", "score"}
     assert body["model_used"] == "gpt-4" and body["config_applied"]["top_k"] == 3
     assert body["usage"]["total_tokens"] > 0 and body["cost_usd"] > 0
+    assert set(body) == set(QueryResult.model_fields) - {"timings_ms"}  # the pipeline's shape
     from rag_support import FIXED_NOW
 
     assert api.repo.store.usage_totals(tenant_id, FIXED_NOW.date()).queries_today == 1

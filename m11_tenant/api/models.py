@@ -1,19 +1,26 @@
-"""Shapes of requests and responses, for ``/docs`` and the OpenAPI schema only.
+"""Every request and response body of the API, declared once.
 
-The routes parse raw bytes (see :mod:`m11_tenant.web.body`) and build responses directly;
-these models describe the same shapes so ``/docs`` shows every body, field and example,
-and schemathesis can fuzz them.
+The routes parse their bodies with these request models (after the strict JSON parser,
+:func:`m11_tenant.web.body.read_json`, has refused duplicate keys, NaN, deep nesting and
+text outside the policy) and return these response models, so ``/docs``, the OpenAPI
+schema that schemathesis fuzzes, and the code are the same classes.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, GetJsonSchemaHandler, ValidationError
+from pydantic_core import ErrorDetails
 
+from m11_tenant.errors import ConfigValidationError, FieldError
+from m11_tenant.rag.pipeline import MAX_QUESTION_CHARS, QueryResult
 from m11_tenant.rag.replay import MAX_REPLAY
+from m11_tenant.repository import ResolvedConfig
 from m11_tenant.schema import TenantConfig
 from m11_tenant.store import AuditEntry
+from m11_tenant.text import TEXT_POLICY, Reason
 
 # The tenant-id pattern, documented on path parameters (it guides fuzzers too) but enforced
 # by validate_tenant_id, whose 400 names the rule and also refuses the reserved ids.
@@ -21,67 +28,127 @@ TENANT_ID_DOC = {"pattern": "^[a-z0-9][a-z0-9_-]{2,63}$"}
 EXAMPLE_CONFIG = {"model": "gpt-4", "temperature": 0.5, "top_k": 10, "plan": "pro"}
 
 
+class _SchemaOf:
+    """Annotated metadata: document a field with ``model``'s schema and ``description``
+    while it is validated as the annotated type (the schema cannot drift from the model)."""
+
+    def __init__(self, model: type[BaseModel], description: str):
+        self.model, self.description = model, description
+
+    def __get_pydantic_json_schema__(self, _core: Any, handler: GetJsonSchemaHandler
+                                     ) -> dict[str, Any]:
+        return {"allOf": [handler(self.model.__pydantic_core_schema__)],
+                "description": self.description}
+
+
+#: The ``config`` of a write: some fields of :class:`TenantConfig`, parsed as an object here
+#: and validated by the repository against the tenant's current config (a merge can only be
+#: judged merged: ``rerank_top_n`` against the stored ``top_k``, the model against the plan).
+ConfigFields = Annotated[dict[str, Any], _SchemaOf(
+    TenantConfig, "some fields of TenantConfig. With merge=true (the default) only the fields "
+    "given change (inside branding, only the keys given) and every other field keeps its "
+    "current value; with merge=false the fields not given go back to their defaults. The "
+    "defaults shown are what a replacement falls back to, not what a merge writes.")]
+
+
 # ---- requests --------------------------------------------------------------------------
-class ConfigUpdateRequest(BaseModel):
+class RequestModel(BaseModel):
+    """A JSON body: exact JSON types (``"0.7"`` is not a number, ``1`` is not ``true``) and
+    no unknown fields (a typo must not fall back silently to a default)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    @classmethod
+    def parse(cls, body: Mapping[str, Any]) -> Self:
+        """The body (already parsed by the strict JSON parser) as this model.
+
+        Raises:
+            ConfigValidationError: listing every wrong field (422).
+        """
+        try:
+            return cls.model_validate(body)
+        except ValidationError as exc:
+            raise ConfigValidationError(
+                [cls._field_error(e) for e in exc.errors(include_url=False)]) from None
+
+    @classmethod
+    def _field_error(cls, err: ErrorDetails) -> FieldError:
+        loc = err["loc"]
+        field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+        if err["type"] == "extra_forbidden":
+            message = f"unknown field {loc[-1]!r}; allowed: {', '.join(cls.model_fields)}"
+        elif err["type"] == "missing":
+            message = "field required"
+        elif err["type"] == TEXT_POLICY:  # the message says where; the text is not echoed
+            message = err["msg"]
+        else:
+            shown = repr(err["input"])
+            message = f"{err['msg']} (got {shown if len(shown) <= 40 else shown[:37] + '...'})"
+        return FieldError(field or "body", message, err["type"])
+
+
+class ConfigUpdateRequest(RequestModel):
     """``POST /config/{tenant_id}``: the original module's body, plus an optional reason."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={
+    model_config = ConfigDict(json_schema_extra={
         "examples": [{"config": EXAMPLE_CONFIG, "merge": True, "reason": "upgrade to pro"}]})
-    config: TenantConfig = Field(
-        description="fields of TenantConfig; with merge=true only these change, with "
-        "merge=false the rest go back to their defaults")
+    config: ConfigFields
     merge: bool = Field(True, description="true: partial update; false: full replacement")
-    reason: str | None = Field(None, max_length=500, description="why, for the audit log")
+    reason: Reason | None = None
 
 
 class PreviewRequest(ConfigUpdateRequest):
     """``POST /config/{tenant_id}/preview``: a proposed change and a sample question."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={
+    model_config = ConfigDict(json_schema_extra={
         "examples": [{"config": {"temperature": 0.2, "top_k": 8}, "merge": True,
                       "query": "How do I roll back a tenant's config?"}]})
-    query: str | None = Field(None, max_length=2000,
-                              description="sample question (default: a fixed one)")
+    query: str | None = Field(None, description=f"sample question, at most "
+                              f"{MAX_QUESTION_CHARS} characters (default: a fixed one)")
     replay: int | None = Field(None, ge=1, le=MAX_REPLAY, description="also re-run this "
                                "many of the tenant's newest logged questions under both configs")
     live: bool = Field(False, description="replay with the live providers (default: the "
                        "offline generator, which costs nothing)")
 
 
-class QueryRequest(BaseModel):
+class QueryRequest(RequestModel):
     """``POST /query``: the original module's body."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={
+    model_config = ConfigDict(json_schema_extra={
         "examples": [{"tenant_id": "startup-co", "query": "What is hybrid search?"}]})
     tenant_id: str = Field(description="a tenant id (3-64 of a-z 0-9 _ -)")
-    query: str = Field(description="the question, 1-2000 characters")
+    query: str = Field(description=f"the question, 1-{MAX_QUESTION_CHARS} characters")
 
 
-class LockRequest(BaseModel):
+class LockRequest(RequestModel):
     """``PUT /config/{tenant_id}/lock``: lock or unlock against platform bulk changes."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={
+    model_config = ConfigDict(json_schema_extra={
         "examples": [{"locked": True, "reason": "quarter-end freeze"}]})
     locked: bool
-    reason: str | None = Field(None, max_length=500)
+    reason: Reason | None = None
 
 
-class BulkRequest(BaseModel):
+MAX_BULK_TENANTS = 1000
+
+
+class BulkRequest(RequestModel):
     """``POST /tenants/bulk``: one change applied to many tenants; locked ones are skipped."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={
+    model_config = ConfigDict(json_schema_extra={
         "examples": [{"config": {"max_retries": 3}, "merge": True,
                       "tenants": ["startup-co", "enterprise-corp"],
                       "reason": "platform-wide retry policy"}]})
-    config: TenantConfig = Field(description="fields of TenantConfig, as for POST /config")
+    config: ConfigFields
     merge: bool = True
-    tenants: list[str] | None = Field(None, max_length=1000,
+    tenants: list[str] | None = Field(None, max_length=MAX_BULK_TENANTS,
                                       description="default: every tenant with a stored config")
-    reason: str | None = Field(None, max_length=500)
+    reason: Reason | None = None
 
 
-REQUEST_MODELS: tuple[type[BaseModel], ...] = (
-    ConfigUpdateRequest, PreviewRequest, QueryRequest, LockRequest, BulkRequest, TenantConfig)
+#: The bodies the routes parse themselves (see :func:`body_doc`).
+REQUEST_MODELS: tuple[type[RequestModel], ...] = (
+    ConfigUpdateRequest, PreviewRequest, QueryRequest, LockRequest, BulkRequest)
 
 
 # ---- responses -------------------------------------------------------------------------
@@ -111,12 +178,19 @@ class ConfigResponse(BaseModel):
     """A tenant's effective config; the ``ETag`` header carries ``version``."""
 
     tenant_id: str
-    config: dict[str, Any] = Field(description="a full TenantConfig")
+    config: TenantConfig = Field(description="the full effective config")
     version: int = Field(description="0 when the tenant runs on the defaults")
-    source: str = Field(description="cache, database, last_known_good or defaults")
+    source: str = Field(description="near, cache, database, last_known_good or defaults")
     degraded: bool
     updated_at: str | None
     updated_by: str | None
+
+    @classmethod
+    def of(cls, resolved: ResolvedConfig) -> ConfigResponse:
+        return cls(tenant_id=resolved.tenant_id, config=resolved.config,
+                   version=resolved.version, source=resolved.source,
+                   degraded=resolved.degraded, updated_at=resolved.updated_at,
+                   updated_by=resolved.updated_by)
 
 
 class DeleteResponse(BaseModel):
@@ -149,26 +223,6 @@ class AuditResponse(BaseModel):
     entries: list[AuditEntry] = Field(description='newest first; diff is {"field": [old, new]}')
     limit: int
     offset: int
-
-
-class SourceItem(BaseModel):
-    n: int
-    id: str
-    title: str
-    score: float
-
-
-class QueryResponse(BaseModel):
-    """What one query did (``m11_tenant.rag.QueryResult``)."""
-
-    model_config = ConfigDict(extra="allow")
-    tenant_id: str
-    answer: str
-    sources: list[SourceItem]
-    model_used: str
-    config_applied: dict[str, Any]
-    usage: dict[str, Any]
-    cost_usd: float
 
 
 class ReplayQuestion(BaseModel):
@@ -204,10 +258,10 @@ class ReplayReport(BaseModel):
 
 class PreviewResponse(BaseModel):
     tenant_id: str
-    config: dict[str, Any] = Field(description="the config the change would produce")
+    config: TenantConfig = Field(description="the config the change would produce")
     diff: dict[str, Any] = Field(description='{"field": [current, proposed]}')
     current_version: int
-    result: QueryResponse
+    result: QueryResult
     written: bool = Field(False, description="always false: a preview stores nothing")
     replay: ReplayReport | None = Field(None, description="only when the body asks for it")
 
@@ -331,8 +385,14 @@ _ERROR_TEXT = {
 }
 
 
-def body_doc(model: type[BaseModel]) -> dict[str, Any]:
-    """``openapi_extra`` for a route that parses its JSON body itself."""
+def body_doc(model: type[RequestModel]) -> dict[str, Any]:
+    """``openapi_extra`` for a route that parses its JSON body itself, with ``model``.
+
+    Not a FastAPI body parameter: FastAPI would read and decode the body (``json.loads``:
+    NaN, duplicate keys) before the route has authenticated the caller and checked its
+    tenant, so 401/403/429 would turn into 400/422. The app adds ``REQUEST_MODELS`` to the
+    schema's components for these references.
+    """
     return {"requestBody": {"required": True, "content": {"application/json": {
         "schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}}
 

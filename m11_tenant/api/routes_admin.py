@@ -7,15 +7,17 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from m11_tenant.api.models import (
     TENANT_ID_DOC,
     AuditResponse,
+    BulkItem,
     BulkRequest,
     BulkResponse,
     HealthResponse,
+    KeyInfo,
     KeyResponse,
     KeyRevokedResponse,
     KeyRotatedResponse,
@@ -24,15 +26,11 @@ from m11_tenant.api.models import (
     body_doc,
     error_docs,
 )
-from m11_tenant.errors import (
-    ConfigValidationError,
-    FieldError,
-)
 from m11_tenant.schema import PLATFORM_OWNED_FIELDS
 from m11_tenant.store import BULK_ROLE, ApiKeyRecord, Change, locked_message
 from m11_tenant.web.auth import authorize_tenant, hash_key, new_tenant_key, require_admin
-from m11_tenant.web.body import envelope, read_json, string_list
-from m11_tenant.web.context import Caller, Ctx, path_tenant, reason_of
+from m11_tenant.web.body import read_json
+from m11_tenant.web.context import Caller, Ctx, path_tenant
 from m11_tenant.web.errors import HttpError
 
 router = APIRouter()
@@ -40,26 +38,25 @@ log = logging.getLogger("m11_tenant.api")
 
 Limit = Annotated[int, Query(ge=1, le=1000, description="page size")]
 Offset = Annotated[int, Query(ge=0, le=10**9, description="entries to skip")]
-MAX_BULK_TENANTS = 1000
 
 
-@router.get("/health", response_model=HealthResponse, tags=["operations"],
-            summary="ok or degraded, per service (no key needed)")
-def health(ctx: Ctx) -> JSONResponse:
+@router.get("/health", response_model=HealthResponse, response_model_exclude_none=True,
+            tags=["operations"], summary="ok or degraded, per service (no key needed)")
+def health(ctx: Ctx) -> dict:
     """Only ``ok``/``degraded`` per service: what is wrong (hosts, drivers) is logged and
     shown to the admin by ``/health/detail``, never to a caller without a key."""
     detail = ctx.repo.health()
     if detail["status"] != "ok":
         log.warning("health degraded: %s", detail["services"])
-    return JSONResponse(public_health(detail))
+    return public_health(detail)
 
 
-@router.get("/health/detail", response_model=HealthResponse, tags=["operations"],
-            responses=error_docs(403),
+@router.get("/health/detail", response_model=HealthResponse, response_model_exclude_none=True,
+            tags=["operations"], responses=error_docs(403),
             summary="Each service's state with its error text (admin key)")
-def health_detail(ctx: Ctx, caller: Caller) -> JSONResponse:
+def health_detail(ctx: Ctx, caller: Caller) -> dict:
     require_admin(ctx.repo, caller, "read the health details")
-    return JSONResponse(ctx.repo.health())
+    return ctx.repo.health()
 
 
 def public_health(detail: dict) -> dict:
@@ -83,10 +80,10 @@ def metrics(ctx: Ctx, caller: Caller) -> Response:
 @router.get("/tenants", response_model=TenantsResponse, tags=["tenants"],
             responses=error_docs(403, 422), summary="Tenants with a stored config (admin key)")
 def list_tenants(ctx: Ctx, caller: Caller, limit: Limit = 100, offset: Offset = 0
-                 ) -> JSONResponse:
+                 ) -> TenantsResponse:
     require_admin(ctx.repo, caller, "list tenants")
-    return JSONResponse({"tenants": ctx.repo.list_tenants(limit=limit, offset=offset),
-                         "count": ctx.repo.count_tenants(), "limit": limit, "offset": offset})
+    return TenantsResponse(tenants=ctx.repo.list_tenants(limit=limit, offset=offset),
+                           count=ctx.repo.count_tenants(), limit=limit, offset=offset)
 
 
 TenantPath = Annotated[str, Path(examples=["startup-co"], json_schema_extra=TENANT_ID_DOC)]
@@ -98,30 +95,30 @@ MAX_GRACE_SECONDS = 7 * 86_400
 @router.post("/tenants/{tenant_id}/keys", response_model=KeyResponse, status_code=201,
              tags=["keys"], responses=error_docs(400, 403, 503),
              summary="Create a tenant key (admin key); the key is returned once")
-def create_key(tenant_id: TenantPath, ctx: Ctx, caller: Caller) -> JSONResponse:
+def create_key(tenant_id: TenantPath, ctx: Ctx, caller: Caller) -> KeyResponse:
     tid = path_tenant(tenant_id)
     require_admin(ctx.repo, caller, f"create keys for tenant {tid!r}")
     key_id, key = new_tenant_key()
     ctx.repo.keys.add_api_key(tid, key_id, hash_key(key),
                               Change(caller.actor, caller.role, "key_created"))
-    return JSONResponse({"tenant_id": tid, "key_id": key_id, "key": key}, status_code=201)
+    return KeyResponse(tenant_id=tid, key_id=key_id, key=key)
 
 
 @router.get("/tenants/{tenant_id}/keys", response_model=KeysResponse, tags=["keys"],
             responses=error_docs(400, 403, 503),
             summary="A tenant's keys: ids, created, last used, revoked (never the secret)")
-def list_keys(tenant_id: TenantPath, ctx: Ctx, caller: Caller) -> JSONResponse:
+def list_keys(tenant_id: TenantPath, ctx: Ctx, caller: Caller) -> KeysResponse:
     tid = ctx.tenant(caller, tenant_id, "list the keys")
     now = ctx.repo.now()
-    return JSONResponse({"tenant_id": tid, "keys": [
-        key_json(record, now) for record in ctx.repo.keys.list_api_keys(tid)]})
+    return KeysResponse(tenant_id=tid, keys=[
+        key_info(record, now) for record in ctx.repo.keys.list_api_keys(tid)])
 
 
 @router.delete("/tenants/{tenant_id}/keys/{key_id}", response_model=KeyRevokedResponse,
                tags=["keys"], responses=error_docs(400, 403, 404, 422, 503),
                summary="Revoke a key now (admin, or the tenant for its own keys)")
 def revoke_key(tenant_id: TenantPath, key_id: KeyIdPath, ctx: Ctx,
-               caller: Caller) -> JSONResponse:
+               caller: Caller) -> KeyRevokedResponse:
     tid = ctx.tenant(caller, tenant_id, "revoke keys")
     result = ctx.repo.keys.revoke_api_key(tid, key_id,
                                           Change(caller.actor, caller.role, "key_revoked"))
@@ -129,8 +126,8 @@ def revoke_key(tenant_id: TenantPath, key_id: KeyIdPath, ctx: Ctx,
         raise _no_key(tid, key_id)
     ctx.auth.forget(key_id)
     record, changed = result
-    return JSONResponse({"tenant_id": tid, "key": key_json(record, ctx.repo.now()),
-                         "changed": changed})
+    return KeyRevokedResponse(tenant_id=tid, key=key_info(record, ctx.repo.now()),
+                              changed=changed)
 
 
 @router.post("/tenants/{tenant_id}/keys/{key_id}/rotate", response_model=KeyRotatedResponse,
@@ -140,7 +137,7 @@ def rotate_key(tenant_id: TenantPath, key_id: KeyIdPath, ctx: Ctx, caller: Calle
                grace_seconds: Annotated[int, Query(
                    ge=0, le=MAX_GRACE_SECONDS,
                    description="seconds the old key keeps working (0: revoked now)")] = 0
-               ) -> JSONResponse:
+               ) -> KeyRotatedResponse:
     tid = ctx.tenant(caller, tenant_id, "rotate keys")
     new_id, key = new_tenant_key()
     store = ctx.repo.keys
@@ -153,17 +150,17 @@ def rotate_key(tenant_id: TenantPath, key_id: KeyIdPath, ctx: Ctx, caller: Calle
         raise _no_key(tid, key_id)
     ctx.auth.forget(key_id)
     old = next(k for k in store.list_api_keys(tid) if k.key_id == key_id)
-    return JSONResponse({"tenant_id": tid, "key_id": new_id, "key": key,
-                         "replaces": key_json(old, store.now())}, status_code=201)
+    return KeyRotatedResponse(tenant_id=tid, key_id=new_id, key=key,
+                              replaces=key_info(old, store.now()))
 
 
-def key_json(record: ApiKeyRecord, now: str) -> dict[str, object]:
+def key_info(record: ApiKeyRecord, now: str) -> KeyInfo:
     """What a listing shows of a key: everything but the secret (never stored anyway)."""
     status = "active" if record.revoked_at is None else (
         "ending" if record.active(now) else "revoked")
-    return {"key_id": record.key_id, "status": status, "created_at": record.created_at,
-            "created_by": record.created_by, "last_used_at": record.last_used_at,
-            "revoked_at": record.revoked_at, "revoked_by": record.revoked_by}
+    return KeyInfo(key_id=record.key_id, status=status, created_at=record.created_at,
+                   created_by=record.created_by, last_used_at=record.last_used_at,
+                   revoked_at=record.revoked_at, revoked_by=record.revoked_by)
 
 
 def _no_key(tenant_id: str, key_id: str) -> HttpError:
@@ -171,37 +168,31 @@ def _no_key(tenant_id: str, key_id: str) -> HttpError:
                      f"GET /tenants/{tenant_id}/keys lists its keys")
 
 
-@router.post("/tenants/bulk", response_model=BulkResponse, tags=["tenants"],
+@router.post("/tenants/bulk", response_model=BulkResponse, response_model_exclude_none=True,
+             tags=["tenants"],
              openapi_extra=body_doc(BulkRequest),
              responses=error_docs(400, 403, 413, 415, 422),
              summary="Apply one change to many tenants (admin key), all or nothing; locked "
              "tenants are skipped")
-async def bulk_change(request: Request, ctx: Ctx, caller: Caller) -> JSONResponse:
+async def bulk_change(request: Request, ctx: Ctx, caller: Caller) -> BulkResponse:
     require_admin(ctx.repo, caller, "make bulk changes")
-    body = envelope(await read_json(request, ctx.settings.m11_max_body_bytes),
-                    {"config": (dict,), "merge": (bool,), "tenants": (list, type(None)),
-                     "reason": (str, type(None))}, required=("config",))
-    reason = reason_of(body.get("reason"))
-    merge = body.get("merge", True)
-    named = string_list(body, "tenants")
-    if named is not None and len(named) > MAX_BULK_TENANTS:
-        raise ConfigValidationError(FieldError(
-            "tenants", f"at most {MAX_BULK_TENANTS} tenants per bulk change", "too_long"))
+    body = BulkRequest.parse(await read_json(request, ctx.settings.m11_max_body_bytes))
 
-    def run() -> dict:
-        targets = named if named is not None else list(ctx.repo.iter_tenants())
+    def run() -> BulkResponse:
+        targets = body.tenants if body.tenants is not None else list(ctx.repo.iter_tenants())
         written, skipped, owned_only = ctx.repo.update_many(
-            targets, body["config"], merge, actor=caller.actor, role=BULK_ROLE, reason=reason)
+            targets, body.config, body.merge, actor=caller.actor, role=BULK_ROLE,
+            reason=body.reason)
         for resolved in written:
             ctx.metrics.config_changed(resolved.tenant_id, "bulk")
-        owned = [k for k in body["config"] if k in PLATFORM_OWNED_FIELDS]
-        return {"updated": [{"tenant_id": r.tenant_id, "version": r.version,
-                             **({"only": owned} if r.tenant_id in owned_only else {})}
-                            for r in written],
-                "skipped": [{"tenant_id": tid, "reason": locked_message(tid)}
-                            for tid in skipped]}
+        owned = [k for k in body.config if k in PLATFORM_OWNED_FIELDS]
+        return BulkResponse(
+            updated=[BulkItem(tenant_id=r.tenant_id, version=r.version,
+                              only=owned if r.tenant_id in owned_only else None)
+                     for r in written],
+            skipped=[BulkItem(tenant_id=tid, reason=locked_message(tid)) for tid in skipped])
 
-    return JSONResponse(await run_in_threadpool(run))
+    return await run_in_threadpool(run)
 
 
 @router.get("/audit", response_model=AuditResponse, tags=["history"],
@@ -209,12 +200,11 @@ async def bulk_change(request: Request, ctx: Ctx, caller: Caller) -> JSONRespons
             summary="Audit entries, newest first (a tenant key sees its own tenant)")
 def audit(ctx: Ctx, caller: Caller, tenant_id: Annotated[str | None, Query(
         description="only this tenant's entries")] = None, limit: Limit = 100,
-        offset: Offset = 0) -> JSONResponse:
+        offset: Offset = 0) -> AuditResponse:
     if tenant_id is None and not caller.is_admin:
         tenant_id = caller.tenant_id
     if tenant_id is not None:
         tenant_id = path_tenant(tenant_id)
         authorize_tenant(ctx.repo, caller, tenant_id, "read the audit log")
     entries = ctx.repo.get_audit_log(tenant_id, limit=limit, offset=offset)
-    return JSONResponse({"entries": [e.__dict__ for e in entries], "limit": limit,
-                         "offset": offset})
+    return AuditResponse(entries=entries, limit=limit, offset=offset)

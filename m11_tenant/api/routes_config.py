@@ -6,9 +6,9 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Path, Query, Request
+from fastapi import APIRouter, BackgroundTasks, Header, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from m11_tenant.api.models import (
     TENANT_ID_DOC,
@@ -16,6 +16,7 @@ from m11_tenant.api.models import (
     ConfigUpdateRequest,
     DeleteResponse,
     ExplainResponse,
+    HistoryItem,
     HistoryResponse,
     LockRequest,
     LockResponse,
@@ -24,20 +25,21 @@ from m11_tenant.api.models import (
     QueryLogDeleted,
     QueryLogResponse,
     QueryRequest,
-    QueryResponse,
     body_doc,
     error_docs,
 )
 from m11_tenant.errors import TenantConfigError
+from m11_tenant.rag.pipeline import QueryResult
+from m11_tenant.repository import ResolvedConfig
 from m11_tenant.schema import MAX_QUERY_LOG_SIZE, config_diff
 from m11_tenant.store import Change
+from m11_tenant.text import Reason
 from m11_tenant.web.auth import authorize_tenant
-from m11_tenant.web.body import envelope, read_json
+from m11_tenant.web.body import read_json
 from m11_tenant.web.change_safety import (
     DEFAULT_PREVIEW_QUESTION,
-    check_replay,
     explain_tenant,
-    query_log_task,
+    log_query_after,
     read_query_log,
     run_replay,
 )
@@ -47,9 +49,7 @@ from m11_tenant.web.context import (
     Ctx,
     body_tenant,
     client_address,
-    config_response,
     parse_if_match,
-    reason_of,
 )
 from m11_tenant.web.errors import to_http
 
@@ -60,19 +60,23 @@ TenantId = Annotated[str, Path(
     examples=["startup-co"], json_schema_extra=TENANT_ID_DOC)]
 IfMatch = Annotated[str | None, Header(
     description='the ETag from GET /config/{tenant_id} (e.g. "3"); a stale one fails with 412')]
-Reason = Annotated[str | None, Query(max_length=500, description="why, for the audit log")]
+ReasonQuery = Annotated[Reason | None, Query()]
 
 # The security requirement the ``Caller`` dependency would document, for routes without it.
 BEARER_DOC = {"security": [{"HTTPBearer": []}]}
-UPDATE_FIELDS = {"config": (dict,), "merge": (bool,), "reason": (str, type(None))}
-PREVIEW_FIELDS = {**UPDATE_FIELDS, "query": (str, type(None)), "replay": (int, type(None)),
-                  "live": (bool,)}
+
+
+def versioned(resolved: ResolvedConfig, response: Response) -> ConfigResponse:
+    """A config as the body, its version as the ``ETag`` (what ``If-Match`` sends back)."""
+    response.headers["ETag"] = f'"{resolved.version}"'
+    return ConfigResponse.of(resolved)
 
 
 @router.get("/config/{tenant_id}", response_model=ConfigResponse, tags=["config"],
             responses=error_docs(400, 401, 403), openapi_extra=BEARER_DOC,
             summary="Effective config (the defaults if none is stored), ETag = version")
-async def get_config(tenant_id: TenantId, request: Request) -> Response:
+async def get_config(tenant_id: TenantId, request: Request,
+                     response: Response) -> Response | ConfigResponse:
     # The hot path: a known caller and a near-cache hit are answered on the event loop,
     # with no dependency to resolve and no thread hop. Anything else (a key to look up,
     # a refusal to audit, Redis or the database to ask) runs in the thread pool.
@@ -83,14 +87,14 @@ async def get_config(tenant_id: TenantId, request: Request) -> Response:
     if fast is not None:
         return fast
 
-    def full() -> JSONResponse:
+    def full() -> ConfigResponse:
         caller = ctx.auth.authenticate(authorization, client)
         request.state.caller = caller  # error responses say less to a caller without it
         tid = ctx.tenant(caller, tenant_id, "read the config")
         started = time.perf_counter()
         resolved = ctx.repo.get_record(tid)
         ctx.metrics.config_load.labels(resolved.source).observe(time.perf_counter() - started)
-        return config_response(resolved)
+        return versioned(resolved, response)
 
     return await run_in_threadpool(full)
 
@@ -99,64 +103,63 @@ async def get_config(tenant_id: TenantId, request: Request) -> Response:
              openapi_extra=body_doc(ConfigUpdateRequest),
              responses=error_docs(400, 403, 412, 413, 415, 422, 429, 503),
              summary="Change the config: merge=true changes only the given fields")
-async def update_config(tenant_id: TenantId, request: Request, ctx: Ctx, caller: Caller,
-                        if_match: IfMatch = None) -> JSONResponse:
+async def update_config(tenant_id: TenantId, request: Request, response: Response, ctx: Ctx,
+                        caller: Caller, if_match: IfMatch = None) -> ConfigResponse:
     tid = ctx.tenant(caller, tenant_id, "change the config")
     expected = parse_if_match(if_match)
     if not caller.is_admin:
         ctx.limit("config_write", tid, ctx.write_rate)
-    body = envelope(await read_json(request, ctx.settings.m11_max_body_bytes), UPDATE_FIELDS,
-                    required=("config",))
-    merge = body.get("merge", True)
+    body = ConfigUpdateRequest.parse(
+        await read_json(request, ctx.settings.m11_max_body_bytes))
     resolved = await run_in_threadpool(
-        lambda: ctx.repo.update_config(tid, body["config"], merge, expected_version=expected,
+        lambda: ctx.repo.update_config(tid, body.config, body.merge, expected_version=expected,
                                        actor=caller.actor, role=caller.role,
-                                       reason=reason_of(body.get("reason"))))
-    ctx.metrics.config_changed(tid, "update" if merge else "replace")
-    return config_response(resolved)
+                                       reason=body.reason))
+    ctx.metrics.config_changed(tid, "update" if body.merge else "replace")
+    return versioned(resolved, response)
 
 
 @router.delete("/config/{tenant_id}", response_model=DeleteResponse, tags=["config"],
                responses=error_docs(400, 403, 404, 412, 422, 429, 503),
                summary="Drop the stored config: the tenant runs on the defaults again")
-def delete_config(tenant_id: TenantId, ctx: Ctx, caller: Caller, if_match: IfMatch = None,
-                  reason: Reason = None) -> JSONResponse:
+def delete_config(tenant_id: TenantId, response: Response, ctx: Ctx, caller: Caller,
+                  if_match: IfMatch = None, reason: ReasonQuery = None) -> DeleteResponse:
     tid = ctx.tenant(caller, tenant_id, "delete the config")
     expected = parse_if_match(if_match)
     if not caller.is_admin:
         ctx.limit("config_write", tid, ctx.write_rate)
     ctx.repo.delete_config(tid, expected_version=expected, actor=caller.actor, role=caller.role,
-                           reason=reason_of(reason))
+                           reason=reason)
     ctx.metrics.config_changed(tid, "delete")
-    return JSONResponse({"tenant_id": tid, "deleted": True, "version": 0},
-                        headers={"ETag": '"0"'})
+    response.headers["ETag"] = '"0"'
+    return DeleteResponse(tenant_id=tid)
 
 
 @router.get("/config/{tenant_id}/history", response_model=HistoryResponse, tags=["history"],
             responses=error_docs(400, 403), summary="Kept versions, newest first")
-def get_history(tenant_id: TenantId, ctx: Ctx, caller: Caller) -> JSONResponse:
+def get_history(tenant_id: TenantId, ctx: Ctx, caller: Caller) -> HistoryResponse:
     tid = ctx.tenant(caller, tenant_id, "read the history")
-    versions = [{"version": h.version, "config": h.config, "created_at": h.created_at,
-                 "created_by": h.created_by, "action": h.action}
-                for h in ctx.repo.get_history(tid)]
-    return JSONResponse({"tenant_id": tid, "versions": versions})
+    return HistoryResponse(tenant_id=tid, versions=[
+        HistoryItem(version=h.version, config=h.config, created_at=h.created_at,
+                    created_by=h.created_by, action=h.action)
+        for h in ctx.repo.get_history(tid)])
 
 
 @router.post("/config/{tenant_id}/rollback", response_model=ConfigResponse, tags=["history"],
              responses=error_docs(400, 403, 404, 412, 422, 429, 503),
              summary="Restore kept version N as a new version")
-def rollback(tenant_id: TenantId, ctx: Ctx, caller: Caller,
+def rollback(tenant_id: TenantId, response: Response, ctx: Ctx, caller: Caller,
              version: Annotated[int, Query(ge=1, le=10**12,
                                            description="a version from /history")],
-             if_match: IfMatch = None, reason: Reason = None) -> JSONResponse:
+             if_match: IfMatch = None, reason: ReasonQuery = None) -> ConfigResponse:
     tid = ctx.tenant(caller, tenant_id, "roll back the config")
     expected = parse_if_match(if_match)
     if not caller.is_admin:
         ctx.limit("config_write", tid, ctx.write_rate)
     resolved = ctx.repo.rollback(tid, version, expected_version=expected, actor=caller.actor,
-                                 role=caller.role, reason=reason_of(reason))
+                                 role=caller.role, reason=reason)
     ctx.metrics.config_changed(tid, "rollback")
-    return config_response(resolved)
+    return versioned(resolved, response)
 
 
 @router.post("/config/{tenant_id}/preview", response_model=PreviewResponse, tags=["config"],
@@ -166,39 +169,33 @@ def rollback(tenant_id: TenantId, ctx: Ctx, caller: Caller,
                      "replay=N also re-run the N newest logged questions; writes nothing "
                      "but the replay's audit line")
 async def preview(tenant_id: TenantId, request: Request, ctx: Ctx,
-                  caller: Caller) -> JSONResponse:
+                  caller: Caller) -> PreviewResponse:
     tid = ctx.tenant(caller, tenant_id, "preview a config")
     if not caller.is_admin:
         ctx.limit("preview", tid, ctx.preview_rate)
-    body = envelope(await read_json(request, ctx.settings.m11_max_body_bytes), PREVIEW_FIELDS,
-                    required=("config",))
-    reason = reason_of(body.get("reason"))
-    count = None if body.get("replay") is None else check_replay(body["replay"])
+    body = PreviewRequest.parse(await read_json(request, ctx.settings.m11_max_body_bytes))
 
     def propose() -> tuple[Any, Any]:
-        return ctx.repo.propose(tid, body["config"], body.get("merge", True), role=caller.role)
+        return ctx.repo.propose(tid, body.config, body.merge, role=caller.role)
 
     current, proposed = await run_in_threadpool(propose)
-    result = await ctx.pipeline.arun(proposed, body.get("query") or DEFAULT_PREVIEW_QUESTION,
+    result = await ctx.pipeline.arun(proposed, body.query or DEFAULT_PREVIEW_QUESTION,
                                      tenant_id=tid)
-    dump = proposed.model_dump()
-    out = {"tenant_id": tid, "config": dump,
-           "diff": config_diff(current.config.model_dump(), dump),
-           "current_version": current.version, "result": result.model_dump(),
-           "written": False}
-    if count is not None:
-        out["replay"] = await run_in_threadpool(
-            run_replay, ctx, caller, tid, current, proposed, count,
-            live=body.get("live", False), reason=reason)
-    return JSONResponse(out)
+    replay = None if body.replay is None else await run_in_threadpool(
+        run_replay, ctx, caller, tid, current, proposed, body.replay, live=body.live,
+        reason=body.reason)
+    return PreviewResponse(
+        tenant_id=tid, config=proposed,
+        diff=config_diff(current.config.model_dump(), proposed.model_dump()),
+        current_version=current.version, result=result, replay=replay)
 
 
 @router.get("/config/{tenant_id}/explain", response_model=ExplainResponse, tags=["config"],
             responses=error_docs(400, 403),
             summary="Per field: effective value, where it comes from, who may change it")
-def get_explain(tenant_id: TenantId, ctx: Ctx, caller: Caller) -> JSONResponse:
+def get_explain(tenant_id: TenantId, ctx: Ctx, caller: Caller) -> ExplainResponse:
     tid = ctx.tenant(caller, tenant_id, "explain the config")
-    return JSONResponse(explain_tenant(ctx, tid))
+    return ExplainResponse.model_validate(explain_tenant(ctx, tid))
 
 
 @router.get("/config/{tenant_id}/query-log", response_model=QueryLogResponse,
@@ -206,31 +203,30 @@ def get_explain(tenant_id: TenantId, ctx: Ctx, caller: Caller) -> JSONResponse:
             summary="The tenant's logged questions (redacted), newest first")
 def get_query_log(tenant_id: TenantId, ctx: Ctx, caller: Caller,
                   limit: Annotated[int, Query(ge=1, le=MAX_QUERY_LOG_SIZE)] = 100
-                  ) -> JSONResponse:
+                  ) -> QueryLogResponse:
     tid = ctx.tenant(caller, tenant_id, "read the query log")
     entries = read_query_log(ctx, tid, limit)
-    return JSONResponse({"tenant_id": tid, "query_log_size": ctx.repo.get_config(tid)
-                         .query_log_size, "entries": entries})
+    return QueryLogResponse(tenant_id=tid, entries=entries,
+                            query_log_size=ctx.repo.get_config(tid).query_log_size)
 
 
 @router.delete("/config/{tenant_id}/query-log", response_model=QueryLogDeleted,
                tags=["query log"], responses=error_docs(400, 403, 503),
                summary="Delete every logged question of the tenant (audited)")
 def delete_query_log(tenant_id: TenantId, ctx: Ctx, caller: Caller,
-                     reason: Reason = None) -> JSONResponse:
+                     reason: ReasonQuery = None) -> QueryLogDeleted:
     tid = ctx.tenant(caller, tenant_id, "delete the query log")
     deleted = ctx.repo.clear_query_log(
         tid, Change(caller.actor, caller.role, "query_log_deleted", reason))
-    return JSONResponse({"tenant_id": tid, "deleted": deleted})
+    return QueryLogDeleted(tenant_id=tid, deleted=deleted)
 
 
 @router.get("/config/{tenant_id}/lock", response_model=LockResponse, tags=["lock"],
             responses=error_docs(400, 403),
             summary="Whether the tenant is locked against platform bulk changes")
-def get_lock(tenant_id: TenantId, ctx: Ctx, caller: Caller) -> JSONResponse:
+def get_lock(tenant_id: TenantId, ctx: Ctx, caller: Caller) -> LockResponse:
     tid = ctx.tenant(caller, tenant_id, "read the lock")
-    return JSONResponse({"tenant_id": tid, "locked": ctx.repo.is_locked(tid),
-                         "changed": False})
+    return LockResponse(tenant_id=tid, locked=ctx.repo.is_locked(tid))
 
 
 @router.put("/config/{tenant_id}/lock", response_model=LockResponse, tags=["lock"],
@@ -238,37 +234,35 @@ def get_lock(tenant_id: TenantId, ctx: Ctx, caller: Caller) -> JSONResponse:
             responses=error_docs(400, 403, 413, 415, 422, 503),
             summary="Lock (or unlock) the config against platform bulk changes")
 async def set_lock(tenant_id: TenantId, request: Request, ctx: Ctx,
-                   caller: Caller) -> JSONResponse:
+                   caller: Caller) -> LockResponse:
     tid = ctx.tenant(caller, tenant_id, "lock the config")
-    body = envelope(await read_json(request, ctx.settings.m11_max_body_bytes),
-                    {"locked": (bool,), "reason": (str, type(None))}, required=("locked",))
-    locked = body["locked"]
-    change = Change(caller.actor, caller.role, "lock" if locked else "unlock",
-                    reason_of(body.get("reason")))
-    changed = await run_in_threadpool(ctx.repo.set_locked, tid, locked, change)
-    return JSONResponse({"tenant_id": tid, "locked": locked, "changed": changed})
+    body = LockRequest.parse(await read_json(request, ctx.settings.m11_max_body_bytes))
+    change = Change(caller.actor, caller.role, "lock" if body.locked else "unlock",
+                    body.reason)
+    changed = await run_in_threadpool(ctx.repo.set_locked, tid, body.locked, change)
+    return LockResponse(tenant_id=tid, locked=body.locked, changed=changed)
 
 
-@router.post("/query", response_model=QueryResponse, tags=["query"],
+@router.post("/query", response_model=QueryResult, tags=["query"],
              openapi_extra=body_doc(QueryRequest),
              responses=error_docs(400, 403, 413, 415, 422, 429, 503),
              summary="Answer a question with the tenant's config (RAG pipeline)")
-async def query(request: Request, ctx: Ctx, caller: Caller) -> JSONResponse:
-    body = envelope(await read_json(request, ctx.settings.m11_max_body_bytes),
-                    {"tenant_id": (str,), "query": (str,)}, required=("tenant_id", "query"))
-    tid = body_tenant(body["tenant_id"])
+async def query(request: Request, ctx: Ctx, caller: Caller,
+                background: BackgroundTasks) -> QueryResult:
+    body = QueryRequest.parse(await read_json(request, ctx.settings.m11_max_body_bytes))
+    tid = body_tenant(body.tenant_id)
     authorize_tenant(ctx.repo, caller, tid, "query")
 
     try:
         if ctx.query_rate is not None:  # Redis or the in-process fallback: off the event loop
             await run_in_threadpool(ctx.limit, "query", tid, ctx.query_rate)
         # Awaited on the event loop: a slow model holds no worker thread while it answers.
-        result = await ctx.pipeline.aquery(tid, body["query"])
+        result = await ctx.pipeline.aquery(tid, body.query)
     except TenantConfigError as exc:
         ctx.metrics.queries.labels(tid, to_http(exc).code).inc()
         raise
     ctx.metrics.query_done(tid, result.usage.prompt_tokens, result.usage.completion_tokens,
                            result.cost_usd)
     # The tenant's log setting may need a cache or database read: not on the event loop.
-    log_task = await run_in_threadpool(query_log_task, ctx, tid, result)
-    return JSONResponse(result.model_dump(), background=log_task)
+    await run_in_threadpool(log_query_after, ctx, tid, result, background)
+    return result

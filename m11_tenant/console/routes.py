@@ -2,7 +2,8 @@
 
 Every read and write goes through the app's repository (``ctx.repo``) and every refusal
 through the web kernel's checks, the API's too: :func:`authorize_tenant` (403 plus a
-``denied`` audit line), the same per-key rate limits, :func:`reason_of`, the validation in
+``denied`` audit line), the same per-key rate limits, the one
+:data:`~m11_tenant.text.Reason` rule (``check_reason``), and the validation inside
 ``update_config`` / ``apply_update``. Errors become HTML pages or messages next to the
 field instead of the API's JSON; the status codes are the API's.
 """
@@ -44,7 +45,7 @@ from m11_tenant.errors import (
 from m11_tenant.repository import ResolvedConfig
 from m11_tenant.schema import PLATFORM_OWNED_FIELDS, TenantConfig, apply_update, load_catalog
 from m11_tenant.store import HistoryEntry
-from m11_tenant.text import check_text
+from m11_tenant.text import MAX_REASON_CHARS, check_reason, check_text
 from m11_tenant.web.auth import Principal, authorize_tenant
 from m11_tenant.web.body import media_type, read_body
 from m11_tenant.web.change_safety import (
@@ -53,7 +54,7 @@ from m11_tenant.web.change_safety import (
     explain_tenant,
     run_replay,
 )
-from m11_tenant.web.context import ApiContext, client_address, path_tenant, reason_of
+from m11_tenant.web.context import ApiContext, client_address, path_tenant
 from m11_tenant.web.errors import HttpError, to_http
 
 HERE = Path(__file__).resolve().parent
@@ -72,7 +73,7 @@ TEMPLATES = jinja2.Environment(
 TEMPLATES.globals.update(
     static=lambda name: f"/console/static/{name}?v={STATIC_VERSION[name]}",
     shown=views.shown, specs=forms.SPECS, groups=forms.GROUPS,
-    platform_owned_fields=PLATFORM_OWNED_FIELDS)
+    platform_owned_fields=PLATFORM_OWNED_FIELDS, max_reason_chars=MAX_REASON_CHARS)
 
 
 class SignInRequired(Exception):
@@ -406,7 +407,7 @@ async def save_config(request: Request, tenant_id: str) -> Response:
         errors.append(FieldError("reason", "say why: the reason goes into the audit log",
                                  "missing"))
     try:
-        reason_of(reason)
+        check_reason(reason)
     except ConfigValidationError as exc:
         errors += exc.errors
     current = await run_in_threadpool(ctx.repo.get_record, tid)
@@ -559,7 +560,7 @@ async def rollback(request: Request, tenant_id: str) -> Response:
     expected = _version_field(pairs, "expected_version")
     reason = _field(pairs, "reason").strip() or None
     try:
-        reason_of(reason)
+        check_reason(reason)
         _limit_writes(ctx, principal, "config_write", tid)
         resolved = await run_in_threadpool(lambda: ctx.repo.rollback(
             tid, version, expected_version=expected, actor=principal.actor,

@@ -105,7 +105,10 @@ class Usage(BaseModel):
 
 class QueryResult(BaseModel):
     """Everything one query did. ``model_dump()`` is deterministic: timings are excluded
-    (read ``result.timings_ms``) so notebooks and tests can print or compare it."""
+    (read ``result.timings_ms``) so notebooks and tests can print or compare it.
+
+    Also the wire shape: the body of the API's ``POST /query`` and a preview's ``result``
+    are this class, serialized as it is (see ``m11_tenant.api.models``)."""
 
     model_config = ConfigDict(frozen=True)
     tenant_id: str

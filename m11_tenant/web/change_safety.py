@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from starlette.background import BackgroundTask
+from fastapi import BackgroundTasks
 
 from m11_tenant.errors import ConfigValidationError, FieldError, StoreUnavailableError
 from m11_tenant.explain import explain
@@ -28,13 +28,13 @@ AUDIT_SCAN = 1000  # audit lines explain reads; older origins come from the kept
 
 
 # ---- the query log ------------------------------------------------------------------------
-def query_log_task(ctx: ApiContext, tenant_id: str, result: QueryResult) -> BackgroundTask | None:
-    """The log write for an answered question, run after the response is sent; None when
-    the tenant keeps no log (``query_log_size`` 0: no work at all)."""
+def log_query_after(ctx: ApiContext, tenant_id: str, result: QueryResult,
+                    tasks: BackgroundTasks) -> None:
+    """Add the log write for an answered question to ``tasks``, run after the response is
+    sent; nothing when the tenant keeps no log (``query_log_size`` 0: no work at all)."""
     keep = ctx.repo.get_config(tenant_id).query_log_size  # the near cache: microseconds
-    if keep == 0:
-        return None
-    return BackgroundTask(_log_query, ctx, tenant_id, result, keep)
+    if keep:
+        tasks.add_task(_log_query, ctx, tenant_id, result, keep)
 
 
 def _log_query(ctx: ApiContext, tenant_id: str, result: QueryResult, keep: int) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 import time
@@ -11,20 +10,19 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from fastapi.security import HTTPBearer
 
+from m11_tenant.api.models import ConfigResponse
 from m11_tenant.errors import ConfigValidationError, FieldError, InvalidTenantIdError
 from m11_tenant.repository import ResolvedConfig, TenantConfigRepository
 from m11_tenant.schema import validate_tenant_id
 from m11_tenant.settings import Rate, Settings, parse_rate
-from m11_tenant.text import check_text
 from m11_tenant.web.auth import Authenticator, Principal, authorize_tenant
 from m11_tenant.web.errors import HttpError
 from m11_tenant.web.metrics import ApiMetrics
 from m11_tenant.web.ratelimit import RateLimiter
 
-MAX_REASON_CHARS = 500
 MAX_CACHED_BODIES = 10_000
 _ETAG = re.compile(r'(?:W/)?"?([0-9]{1,12})"?')
 
@@ -86,7 +84,8 @@ class ApiContext:
         if memo is None or memo[0] is not resolved:
             if len(self._bodies) >= MAX_CACHED_BODIES:
                 self._bodies.clear()  # rare; the near cache holds the configs themselves
-            memo = self._bodies[tenant_id] = (resolved, json_bytes(config_json(resolved)))
+            body = ConfigResponse.of(resolved).model_dump_json().encode()
+            memo = self._bodies[tenant_id] = (resolved, body)
         self.metrics.near_load.observe(time.perf_counter() - started)
         return Response(memo[1], media_type="application/json",
                         headers={"ETag": f'"{resolved.version}"'})
@@ -159,32 +158,3 @@ def parse_if_match(value: str | None) -> int | None:
                         fields=[FieldError("If-Match", "expected a quoted version number",
                                            "header")])
     return int(match[1])
-
-
-def reason_of(value: str | None) -> str | None:
-    """A reason for the audit log: one line of plain text, at most ``MAX_REASON_CHARS``."""
-    if value is None:
-        return None
-    if len(value) > MAX_REASON_CHARS:
-        raise ConfigValidationError(FieldError(
-            "reason", f"at most {MAX_REASON_CHARS} characters", "string_too_long"))
-    return check_text(value, "reason")
-
-
-def config_json(resolved: ResolvedConfig) -> dict[str, Any]:
-    return {"tenant_id": resolved.tenant_id, "config": resolved.config.model_dump(),
-            "version": resolved.version, "source": resolved.source,
-            "degraded": resolved.degraded, "updated_at": resolved.updated_at,
-            "updated_by": resolved.updated_by}
-
-
-def json_bytes(content: Any) -> bytes:
-    """What ``JSONResponse`` would send for ``content``, byte for byte."""
-    return json.dumps(content, ensure_ascii=False, allow_nan=False, indent=None,
-                      separators=(",", ":")).encode("utf-8")
-
-
-def config_response(resolved: ResolvedConfig, status: int = 200) -> JSONResponse:
-    """A config with its version as the ``ETag`` (what ``If-Match`` sends back)."""
-    return JSONResponse(config_json(resolved), status_code=status,
-                        headers={"ETag": f'"{resolved.version}"'})
