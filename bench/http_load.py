@@ -341,6 +341,8 @@ def main() -> None:
                     if server is not bare:  # every worker loads its index and tokenizer
                         server.drive("query", 20 * workers, 120, 4 * workers)
                     server.drive("get", 500, 30, 8)
+                    if server is bare:  # the reference's Redis connections, too
+                        server.drive("get", 500, 30, 8, "/reference/config")
                 for _ in range(args.rounds):
                     for kind in kinds:
                         plays = [(s.name, s, "/config") for s in servers]

@@ -21,6 +21,7 @@ from m11_tenant.api import routes_admin, routes_config
 from m11_tenant.api.auth import Authenticator, check_admin_key, new_admin_key
 from m11_tenant.api.context import ApiContext
 from m11_tenant.api.errors import HttpError, install_error_handlers
+from m11_tenant.api.fastpath import ConfigFastPath
 from m11_tenant.api.metrics import ApiMetrics
 from m11_tenant.api.models import REQUEST_MODELS
 from m11_tenant.api.ratelimit import AuthThrottle, Counters, RateLimiter
@@ -119,6 +120,7 @@ def create_app(repo: TenantConfigRepository | None = None, *,
     app = FastAPIOffline(title="m11_tenant management API", version="1.0.0",
                          description=DESCRIPTION, lifespan=lifespan, redirect_slashes=False)
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(ConfigFastPath, ctx=ctx)  # outermost: before the headers and routing
     install_log_redaction()
     app.state.ctx = ctx
     app.state.metrics = ctx.metrics
