@@ -270,6 +270,18 @@ class Server:
                 "cpu_us": cpu / max(1, len(ordered)) * 1e6}
 
 
+def server_stack() -> str:
+    """What uvicorn runs on here: ``serve`` puts its header deadline on the same parser
+    that plain uvicorn picks (the bare app's), so the ratio is the project's own cost."""
+    import importlib.util
+
+    import uvicorn
+
+    parser = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    return f"uvicorn {uvicorn.__version__}, {parser} parser, {loop} event loop"
+
+
 def in_process_figures() -> list[str]:
     """Per-stage timings of a query, embed ms fresh and cached (this checkout only)."""
     from datetime import UTC, datetime
@@ -381,6 +393,7 @@ def main() -> None:
         cpu = statistics.median(r["cpu_us"] for r in runs)
         print(f"{label:<34}{name:<11}{workers:>7}{rps:>8.0f}{p50:>8.1f}{p99:>8.1f}{bad:>8}"
               f"{cpu:>11.0f}  " + ", ".join(f"{r['rps']:.0f}" for r in runs))
+    print(f"server stack, every server alike: {server_stack()}")
     print("ratios: req/s (median over rounds of the same-round ratio), and capacity = the "
           "inverse ratio of server CPU per request (less sensitive to the neighbours' load):")
     for (kind, name, workers), runs in results.items():
