@@ -217,11 +217,35 @@ def wait_ready(proc: subprocess.Popen, port: int, log: Path) -> None:
     raise SystemExit(f"server did not start; see {log}:\n{log.read_text()[-2000:]}")
 
 
+OPTIONAL_STACK = ("httptools", "uvloop")  # uvicorn picks them up whenever importable
+
+
+def own_stack(tree: Path) -> tuple[str, ...]:
+    """The optional server modules a checkout's own ``requirements.txt`` does not install:
+    run as that commit shipped, its uvicorn would fall back to h11 and asyncio."""
+    try:
+        pinned = (tree / "requirements.txt").read_text()
+    except OSError:
+        return ()
+    return tuple(m for m in OPTIONAL_STACK if f"\n{m}==" not in f"\n{pinned}")
+
+
+def hiding(directory: Path, modules: tuple[str, ...]) -> Path:
+    """A ``sitecustomize`` that makes ``modules`` unimportable in the processes started
+    with ``directory`` on their path (so uvicorn's ``auto`` choices fall back)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "sitecustomize.py").write_text(
+        "import sys\n" + "".join(f"sys.modules[{m!r}] = None\n" for m in modules))
+    return directory
+
+
 class Server:
     """One server process under test (this checkout, the baseline, or the bare app)."""
 
-    def __init__(self, name: str, tree: Path | None, prefix: str, tmp: Path) -> None:
+    def __init__(self, name: str, tree: Path | None, prefix: str, tmp: Path,
+                 hide: tuple[str, ...] = ()) -> None:
         self.name, self.tree, self.prefix, self.tmp = name, tree, prefix, tmp
+        self.hide = hide  # modules this server must run without (see own_stack)
         self.url = f"sqlite:///{tmp}/{name}.db"
         self.proc: subprocess.Popen | None = None
         self.port = 0
@@ -241,6 +265,8 @@ class Server:
                    self.url, "--no-access-log"] + (["--redis-url", redis_url] if redis_url
                                                    else [])
             env["PYTHONPATH"] = str(self.tree)
+            if self.hide:
+                env["PYTHONPATH"] += os.pathsep + str(hiding(self.tmp / self.name, self.hide))
         self.proc = subprocess.Popen(cmd, env=env, stdout=log.open("w"),
                                      stderr=subprocess.STDOUT, cwd=self.tmp)
         wait_ready(self.proc, self.port, log)
@@ -268,6 +294,18 @@ class Server:
                 "statuses": statuses, "rps": len(ordered) / result["elapsed"],
                 "p50": percentile(ordered, 50), "p99": percentile(ordered, 99),
                 "cpu_us": cpu / max(1, len(ordered)) * 1e6}
+
+
+def server_stack() -> str:
+    """What uvicorn runs on here: ``serve`` puts its header deadline on the same parser
+    that plain uvicorn picks (the bare app's), so the ratio is the project's own cost."""
+    import importlib.util
+
+    import uvicorn
+
+    parser = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    return f"uvicorn {uvicorn.__version__}, {parser} parser, {loop} event loop"
 
 
 def in_process_figures() -> list[str]:
@@ -319,17 +357,27 @@ def main() -> None:
     parser.add_argument("--redis-url", help="a real Redis shared by the workers (default: "
                         "fakeredis with 1 worker; no cache with several)")
     parser.add_argument("--scenarios", default="get,query,fresh")
+    parser.add_argument("--baseline-stack", choices=("own", "same"), default="own",
+                        help="own: the baseline runs without the optional server modules "
+                        "(httptools, uvloop) its requirements.txt does not pin, as it "
+                        "shipped; same: on this checkout's stack")
     args = parser.parse_args()
     if args.redis_url and not args.redis_url.startswith("redis://127.0.0.1"):
         raise SystemExit("only a Redis on 127.0.0.1 may be used")
     kinds = args.scenarios.split(",")
 
     results: dict[tuple[str, str, int], list[dict]] = {}
+    baseline_note = ""
     with tempfile.TemporaryDirectory(prefix="m11-bench-") as tmp_name:
         tmp = Path(tmp_name)
         servers = [Server("this", ROOT, "bench", tmp)]
         if args.baseline:
-            servers.append(Server("baseline", args.baseline.resolve(), "base", tmp))
+            tree = args.baseline.resolve()
+            hide = own_stack(tree) if args.baseline_stack == "own" else ()
+            servers.append(Server("baseline", tree, "base", tmp, hide))
+            baseline_note = (f"baseline {tree.name} on its own requirements' stack (without "
+                             f"{', '.join(hide)})" if hide else
+                             f"baseline {tree.name} on the same stack")
         for server in servers:
             seed(server.tree, server.url, server.prefix)
         bare = Server("bare", None, "bench", tmp)
@@ -341,6 +389,8 @@ def main() -> None:
                     if server is not bare:  # every worker loads its index and tokenizer
                         server.drive("query", 20 * workers, 120, 4 * workers)
                     server.drive("get", 500, 30, 8)
+                    if server is bare:  # the reference's Redis connections, too
+                        server.drive("get", 500, 30, 8, "/reference/config")
                 for _ in range(args.rounds):
                     for kind in kinds:
                         plays = [(s.name, s, "/config") for s in servers]
@@ -379,6 +429,8 @@ def main() -> None:
         cpu = statistics.median(r["cpu_us"] for r in runs)
         print(f"{label:<34}{name:<11}{workers:>7}{rps:>8.0f}{p50:>8.1f}{p99:>8.1f}{bad:>8}"
               f"{cpu:>11.0f}  " + ", ".join(f"{r['rps']:.0f}" for r in runs))
+    print(f"server stack: {server_stack()} for this checkout and the bare app"
+          + (f"; {baseline_note}" if args.baseline else ""))
     print("ratios: req/s (median over rounds of the same-round ratio), and capacity = the "
           "inverse ratio of server CPU per request (less sensitive to the neighbours' load):")
     for (kind, name, workers), runs in results.items():

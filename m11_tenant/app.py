@@ -21,6 +21,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi_offline import FastAPIOffline
 
 from m11_tenant.api import routes_admin, routes_config
+from m11_tenant.api.fastpath import ConfigFastPath
 from m11_tenant.api.models import REQUEST_MODELS
 from m11_tenant.console import install_console
 from m11_tenant.factory import open_repository
@@ -125,6 +126,7 @@ def create_app(repo: TenantConfigRepository | None = None, *,
     app = FastAPIOffline(title="m11_tenant management API", version="1.0.0",
                          description=DESCRIPTION, lifespan=lifespan, redirect_slashes=False)
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(ConfigFastPath, ctx=ctx)  # outermost: before the headers and routing
     install_log_redaction()
     app.state.ctx = ctx
     app.state.metrics = ctx.metrics

@@ -1,4 +1,4 @@
-"""GET /config's hot path: a known caller's near-cache hit, answered on the event loop.
+"""GET /config's hot path: a known caller's near-cache hit, answered before routing.
 
 It must answer exactly what the full path answers (body, ETag, metrics), never serve a
 stale version after a write, and never let a caller through that the full path refuses.
@@ -14,8 +14,17 @@ from api_support import ADMIN, ADMIN_KEY
 from fastapi.testclient import TestClient
 
 from m11_tenant import open_repository
+from m11_tenant.api.fastpath import ConfigFastPath
 from m11_tenant.app import create_app
 from m11_tenant.settings import Settings
+
+
+def fast_path(app) -> ConfigFastPath:
+    """The app's fast-path middleware (Starlette builds the stack on the first request)."""
+    layer = app.middleware_stack
+    while not isinstance(layer, ConfigFastPath):
+        layer = layer.app
+    return layer
 
 
 @pytest.fixture
@@ -41,7 +50,7 @@ def test_a_near_hit_answers_what_the_full_path_answers(near_api, tenant_id):
         body = response.json()
         assert body == {**first.json(), "source": "near"}
     assert again.content == hit.content
-    assert tenant_id in app.state.ctx._bodies  # only the hot path keeps bodies
+    assert tenant_id in fast_path(app).answers  # only the hot path keeps bodies
     assert json.loads(hit.content)["config"]["top_k"] == 4
     near_loads = app.state.metrics.registry.get_sample_value(
         "m11_config_load_seconds_count", {"source": "near"})
@@ -94,3 +103,14 @@ def test_a_bad_tenant_id_is_still_a_400(near_api):
     client, _repo, _app = near_api
     response = client.get("/config/Bad%20Id", headers=ADMIN)
     assert response.status_code == 400
+
+
+def test_the_hot_path_sends_the_full_paths_headers(near_api, tenant_id):
+    client, _repo, _app = near_api
+    client.post(f"/config/{tenant_id}", headers=ADMIN, json={"config": {}})
+    full = client.get(f"/config/{tenant_id}", headers=ADMIN)
+    hit = client.get(f"/config/{tenant_id}", headers=ADMIN)
+    assert full.json()["source"] != "near" and hit.json()["source"] == "near"
+    assert hit.headers["content-length"] == str(len(hit.content))
+    assert [(k, v) for k, v in hit.headers.multi_items() if k != "content-length"] == \
+        [(k, v) for k, v in full.headers.multi_items() if k != "content-length"]

@@ -33,8 +33,8 @@ async def slow_app(scope, receive, send):
 
 
 @contextmanager
-def serving(app) -> Iterator[int]:
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, http=protocol(HEADER_TIMEOUT),
+def serving(app, http=None) -> Iterator[int]:
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, http=http or protocol(HEADER_TIMEOUT),
                             log_level="warning", lifespan="off")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -85,6 +85,27 @@ def test_a_connection_trickling_its_headers_is_closed(tmp_path, sqlite_repo):
 def test_the_deadline_restarts_for_each_request_on_a_kept_alive_connection(sqlite_repo):
     api = make_api(sqlite_repo)
     with serving(api.app) as port, socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.settimeout(GIVE_UP)
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+        sock.sendall(b"GET /health HTTP/1.1\r\n")  # the second request trickles
+        assert closed_by_server(sock)
+
+
+@pytest.mark.parametrize("parser", ["h11", "httptools"])
+def test_the_deadline_holds_on_both_parsers(sqlite_repo, parser):
+    """``serve`` runs on httptools when it is installed, on h11 otherwise."""
+    from functools import partial
+
+    from m11_tenant.api import server
+
+    made = (server.H11DeadlineProtocol if parser == "h11"
+            else getattr(server, "HttpToolsDeadlineProtocol", None))
+    if made is None:
+        pytest.skip("httptools is not installed")
+    api = make_api(sqlite_repo)
+    with serving(api.app, partial(made, header_timeout=HEADER_TIMEOUT)) as port, \
+            socket.create_connection(("127.0.0.1", port)) as sock:
         sock.settimeout(GIVE_UP)
         sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
         assert sock.recv(65536).startswith(b"HTTP/1.1 200")

@@ -76,16 +76,13 @@ def versioned(resolved: ResolvedConfig, response: Response) -> ConfigResponse:
             responses=error_docs(400, 401, 403), openapi_extra=BEARER_DOC,
             summary="Effective config (the defaults if none is stored), ETag = version")
 async def get_config(tenant_id: TenantId, request: Request,
-                     response: Response) -> Response | ConfigResponse:
-    # The hot path: a known caller and a near-cache hit are answered on the event loop,
-    # with no dependency to resolve and no thread hop. Anything else (a key to look up,
-    # a refusal to audit, Redis or the database to ask) runs in the thread pool.
+                     response: Response) -> ConfigResponse:
+    # A known caller's near-cache hit never gets here: ConfigFastPath (api.fastpath)
+    # answers it before routing. What is left (a key to look up, a refusal to audit,
+    # Redis or the database to ask) runs in the thread pool, with no dependency to resolve.
     ctx: ApiContext = request.app.state.ctx
     authorization = request.headers.get("authorization")
     client = client_address(request)
-    fast = ctx.near_config_response(ctx.auth.peek(authorization, client), tenant_id)
-    if fast is not None:
-        return fast
 
     def full() -> ConfigResponse:
         caller = ctx.auth.authenticate(authorization, client)

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from fastapi.responses import Response
 from fastapi.security import HTTPBearer
 
-from m11_tenant.api.models import ConfigResponse
 from m11_tenant.errors import ConfigValidationError, FieldError, InvalidTenantIdError
-from m11_tenant.repository import ResolvedConfig, TenantConfigRepository
+from m11_tenant.repository import TenantConfigRepository
 from m11_tenant.schema import validate_tenant_id
 from m11_tenant.settings import Rate, Settings, parse_rate
 from m11_tenant.web.auth import Authenticator, Principal, authorize_tenant
@@ -23,7 +20,6 @@ from m11_tenant.web.errors import HttpError
 from m11_tenant.web.metrics import ApiMetrics
 from m11_tenant.web.ratelimit import RateLimiter
 
-MAX_CACHED_BODIES = 10_000
 _ETAG = re.compile(r'(?:W/)?"?([0-9]{1,12})"?')
 
 
@@ -39,9 +35,6 @@ class ApiContext:
     pipeline_factory: Callable[[], Any]
     _pipeline: Any = None
     _pipeline_lock: threading.Lock = field(default_factory=threading.Lock)
-    # tenant -> (the near-cached ResolvedConfig, its response body): a hit on the same
-    # cached object sends the same bytes without encoding them again.
-    _bodies: dict[str, tuple[ResolvedConfig, bytes]] = field(default_factory=dict)
 
     @property
     def write_rate(self) -> Rate | None:
@@ -70,25 +63,6 @@ class ApiContext:
         tid = path_tenant(tenant_id)
         authorize_tenant(self.repo, caller, tid, what)
         return tid
-
-    def near_config_response(self, caller: Principal | None, tenant_id: str) -> Response | None:
-        """``GET /config``'s answer when it needs no I/O: a caller already known who may
-        read ``tenant_id``, and a near-cache hit. None: take the full path."""
-        if caller is None or not (caller.is_admin or caller.tenant_id == tenant_id):
-            return None
-        started = time.perf_counter()
-        resolved = self.repo.get_near(tenant_id)
-        if resolved is None:
-            return None
-        memo = self._bodies.get(tenant_id)
-        if memo is None or memo[0] is not resolved:
-            if len(self._bodies) >= MAX_CACHED_BODIES:
-                self._bodies.clear()  # rare; the near cache holds the configs themselves
-            body = ConfigResponse.of(resolved).model_dump_json().encode()
-            memo = self._bodies[tenant_id] = (resolved, body)
-        self.metrics.near_load.observe(time.perf_counter() - started)
-        return Response(memo[1], media_type="application/json",
-                        headers={"ETag": f'"{resolved.version}"'})
 
     @property
     def pipeline(self) -> Any:
