@@ -41,11 +41,11 @@ def json_bytes(content: Any) -> bytes:
 
 def config_answer(resolved: ResolvedConfig) -> Answer:
     """A 200's headers and body for ``resolved``, headers in the full path's order
-    (etag, content-length, content-type, then the security headers the middleware adds)."""
+    (content-length, content-type, etag, then the security headers the middleware adds)."""
     body = json_bytes(ConfigResponse.of(resolved).model_dump(mode="json"))
-    headers = [(b"etag", f'"{resolved.version}"'.encode()),
-               (b"content-length", str(len(body)).encode()),
-               (b"content-type", b"application/json"), *SECURITY_HEADERS]
+    headers = [(b"content-length", str(len(body)).encode()),
+               (b"content-type", b"application/json"),
+               (b"etag", f'"{resolved.version}"'.encode()), *SECURITY_HEADERS]
     return resolved, headers, body
 
 
