@@ -11,14 +11,21 @@ groups), the speed-up against one call each, the padding share, and how far the 
 vectors are from the single-call ones (mean pooling must ignore padding: a batched vector
 has to equal the single one to within float noise, cosine >= 0.99999).
 
-    python bench/embed_batching.py [--rounds 5] [--sizes 1,4,8,16]
+    python bench/embed_batching.py [--rounds 5] [--sizes 1,4,8,16] [--threads 16]
 
-Measured on the 2-core shared machine (load 2.8-3.4, three runs): the batched vectors are
+Then 16 threads embed new questions through :class:`EmbeddingBatcher` (the retrieval
+threads of ``/query`` do), under several settings: questions/s, CPU per question, and the
+mean batch the batcher formed.
+
+Measured on the 2-core shared machine (load 2.8-5.5, four runs): the batched vectors are
 bit-identical to single calls (max |diff| 0). In eval order, batches of 4/8/16 cost
-1.24-1.44x less wall and 1.24-1.39x less CPU per question than one call each, best at 8
-(30 % of the batch is padding); sorted by length first (2-11 % padding, which a live burst
-cannot have) 1.6-2.1x. So micro-batching saves at most ~1.4x of the embedding, not the 2x
-a new question would need.
+1.21-1.44x less wall and 1.24-1.39x less CPU per question than one call each, best at 8
+(30 % of such a batch is padding); sorted by length first (2-11 % padding, which a live
+burst cannot have) 1.5-2.1x. Through the batcher with 16 threads, its batches average
+3.3-4.0 questions (7.3 one batch at a time) and cost 5.0-5.4 ms CPU per question against
+6.6-6.9 without batching (1.25-1.3x); questions/s moved with the neighbours' load more than
+with the setting (139-199 without batching, 163-185 as shipped). So micro-batching, which
+is already shipped, saves at most ~1.4x of the embedding, not the 2x a new question needs.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import argparse
 import os
 import statistics
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -36,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from m11_tenant.minilm import MiniLMEmbedder  # noqa: E402  (after the path is set)
+from m11_tenant.rag.index import EmbeddingBatcher  # noqa: E402
 
 
 def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -78,9 +87,67 @@ def measure(embedder: MiniLMEmbedder, questions: list[str], lengths: list[int], 
               f"{1 - sum(lengths) / padded:>9.0%}{cosine:>11.7f}{diff:>12.1e}")
 
 
+class Counted:
+    """The embedder, counting its calls (how big the batcher's batches were)."""
+
+    def __init__(self, embedder: MiniLMEmbedder):
+        self.embedder, self.model_id, self.dim, self.calls = embedder, embedder.model_id, \
+            embedder.dim, 0
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        self.calls += 1
+        return self.embedder.embed(texts)
+
+
+def run_callers(batcher: EmbeddingBatcher, texts: list[str], threads: int) -> None:
+    """``threads`` callers, each embedding its share of ``texts`` one after another."""
+    def caller(share: list[str]) -> None:
+        for text in share:
+            batcher.embed(text)
+
+    workers = [threading.Thread(target=caller, args=(texts[i::threads],))
+               for i in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+
+
+def concurrent(embedder: MiniLMEmbedder, questions: list[str], threads: int,
+               rounds: int) -> None:
+    """``threads`` callers embedding new questions through an :class:`EmbeddingBatcher` (as
+    ``/query``'s retrieval threads do), settings interleaved round by round."""
+    settings = [(1, 1, "no batching, one call at a time"),
+                (1, 2, "no batching, 2 calls side by side"),
+                (4, 2, "<= 4, 2 side by side"),
+                (8, 2, "shipped: <= 8, 2 side by side"),
+                (8, 1, "<= 8, one at a time")]
+    rates: dict[str, list[float]] = {name: [] for _, _, name in settings}
+    cpus: dict[str, list[float]] = {name: [] for _, _, name in settings}
+    sizes: dict[str, list[float]] = {name: [] for _, _, name in settings}
+    for n in range(rounds):
+        for max_batch, parallel, name in settings if n % 2 == 0 else settings[::-1]:
+            counted = Counted(embedder)
+            batcher = EmbeddingBatcher(counted, max_batch=max_batch, parallel=parallel)
+            texts = [f"{q} ({n}, {max_batch}, {parallel})" for q in questions]
+            w0, c0 = time.perf_counter(), time.process_time()
+            run_callers(batcher, texts, threads)
+            rates[name].append(len(texts) / (time.perf_counter() - w0))
+            cpus[name].append((time.process_time() - c0) * 1e3 / len(texts))
+            sizes[name].append(len(texts) / counted.calls)
+    print(f"\n{threads} threads embedding new questions through EmbeddingBatcher "
+          f"(load average {os.getloadavg()[0]:.1f})")
+    print(f"{'setting':<36}{'questions/s':>12}{'CPU ms/q':>10}{'mean batch':>12}")
+    for _, _, name in settings:
+        print(f"{name:<36}{statistics.median(rates[name]):>12.0f}"
+              f"{statistics.median(cpus[name]):>10.2f}{statistics.median(sizes[name]):>12.1f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5, help="passes over the questions")
+    parser.add_argument("--threads", type=int, default=16,
+                        help="concurrent callers for the EmbeddingBatcher part (0: skip it)")
     parser.add_argument("--sizes", default="1,4,8,16", help="batch sizes; 1 is the reference")
     args = parser.parse_args()
     sizes = sorted({int(s) for s in args.sizes.split(",")} | {1})
@@ -102,6 +169,8 @@ def main() -> None:
                        ("sorted by length first (least padding: a ceiling)", by_length)):
         measure(embedder, [questions[i] for i in idx], [lengths[i] for i in idx], sizes,
                 args.rounds, title)
+    if args.threads:
+        concurrent(embedder, questions, args.threads, args.rounds)
     print("reproduce: python bench/embed_batching.py " + " ".join(sys.argv[1:]))
 
 
