@@ -19,10 +19,7 @@ from __future__ import annotations
 import hmac
 import re
 from collections.abc import Mapping
-from typing import Annotated, Any
-
-from pydantic import AfterValidator, Field, TypeAdapter, ValidationError
-from pydantic_core import PydanticCustomError
+from typing import Any
 
 from m11_tenant.errors import ConfigValidationError, FieldError
 
@@ -65,36 +62,36 @@ def check_text(text: str, field: str, *, multiline: bool = False) -> str:
     return text
 
 
-def _one_line(text: str) -> str:
-    problem = text_problem(text)
-    if problem is not None:
-        raise PydanticCustomError(TEXT_POLICY, "{problem}", {"problem": problem})
-    return text
-
-
 #: Longest reason (why a change was made, for the audit log) any entry point accepts.
 MAX_REASON_CHARS = 500
 
-#: A reason as every entry point takes it (API bodies and query strings, console forms):
-#: one line of plain text under the policy, at most ``MAX_REASON_CHARS`` characters.
-Reason = Annotated[str, Field(max_length=MAX_REASON_CHARS,
-                              description="why, for the audit log (one line)"),
-                   AfterValidator(_one_line)]
-_REASON: TypeAdapter[str | None] = TypeAdapter(Reason | None)
+
+def reason_problem(reason: str) -> tuple[str, str] | None:
+    """What is wrong with ``reason`` (one line of plain text, at most
+    ``MAX_REASON_CHARS``) as ``(message, error type)``, or None. The one rule behind the
+    API's ``Reason`` type and the console's :func:`check_reason`."""
+    if len(reason) > MAX_REASON_CHARS:
+        return f"String should have at most {MAX_REASON_CHARS} characters", "string_too_long"
+    problem = text_problem(reason)
+    return None if problem is None else (problem, TEXT_POLICY)
 
 
-def check_reason(value: str | None) -> str | None:
-    """``value`` unchanged when it is a valid :data:`Reason` (or None), for callers that do
-    not parse it with a pydantic model (the console's forms).
+def check_reason(value: object) -> str | None:
+    """``value`` unchanged when it is a valid reason (or None), for callers that do not
+    parse it with a request model (the console's forms).
 
     Raises:
         ConfigValidationError: on the field ``reason``.
     """
-    try:
-        return _REASON.validate_python(value, strict=True)
-    except ValidationError as exc:
-        raise ConfigValidationError([FieldError("reason", e["msg"], e["type"])
-                                     for e in exc.errors(include_url=False)]) from None
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ConfigValidationError(FieldError("reason", "Input should be a valid string",
+                                               "string_type"))
+    found = reason_problem(value)
+    if found is not None:
+        raise ConfigValidationError(FieldError("reason", *found))
+    return value
 
 
 def json_text_errors(value: Any, path: str = "") -> list[FieldError]:

@@ -178,7 +178,7 @@ def test_bad_envelope_is_422_and_writes_nothing(api, tenant_id, body, field):
 
 
 def test_the_reason_cap_is_one_rule_for_bodies_query_strings_and_the_console(api, tenant_id):
-    """``Reason`` (m11_tenant.text) is the only place the cap is written."""
+    """``MAX_REASON_CHARS`` and ``reason_problem`` (m11_tenant.text) are the one rule."""
     longest, over = "x" * MAX_REASON_CHARS, "x" * (MAX_REASON_CHARS + 1)
     assert api.write(tenant_id, {"top_k": 3}, reason=longest).status_code == 200
     err = error_of(api.write(tenant_id, {"top_k": 4}, reason=over), 422, "validation_error")

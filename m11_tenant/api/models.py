@@ -11,8 +11,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, GetJsonSchemaHandler, ValidationError
-from pydantic_core import ErrorDetails
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    ValidationError,
+)
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 from m11_tenant.errors import ConfigValidationError, FieldError
 from m11_tenant.rag.pipeline import MAX_QUESTION_CHARS, QueryResult
@@ -20,11 +27,25 @@ from m11_tenant.rag.replay import MAX_REPLAY
 from m11_tenant.repository import ResolvedConfig
 from m11_tenant.schema import TenantConfig
 from m11_tenant.store import AuditEntry
-from m11_tenant.text import TEXT_POLICY, Reason
+from m11_tenant.text import MAX_REASON_CHARS, TEXT_POLICY, reason_problem
 
 # The tenant-id pattern, documented on path parameters (it guides fuzzers too) but enforced
 # by validate_tenant_id, whose 400 names the rule and also refuses the reserved ids.
 TENANT_ID_DOC = {"pattern": "^[a-z0-9][a-z0-9_-]{2,63}$"}
+
+
+def _valid_reason(reason: str) -> str:
+    found = reason_problem(reason)
+    if found is not None:
+        raise PydanticCustomError(found[1], "{problem}", {"problem": found[0]})
+    return reason
+
+
+#: A reason as the API takes it (bodies and ``?reason=``): the rule of
+#: :func:`m11_tenant.text.reason_problem`, with its cap in the documented schema.
+Reason = Annotated[str, Field(max_length=MAX_REASON_CHARS,
+                              description="why, for the audit log (one line)"),
+                   AfterValidator(_valid_reason)]
 EXAMPLE_CONFIG = {"model": "gpt-4", "temperature": 0.5, "top_k": 10, "plan": "pro"}
 
 

@@ -25,6 +25,7 @@ from m11_tenant.api.models import (
     QueryLogDeleted,
     QueryLogResponse,
     QueryRequest,
+    Reason,
     body_doc,
     error_docs,
 )
@@ -33,7 +34,6 @@ from m11_tenant.rag.pipeline import QueryResult
 from m11_tenant.repository import ResolvedConfig
 from m11_tenant.schema import MAX_QUERY_LOG_SIZE, config_diff
 from m11_tenant.store import Change
-from m11_tenant.text import Reason
 from m11_tenant.web.auth import authorize_tenant
 from m11_tenant.web.body import read_json
 from m11_tenant.web.change_safety import (

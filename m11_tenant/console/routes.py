@@ -3,7 +3,7 @@
 Every read and write goes through the app's repository (``ctx.repo``) and every refusal
 through the web kernel's checks, the API's too: :func:`authorize_tenant` (403 plus a
 ``denied`` audit line), the same per-key rate limits, the one
-:data:`~m11_tenant.text.Reason` rule (``check_reason``), and the validation inside
+:func:`~m11_tenant.text.reason_problem` rule (``check_reason``), and the validation inside
 ``update_config`` / ``apply_update``. Errors become HTML pages or messages next to the
 field instead of the API's JSON; the status codes are the API's.
 """
