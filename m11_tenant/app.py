@@ -26,11 +26,12 @@ from m11_tenant.api.models import REQUEST_MODELS
 from m11_tenant.console import install_console
 from m11_tenant.factory import open_repository
 from m11_tenant.rag.ledger import WriteBehindLedger
+from m11_tenant.rag.pipeline import RagPipeline
 from m11_tenant.repository import TenantConfigRepository
 from m11_tenant.settings import Settings, load_settings, parse_rate
 from m11_tenant.web.auth import Authenticator, Principal, check_admin_key, new_admin_key
 from m11_tenant.web.context import ApiContext
-from m11_tenant.web.errors import HttpError, install_error_handlers
+from m11_tenant.web.errors import install_error_handlers
 from m11_tenant.web.metrics import ApiMetrics
 from m11_tenant.web.ratelimit import AuthThrottle, Counters, RateLimiter
 from m11_tenant.web.security import SecurityHeaders, install_log_redaction
@@ -148,13 +149,8 @@ def _warm_up(ctx: ApiContext) -> None:
         log.warning("the RAG pipeline could not be loaded at start: %s", exc)
 
 
-def _default_pipeline(repo: TenantConfigRepository, settings: Settings, ledger: Any) -> Any:
-    try:
-        from m11_tenant.rag import RagPipeline
-    except ImportError as exc:
-        raise HttpError(503, "pipeline_unavailable",
-                        f"the RAG pipeline cannot be loaded here ({exc}); install the "
-                        "package's RAG dependencies") from exc
+def _default_pipeline(repo: TenantConfigRepository, settings: Settings,
+                      ledger: WriteBehindLedger | None) -> RagPipeline:
     return RagPipeline(repo, ledger, settings=settings)
 
 

@@ -17,7 +17,7 @@ do next, ``fields`` lists field-level problems (empty when there are none).
        or bidi override in free text), query_refused
 429    rate_limited, quota_exceeded, budget_exceeded (all with Retry-After)
 503    store_unavailable, service_unavailable (the only one a caller without a valid key
-       sees), model_unavailable, pipeline_unavailable. No 503 names a host, port or driver.
+       sees), model_unavailable. No 503 names a host, port or driver.
 =====  ============================================================================
 """
 
