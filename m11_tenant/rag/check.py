@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ConfigDict
 
 from m11_tenant.errors import ConfigValidationError, TenantConfigError
+from m11_tenant.rag.corpus import load_eval
 from m11_tenant.rag.pipeline import RagPipeline
 from m11_tenant.rag.plans import check_static_limits
 from m11_tenant.schema import validate_config
@@ -142,8 +143,6 @@ def check_tenants(source: TenantLister, pipeline: RagPipeline, questions: Sequen
 def sample_questions(n: int = 4) -> list[str]:
     """``n`` eval questions, taken round-robin across question kinds in file order, so the
     sample is the same on every run and covers keyword and paraphrase questions alike."""
-    from m11_tenant.rag.corpus import load_eval
-
     by_kind: dict[str, list[str]] = {}
     for q in load_eval():
         by_kind.setdefault(q.kind, []).append(q.question)
