@@ -111,8 +111,8 @@ def main() -> None:
                 tenant = f"quota-{redis_state}-{i}-{run}"
                 repo.update_config(tenant, {"plan": "free"}, actor="bench")
                 if q < FREE_QUOTA:
-                    repo.store.record_usage(tenant, today, queries=FREE_QUOTA - q,
-                                            prompt_tokens=0, completion_tokens=0, cost_usd=0)
+                    repo.ledger.record_usage(tenant, today, queries=FREE_QUOTA - q,
+                                             prompt_tokens=0, completion_tokens=0, cost_usd=0)
         redis_proc, redis_url = start_redis(tmp)
         port = free_port()
         env = {**os.environ, "M11_ADMIN_KEY": ADMIN_KEY, "PYTHONPATH": str(ROOT)}
@@ -135,7 +135,7 @@ def main() -> None:
                     started = time.perf_counter()
                     outcomes = burst(base, {"Authorization": f"Bearer {ADMIN_KEY}"},
                                      tenant, n)
-                    used = repo.store.usage_totals(tenant, today).queries_today
+                    used = repo.ledger.usage_totals(tenant, today).queries_today
                     rows.append((redis_state, n, q, outcomes, used,
                                  time.perf_counter() - started))
         finally:

@@ -61,11 +61,11 @@ def open_repo(database_url: str | None, tmp: str) -> TenantConfigRepository:
 def bench_replay(repo: TenantConfigRepository, repeat: int) -> None:
     tid = "bench-replay"
     repo.update_config(tid, {"query_log_size": REPLAYED})
-    pipeline = RagPipeline(repo, repo.store, generation="offline")
+    pipeline = RagPipeline(repo, repo.ledger, generation="offline")
     questions = [q.question for q in load_eval()]
     for i in range(REPLAYED):  # fill the log as /query would (each answered once)
         result = pipeline.run(repo.get_config(tid), questions[i % len(questions)], tenant_id=tid)
-        repo.store.append_query_log(logged_query(tid, result), keep=REPLAYED)
+        repo.append_query_log(logged_query(tid, result), keep=REPLAYED)
     app = create_app(repo, settings=Settings(m11_admin_key=ADMIN_KEY,
                                              m11_replay_time_budget=300.0),
                      pipeline=pipeline)
@@ -91,7 +91,7 @@ def bench_replay(repo: TenantConfigRepository, repeat: int) -> None:
 
 def bench_query(repo: TenantConfigRepository, queries: int) -> None:
     app = create_app(repo, settings=Settings(m11_admin_key=ADMIN_KEY, m11_rate_queries="off"),
-                     pipeline=RagPipeline(repo, repo.store, generation="offline"))
+                     pipeline=RagPipeline(repo, repo.ledger, generation="offline"))
     client = TestClient(app)
     tenants = {"off": "bench-log-off", "on": "bench-log-on"}
     repo.update_config(tenants["off"], {"query_log_size": 0, "plan": "enterprise"})
@@ -107,8 +107,8 @@ def bench_query(repo: TenantConfigRepository, queries: int) -> None:
                                    json={"tenant_id": tid, "query": questions[i % len(questions)]})
             times[kind].append((time.perf_counter() - started) * 1e3)
             assert response.status_code == 200, response.text
-    kept = len(repo.store.query_log(tenants["on"], limit=1000))
-    print(f"POST /query, {queries} calls each, in process ({repo.store.url.split(':')[0]}):")
+    kept = len(repo.query_log(tenants["on"], limit=1000))
+    print(f"POST /query, {queries} calls each, in process ({repo.url.split(':')[0]}):")
     for kind, values in times.items():
         print(f"  log {kind:<3}: mean {statistics.fmean(values):.2f} ms, p50 "
               f"{percentile(values, 50):.2f} ms, p95 {percentile(values, 95):.2f} ms")
