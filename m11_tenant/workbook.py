@@ -302,11 +302,14 @@ def _short_traceback(shell: Any, etype: type[BaseException], value: BaseExceptio
 
 def _traceback_lines(etype: type[BaseException], value: BaseException,
                           tb: Any) -> list[str]:
-    """Where the error was triggered (the last frame outside the package), where it was
-    raised (the last frame inside it), and the error itself."""
+    """Where the error was triggered (the last frame of the learner's code before the call
+    entered the package), where it was raised (the last frame inside the package), and
+    the error itself. Frames of the standard library that the package calls through (a
+    worker thread running a query) are neither."""
     frames = traceback.extract_tb(tb)
     inside = [f for f in frames if Path(f.filename).resolve().is_relative_to(PACKAGE_DIR)]
-    outside = [f for f in frames if f not in inside]
+    entered = frames.index(inside[0]) if inside else len(frames)
+    outside = frames[:entered]
     lines = []
     if outside:
         lines.append(f"  your code, line {outside[-1].lineno}: {(outside[-1].line or '').strip()}")

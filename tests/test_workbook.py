@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import traceback
+from pathlib import Path
+
+from m11_tenant import workbook
 from m11_tenant.workbook import StepClock, measure_paths, open_sandbox, scaling_run, show
 
 
@@ -146,3 +150,21 @@ def test_expire_drops_both_tiers():
         assert box.repo.get_record("startup-co").source == "database"
     finally:
         box.close()
+
+
+def test_a_traceback_names_the_learners_line_not_the_thread_the_package_ran_in(monkeypatch):
+    """A query that fails in a worker thread: the standard library's frames between the
+    package and the package again are neither "your code" nor where it was raised."""
+    package = Path(workbook.__file__).parent
+    frames = traceback.StackSummary.from_list([
+        ("/tmp/ipykernel_1/cell.py", 2, "<module>", 'metered.query("edu-free", question)'),
+        (str(package / "workbook.py"), 10, "query", "return self.pipeline.run(...)"),
+        ("/usr/lib/python3.11/concurrent/futures/thread.py", 58, "run",
+         "result = self.fn(*self.args, **self.kwargs)"),
+        (str(package / "rag" / "pipeline.py"), 292, "_admit", "raise QuotaExceededError"),
+    ])
+    monkeypatch.setattr(traceback, "extract_tb", lambda _tb: frames)
+    assert workbook._traceback_lines(ValueError, ValueError("over"), None) == [
+        '  your code, line 2: metered.query("edu-free", question)',
+        "  raised in _admit (m11_tenant/rag/pipeline.py, line 292)",
+        "ValueError: over"]
