@@ -303,12 +303,17 @@ def to_config_error(exc: ValidationError) -> ConfigValidationError:
         if err["type"] == "extra_forbidden":
             message = _unknown_field_message(err["loc"])
         elif err["type"] != "missing" and not ctx.get("field") and "input" in err:
-            shown = repr(err["input"])
-            shown = shown if len(shown) <= 40 else shown[:37] + "..."
+            shown = shown_input(err["input"])
             if shown not in message:
                 message += f" (got {shown})"
         errors.append(FieldError(field, message, err["type"]))
     return ConfigValidationError(errors)
+
+
+def shown_input(value: Any) -> str:
+    """A wrong value as an error message quotes it: its repr, cut to 40 characters."""
+    shown = repr(value)
+    return shown if len(shown) <= 40 else shown[:37] + "..."
 
 
 def _unknown_field_message(loc: tuple[Any, ...]) -> str:

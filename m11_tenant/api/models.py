@@ -22,10 +22,10 @@ from pydantic import (
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from m11_tenant.errors import ConfigValidationError, FieldError
+from m11_tenant.model import TenantConfig, shown_input
 from m11_tenant.rag.pipeline import MAX_QUESTION_CHARS, QueryResult
 from m11_tenant.rag.replay import MAX_REPLAY
 from m11_tenant.repository import ResolvedConfig
-from m11_tenant.schema import TenantConfig
 from m11_tenant.store import AuditEntry
 from m11_tenant.text import MAX_REASON_CHARS, TEXT_POLICY, reason_problem
 
@@ -103,8 +103,7 @@ class RequestModel(BaseModel):
         elif err["type"] == TEXT_POLICY:  # the message says where; the text is not echoed
             message = err["msg"]
         else:
-            shown = repr(err["input"])
-            message = f"{err['msg']} (got {shown if len(shown) <= 40 else shown[:37] + '...'})"
+            message = f"{err['msg']} (got {shown_input(err['input'])})"
         return FieldError(field or "body", message, err["type"])
 
 
