@@ -260,6 +260,5 @@ async def query(request: Request, ctx: Ctx, caller: Caller,
         raise
     ctx.metrics.query_done(tid, result.usage.prompt_tokens, result.usage.completion_tokens,
                            result.cost_usd)
-    # The tenant's log setting may need a cache or database read: not on the event loop.
-    await run_in_threadpool(log_query_after, ctx, tid, result, background)
+    await log_query_after(ctx, tid, result, background)
     return result

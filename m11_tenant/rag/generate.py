@@ -31,6 +31,7 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from m11_tenant.rag.bm25 import tokenize
 from m11_tenant.rag.corpus import Passage
@@ -59,6 +60,13 @@ def split_sentences(text: str) -> list[str]:
     return [s.strip() for s in _SENTENCE.split(text.strip()) if s.strip()]
 
 
+@lru_cache(maxsize=4096)
+def _sentence_terms(text: str) -> tuple[tuple[str, frozenset[str]], ...]:
+    """A passage's sentences with their word sets: the same passages answer question after
+    question, and splitting and tokenizing them was most of the offline generator's time."""
+    return tuple((sent, frozenset(tokenize(sent))) for sent in split_sentences(text))
+
+
 def offline_answer(question: str, passages: Sequence[Passage], prompt: str, *,
                    api_model: str, max_tokens: int) -> Generation:
     """Compose an answer from ``passages`` with ``[n]`` citations, within ``max_tokens``."""
@@ -70,13 +78,13 @@ def offline_answer(question: str, passages: Sequence[Passage], prompt: str, *,
     bar = min(2, len(qterms))
     for n, passage in enumerate(passages, 1):
         best, best_score = None, 0
-        for sent in split_sentences(passage.text):
-            score = len(qterms & set(tokenize(sent)))
+        for sent, terms in _sentence_terms(passage.text):
+            score = len(qterms & terms)
             if score > best_score:  # first sentence wins a tie: it usually states the point
                 best, best_score = sent, score
         if n == 1 and passage.text:
             if best is None:  # the top passage always speaks, even without shared words
-                best = split_sentences(passage.text)[0]
+                best = _sentence_terms(passage.text)[0][0]
             bar = max(1, min(bar, best_score), -(-best_score // 2))
         elif best_score < bar:
             best = None

@@ -10,6 +10,7 @@ import logging
 from typing import Any
 
 from fastapi import BackgroundTasks
+from starlette.concurrency import run_in_threadpool
 
 from m11_tenant.errors import ConfigValidationError, FieldError, StoreUnavailableError
 from m11_tenant.explain import explain
@@ -28,13 +29,18 @@ AUDIT_SCAN = 1000  # audit lines explain reads; older origins come from the kept
 
 
 # ---- the query log ------------------------------------------------------------------------
-def log_query_after(ctx: ApiContext, tenant_id: str, result: QueryResult,
-                    tasks: BackgroundTasks) -> None:
+async def log_query_after(ctx: ApiContext, tenant_id: str, result: QueryResult,
+                          tasks: BackgroundTasks) -> None:
     """Add the log write for an answered question to ``tasks``, run after the response is
-    sent; nothing when the tenant keeps no log (``query_log_size`` 0: no work at all)."""
-    keep = ctx.repo.get_config(tenant_id).query_log_size  # the near cache: microseconds
-    if keep:
-        tasks.add_task(_log_query, ctx, tenant_id, result, keep)
+    sent; nothing when the tenant keeps no log (``query_log_size`` 0: no work at all).
+
+    The setting is read from the near cache on the event loop (the query just loaded it);
+    only when it is not there does the read go to a worker thread (Redis or the database)."""
+    resolved = ctx.repo.get_near(tenant_id)
+    config = (resolved.config if resolved is not None
+              else await run_in_threadpool(ctx.repo.get_config, tenant_id))
+    if config.query_log_size:
+        tasks.add_task(_log_query, ctx, tenant_id, result, config.query_log_size)
 
 
 def _log_query(ctx: ApiContext, tenant_id: str, result: QueryResult, keep: int) -> None:

@@ -79,7 +79,9 @@ class ApiContext:
             await aclose()
 
 
-def get_ctx(request: Request) -> ApiContext:
+async def get_ctx(request: Request) -> ApiContext:
+    """The app's context. ``async`` on purpose: FastAPI runs a plain ``def`` dependency in
+    its thread pool, a thread hop per request for an attribute read."""
     return request.app.state.ctx
 
 
