@@ -25,7 +25,9 @@ the cross-tenant check use it).
 Both are async underneath (:meth:`RagPipeline.aquery`, :meth:`RagPipeline.arun`: what the
 server awaits, so one worker holds hundreds of slow model calls in flight); the CPU-bound
 stages (retrieval, prompt rendering and token counts, the offline generator) and the
-storage calls run in worker threads, never on the event loop. ``query`` and ``run`` are the
+storage calls run in worker threads, never on the event loop. With the offline generator
+nothing is awaited between them, so a query takes one worker thread for all its stages
+(a thread hop costs more than a repeated question's retrieval). ``query`` and ``run`` are the
 synchronous doors for notebooks and scripts (see :mod:`.blocking`).
 """
 
