@@ -54,7 +54,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     imp.add_argument("file", help="a file written by export (.json, .yaml or .yml)")
     imp.add_argument("--database-url", help="default: DATABASE_URL or sqlite:///m11_tenant.db")
     imp.add_argument("--dry-run", action="store_true", help="print the diff per tenant only")
-    imp.add_argument("--reason", help="recorded in the audit log")
+    imp.add_argument("--reason", help="recorded in the audit log (one line, at most 500 "
+                     "characters)")
 
     check = sub.add_parser("check", help="run every stored tenant's config on sample eval "
                            "questions and report the ones that break (exit 1 if any)")
@@ -123,7 +124,9 @@ def _import(args: argparse.Namespace, repo: object) -> int:
         load_document,
         plan_import,
     )
+    from m11_tenant.text import check_reason
 
+    check_reason(args.reason)  # before the plan is printed: a bad reason writes nothing
     try:
         text = Path(args.file).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:

@@ -35,6 +35,7 @@ from m11_tenant.schema import (
     validate_config,
     validate_tenant_id,
 )
+from m11_tenant.text import check_reason
 
 FORMAT = "m11_tenant/v1"
 MAX_FILE_BYTES = 16 * 1024 * 1024
@@ -176,7 +177,12 @@ def apply_import(repo: TenantConfigRepository, plan: list[TenantChange], *,
     import instead of being overwritten. If any write fails, the writes already made are
     reverted (each tenant restored to its previous config, or deleted if it had none; the
     reverts are audited like any change) and the error is raised.
+
+    Raises:
+        ConfigValidationError: ``reason`` is not one line of at most 500 characters (the
+            API's and the console's rule), before anything is written.
     """
+    reason = check_reason(reason)
     done: list[tuple[TenantChange, int]] = []
     try:
         for change in plan:

@@ -144,6 +144,28 @@ def test_yaml_nan_is_refused_by_validation(seeded):
         plan_import(open_repository(seeded), doc)
 
 
+@pytest.mark.parametrize("reason", ["x" * 501, "two\nlines", "bell\x07"])
+def test_a_reason_the_api_would_refuse_is_refused_and_nothing_is_written(
+        seeded, tmp_path, capsys, reason):
+    path = write_doc(tmp_path / "t.json", {"new-tenant": {"plan": "pro"}})
+    assert main(["import", str(path), "--database-url", seeded, "--reason", reason]) == 1
+    err = capsys.readouterr().err
+    assert "reason" in err and err.startswith("error: ")
+    repo = open_repository(seeded)
+    assert repo.get_stored("new-tenant") is None
+    with pytest.raises(ConfigValidationError) as raised:  # the library call, too
+        apply_import(repo, plan_import(repo, load_document(path.read_text(), "json")),
+                     reason=reason)
+    assert raised.value.errors[0].field == "reason"
+    assert repo.get_stored("new-tenant") is None
+
+
+def test_a_reason_of_500_characters_is_recorded(seeded, tmp_path):
+    path = write_doc(tmp_path / "t.json", {"new-tenant": {"plan": "pro"}})
+    assert main(["import", str(path), "--database-url", seeded, "--reason", "r" * 500]) == 0
+    assert open_repository(seeded).get_audit_log("new-tenant")[0].reason == "r" * 500
+
+
 def test_a_failed_write_reverts_the_import_all_or_nothing(seeded):
     repo = open_repository(seeded)
     before = repo.get_config("budget-saas").model_dump()
