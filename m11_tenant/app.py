@@ -20,7 +20,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.openapi.utils import get_openapi
 from fastapi_offline import FastAPIOffline
 
-from m11_tenant.api import routes_admin, routes_config
+from m11_tenant.api import routes_admin, routes_config, routes_query
 from m11_tenant.api.fastpath import ConfigFastPath
 from m11_tenant.api.models import REQUEST_MODELS
 from m11_tenant.console import install_console
@@ -132,8 +132,10 @@ def create_app(repo: TenantConfigRepository | None = None, *,
     app.state.ctx = ctx
     app.state.metrics = ctx.metrics
     install_error_handlers(app)
-    app.include_router(routes_admin.router)
+    # Routing tries routes in order: the busiest first.
+    app.include_router(routes_query.router)
     app.include_router(routes_config.router)
+    app.include_router(routes_admin.router)
     if console:
         install_console(app, repo.keys, ctx.auth.admin_fingerprint)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

@@ -1,12 +1,12 @@
 """Per-tenant routes: config read/write/delete, history, rollback, preview (and replay),
-explain, query log, lock, query."""
+explain, query log, lock. (``POST /query`` is in :mod:`.routes_query`.)"""
 
 from __future__ import annotations
 
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Header, Path, Query, Request
+from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
@@ -24,22 +24,17 @@ from m11_tenant.api.models import (
     PreviewResponse,
     QueryLogDeleted,
     QueryLogResponse,
-    QueryRequest,
     Reason,
     body_doc,
     error_docs,
 )
-from m11_tenant.errors import TenantConfigError
-from m11_tenant.rag.pipeline import QueryResult
 from m11_tenant.repository import ResolvedConfig
 from m11_tenant.schema import MAX_QUERY_LOG_SIZE, config_diff
 from m11_tenant.store import Change
-from m11_tenant.web.auth import authorize_tenant
 from m11_tenant.web.body import read_json
 from m11_tenant.web.change_safety import (
     DEFAULT_PREVIEW_QUESTION,
     explain_tenant,
-    log_query_after,
     read_query_log,
     run_replay,
 )
@@ -47,11 +42,9 @@ from m11_tenant.web.context import (
     ApiContext,
     Caller,
     Ctx,
-    body_tenant,
     client_address,
     parse_if_match,
 )
-from m11_tenant.web.errors import to_http
 
 router = APIRouter()
 
@@ -238,27 +231,3 @@ async def set_lock(tenant_id: TenantId, request: Request, ctx: Ctx,
                     body.reason)
     changed = await run_in_threadpool(ctx.repo.set_locked, tid, body.locked, change)
     return LockResponse(tenant_id=tid, locked=body.locked, changed=changed)
-
-
-@router.post("/query", response_model=QueryResult, tags=["query"],
-             openapi_extra=body_doc(QueryRequest),
-             responses=error_docs(400, 403, 413, 415, 422, 429, 503),
-             summary="Answer a question with the tenant's config (RAG pipeline)")
-async def query(request: Request, ctx: Ctx, caller: Caller,
-                background: BackgroundTasks) -> QueryResult:
-    body = QueryRequest.parse(await read_json(request, ctx.settings.m11_max_body_bytes))
-    tid = body_tenant(body.tenant_id)
-    authorize_tenant(ctx.repo, caller, tid, "query")
-
-    try:
-        if ctx.query_rate is not None:  # Redis or the in-process fallback: off the event loop
-            await run_in_threadpool(ctx.limit, "query", tid, ctx.query_rate)
-        # Awaited on the event loop: a slow model holds no worker thread while it answers.
-        result = await ctx.pipeline.aquery(tid, body.query)
-    except TenantConfigError as exc:
-        ctx.metrics.queries.labels(tid, to_http(exc).code).inc()
-        raise
-    ctx.metrics.query_done(tid, result.usage.prompt_tokens, result.usage.completion_tokens,
-                           result.cost_usd)
-    await log_query_after(ctx, tid, result, background)
-    return result
