@@ -212,13 +212,15 @@ class HybridIndex:
         bm25, cosine, qvec = scores.bm25, scores.cosine, scores.vector
         keyword, semantic = scores.keyword, scores.semantic
         hybrid = alpha * semantic + (1.0 - alpha) * keyword
-        # Round before sorting so float noise in the last bits cannot reorder near-ties.
-        order = np.lexsort((np.arange(len(hybrid)), -np.round(hybrid, 6)))[:top_k]
-        coverage = scores.coverage
+        # Round before sorting so float noise in the last bits cannot reorder near-ties; a
+        # stable sort keeps corpus order among equal scores.
+        order = np.argsort(-np.round(hybrid, 6), kind="stable")[:top_k]
+        passages = self.corpus.passages
         candidates = [
-            Hit(self.corpus.passages[i], float(hybrid[i]), float(hybrid[i]), float(keyword[i]),
-                float(semantic[i]), float(bm25[i]), float(cosine[i]), float(coverage[i]))
-            for i in order
+            Hit(passages[i], h, h, k, s, b, c, v) for i, h, k, s, b, c, v in zip(
+                order.tolist(), hybrid[order].tolist(), keyword[order].tolist(),
+                semantic[order].tolist(), bm25[order].tolist(), cosine[order].tolist(),
+                scores.coverage[order].tolist(), strict=True)
         ]
         t1 = time.perf_counter()
         timings = {"embed": (t0 - t_embed) * 1e3, "retrieve": (t1 - t0) * 1e3, "rerank": 0.0}
@@ -226,8 +228,7 @@ class HybridIndex:
             return Retrieval(candidates, candidates, False, None, qvec, timings)
         n = top_k if rerank_top_n is None else min(rerank_top_n, top_k)
         fn = RERANKERS[reranker]
-        rows = np.array([int(i) for i in order])
-        hits = fn(candidates, self.vectors[rows], qvec)[:n]
+        hits = fn(candidates, self.vectors[order], qvec)[:n]
         timings["rerank"] = (time.perf_counter() - t1) * 1e3
         return Retrieval(hits, candidates, True, reranker, qvec, timings)
 
