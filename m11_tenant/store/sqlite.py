@@ -142,10 +142,11 @@ class SQLiteStore(TransactionalStore):
     def _transaction(self, synchronous: str = DURABLE) -> Iterator[None]:
         with self._lock:
             try:
+                # The connection itself, not sqlite-utils' wrapper: this is every write's path.
                 if synchronous != self._synchronous:  # only settable between transactions
-                    self.db.execute(f"PRAGMA synchronous = {synchronous}")
+                    self.db.conn.execute(f"PRAGMA synchronous = {synchronous}")
                     self._synchronous = synchronous
-                self.db.execute("BEGIN IMMEDIATE")
+                self.db.conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
                 raise StoreUnavailableError(f"SQLite refused a write: {exc}") from exc
             try:
@@ -154,7 +155,7 @@ class SQLiteStore(TransactionalStore):
                 self.db.conn.rollback()
                 raise
             try:
-                self.db.execute("COMMIT")
+                self.db.conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 self.db.conn.rollback()
                 raise StoreUnavailableError(f"SQLite could not commit: {exc}") from exc
@@ -369,11 +370,12 @@ class SQLiteStore(TransactionalStore):
                       monthly_budget_usd: float) -> float | None:
         iso, first = day.isoformat(), day.replace(day=1).isoformat()
         with self._transaction(LAZY):
-            if not self.db.execute(_RESERVE_QUERY, (
+            conn = self.db.conn
+            if not conn.execute(_RESERVE_QUERY, (
                     tenant_id, iso, daily_queries, tenant_id, first, iso, monthly_budget_usd,
                     daily_queries)).fetchall():
                 return None
-            return float(self.db.execute(_MONTH_SPEND, (tenant_id, first, iso)).fetchone()[0])
+            return float(conn.execute(_MONTH_SPEND, (tenant_id, first, iso)).fetchone()[0])
 
     def usage_totals(self, tenant_id: str, day: date) -> UsageTotals:
         today = self._read("SELECT * FROM usage_daily WHERE tenant_id = ? AND day = ?",
