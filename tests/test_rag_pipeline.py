@@ -2,6 +2,7 @@
 refusal path; no network at all (live providers are tested in test_rag_providers.py against
 local stand-ins)."""
 
+import asyncio
 import socket
 from datetime import timedelta
 
@@ -126,6 +127,36 @@ def test_query_records_usage_and_run_records_nothing():
     assert (totals.queries_today, totals.cost_month_usd) == (1, pytest.approx(r.cost_usd))
     row = ledger.rows[("acme", FIXED_NOW.date())]
     assert row["prompt_tokens"] == r.usage.prompt_tokens
+
+
+def test_an_offline_query_or_preview_takes_one_worker_thread(monkeypatch):
+    """Offline, nothing is awaited between the stages: one thread hop, not one per stage
+    (a hop cost more than a repeated question's retrieval and generation together)."""
+    hops = []
+    to_thread = asyncio.to_thread
+
+    async def counting(fn, *args, **kwargs):
+        hops.append(getattr(fn, "__name__", fn))
+        return await to_thread(fn, *args, **kwargs)
+
+    monkeypatch.setattr(asyncio, "to_thread", counting)
+    p = pipeline({"acme": make_config()})
+    assert p.query("acme", Q).recorded
+    assert p.run(make_config(), Q).answer
+    assert hops == ["_query_offline", "_execute_offline"]
+
+
+def test_an_offline_query_that_fails_after_the_gate_gives_its_slot_back(monkeypatch):
+    ledger = InMemoryLedger()
+    p = pipeline({"acme": make_config()}, ledger)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("index lost")
+
+    monkeypatch.setattr(p.index, "search", broken)
+    with pytest.raises(RuntimeError, match="index lost"):
+        p.query("acme", Q)
+    assert ledger.usage_totals("acme", FIXED_NOW.date()).queries_today == 0
 
 
 def test_an_empty_question_is_refused():
