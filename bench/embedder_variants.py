@@ -64,10 +64,10 @@ output, intermediate (384 -> 1536), feed-forward output (1536 -> 384)."""
 
 KEEP_FP32 = ("L0.f", "L4.v", "L5.v", "L3.v", "L4.i", "L1.f", "L2.f",
              "L2.v", "L3.i", "L0.i", "L1.i", "L2.i", "L1.v")
-"""Weight MatMuls (``L{layer}.{role}``) whose int8 arithmetic moves the vectors most, most
-first (from an experiment that made one MatMul at a time int8 and measured the cosine to the
-shipped vectors on the eval questions and corpus): a variant keeping k in fp32 keeps the
-first k."""
+"""Weight MatMuls (``L{layer}.{role}``) in the order an experiment kept them in fp32: it
+made one MatMul at a time int8, measured how far that moved the vectors (cosine to the
+shipped ones on the eval questions and corpus), and took first those that bought the most
+fidelity per unit of work lost. A variant keeping k in fp32 keeps the first k."""
 
 KEEP_COUNTS = (5, 7, 13)
 
