@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from pydantic import Field, ValidationError
@@ -366,19 +367,48 @@ def reference_safe_update(repo: TenantConfigRepository, tenant_id: str,
 Regions = Mapping[str, TenantConfigRepository]
 
 
-def check_replication(replicate: Callable[[Regions], None]) -> CheckReport:
+def _lags_expected(before: Mapping[str, Mapping[str, ResolvedConfig]],
+                   regions: Regions) -> dict[str, float]:
+    """Each region's replication lag in the pass that turned ``before`` into the regions'
+    state now: for every copy written (a version that moved), the seconds from the winning
+    write in its source region to the copy; the largest per region, 0 where nothing came."""
+    lags = dict.fromkeys(regions, 0.0)
+    for tenant_id, records in before.items():
+        written = [(rec.updated_at or "", name) for name, rec in records.items() if rec.version]
+        if not written:
+            continue
+        source_at = datetime.fromisoformat(max(written)[0])
+        for name, repo in regions.items():
+            now = repo.get_record(tenant_id)
+            if now.version != records[name].version and now.updated_at:
+                lag = (datetime.fromisoformat(now.updated_at) - source_at).total_seconds()
+                lags[name] = max(lags[name], lag)
+    return lags
+
+
+def check_replication(replicate: Callable[[Regions], Any]) -> CheckReport:
     """Hard: ``replicate(regions)`` makes every region hold the last-written config of every
-    tenant (last write wins by ``updated_at``, ties to the region name), and does nothing
-    when they already agree."""
+    tenant (last write wins by ``updated_at``, ties to the region name), does nothing when
+    they already agree, and returns the replication lag it observed: ``{region: seconds}``,
+    per region the longest time from a winning write in its source region to the copy
+    written here (the copy's ``updated_at`` minus the source's), 0 where nothing came."""
     report = CheckReport("hard: multi-region replication, last write wins")
     box = open_sandbox(seed=False)
     try:
         regions = {name: box.open_repository(database="own", redis="own")
                    for name in ("ap", "eu", "us")}
+
+        def snapshot() -> dict[str, dict[str, ResolvedConfig]]:
+            tenants = sorted(set().union(*(r.iter_tenants() for r in regions.values())))
+            return {t: {name: r.get_record(t) for name, r in regions.items()}
+                    for t in tenants}
+
         regions["us"].update_config("acme", {"top_k": 4}, actor="us-admin")
         regions["eu"].update_config("globex", {"plan": "pro", "model": "gpt-4"},
                                     actor="eu-admin")
-        replicate(regions)
+        before = snapshot()
+        first_lags = replicate(regions)
+        first_expected = _lags_expected(before, regions)
         report.require("a tenant written in one region reaches every region",
                        all(r.get_config("acme").top_k == 4 for r in regions.values())
                        and all(r.get_config("globex").model == "gpt-4"
@@ -393,25 +423,42 @@ def check_replication(replicate: Callable[[Regions], None]) -> CheckReport:
         report.require("the later write (ap: top_k 9) wins everywhere",
                        all((c.top_k, c.temperature) == (9, 0.7) for c in configs))
         versions = {name: r.get_record("acme").version for name, r in regions.items()}
-        replicate(regions)
+        quiet_lags = replicate(regions)
         agreed = all(c == configs[0] for c in configs)
         report.require("replicating again when regions agree writes nothing",
                        agreed and versions == {name: r.get_record("acme").version
                                                for name, r in regions.items()})
+        report.require("replicate returns each region's lag in seconds, from the source's "
+                       "write to the copy (0 where nothing came)",
+                       _same_lags(first_lags, first_expected))
+        report.require("a pass with nothing to copy reports no lag",
+                       _same_lags(quiet_lags, dict.fromkeys(regions, 0.0)))
     finally:
         box.close()
     return report
 
 
-def reference_replicate(regions: Regions) -> None:
-    """Reference solution (hard): whole-config last-write-wins across every region."""
+def _same_lags(reported: Any, expected: Mapping[str, float]) -> bool:
+    return (isinstance(reported, Mapping) and set(reported) == set(expected)
+            and all(isinstance(reported[k], int | float) and not isinstance(reported[k], bool)
+                    and abs(reported[k] - v) < 1e-6 for k, v in expected.items()))
+
+
+def reference_replicate(regions: Regions) -> dict[str, float]:
+    """Reference solution (hard): whole-config last-write-wins across every region; returns
+    each region's replication lag (seconds from the source's write to the copy)."""
+    lags = dict.fromkeys(regions, 0.0)
     tenants = sorted(set().union(*(r.iter_tenants() for r in regions.values())))
     for tenant_id in tenants:
         records = {name: repo.get_record(tenant_id) for name, repo in regions.items()}
         stored = [(rec.updated_at or "", name) for name, rec in records.items() if rec.version]
-        _, source = max(stored)
+        written_at, source = max(stored)
         winner = records[source].config
         for name, repo in regions.items():
             if records[name].config != winner or records[name].version == 0:
-                repo.update_config(tenant_id, winner, merge=False, actor="replicator",
-                                   reason=f"replicated from {source}")
+                copy = repo.update_config(tenant_id, winner, merge=False, actor="replicator",
+                                          reason=f"replicated from {source}")
+                lag = (datetime.fromisoformat(copy.updated_at or written_at)
+                       - datetime.fromisoformat(written_at)).total_seconds()
+                lags[name] = max(lags[name], lag)
+    return lags

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from datetime import datetime
+
 from m11_tenant.practathon import (
     RetryBackoffConfig,
     check_replication,
@@ -12,6 +15,7 @@ from m11_tenant.practathon import (
     reference_safe_update,
 )
 from m11_tenant.schema import TenantConfig
+from m11_tenant.workbook import open_sandbox
 
 
 def test_retry_field_check():
@@ -57,9 +61,33 @@ def test_replication_check():
             for repo in regions.values():
                 repo.update_config(tenant_id, first.get_config(tenant_id), merge=False)
 
+    def lww_timed_by_the_wall_clock(regions):  # copies right, but measures its own time
+        started = time.monotonic()
+        reference_replicate(regions)
+        return dict.fromkeys(regions, time.monotonic() - started)
+
     assert check_replication(reference_replicate).passed
     assert not check_replication(nothing).passed
     assert not check_replication(copy_without_lww).passed
+    wall = check_replication(lww_timed_by_the_wall_clock)
+    assert [ok for _, ok in wall.results] == [True, True, True, True, False, False]
+
+
+def test_the_reference_reports_the_lag_of_each_copy():
+    box = open_sandbox(seed=False)
+    try:
+        regions = {name: box.open_repository(database="own", redis="own")
+                   for name in ("ap", "eu", "us")}
+        written = regions["us"].update_config("acme", {"top_k": 4}).updated_at
+        lags = reference_replicate(regions)
+        copied = {name: regions[name].get_record("acme").updated_at for name in ("ap", "eu")}
+        assert lags["us"] == 0.0  # the source itself received nothing
+        for name, at in copied.items():  # one step of the sandbox clock (a minute) or more
+            seconds = (datetime.fromisoformat(at) - datetime.fromisoformat(written))
+            assert lags[name] == seconds.total_seconds() >= 60
+        assert reference_replicate(regions) == dict.fromkeys(regions, 0.0)
+    finally:
+        box.close()
 
 
 def test_quality_probe():
