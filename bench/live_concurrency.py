@@ -56,7 +56,7 @@ def main() -> None:
     levels = [int(c) for c in args.clients.split(",")]
 
     standin, provider_env = start_standin(args.latency)
-    os.environ.update(provider_env)  # start_server passes our environment to the server
+    os.environ.update(provider_env)  # Server.start passes our environment to the server
     rows = []
     try:
         with tempfile.TemporaryDirectory(prefix="m11-live-bench-") as tmp:

@@ -456,9 +456,9 @@ def reference_replicate(regions: Regions) -> dict[str, float]:
         winner = records[source].config
         for name, repo in regions.items():
             if records[name].config != winner or records[name].version == 0:
-                copy = repo.update_config(tenant_id, winner, merge=False, actor="replicator",
-                                          reason=f"replicated from {source}")
-                lag = (datetime.fromisoformat(copy.updated_at or written_at)
+                copied = repo.update_config(tenant_id, winner, merge=False, actor="replicator",
+                                            reason=f"replicated from {source}")
+                lag = (datetime.fromisoformat(copied.updated_at or written_at)
                        - datetime.fromisoformat(written_at)).total_seconds()
                 lags[name] = max(lags[name], lag)
     return lags
